@@ -1,0 +1,58 @@
+"""ember: distributed execution with Ray Core's Python API.
+
+An existing Ray program runs on ember by changing one import::
+
+    import ember as ray
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    print(ray.get([square.remote(i) for i in range(4)]))
+
+Actors are not supported yet (``@remote`` on a class raises NotImplementedError).
+"""
+
+from ember import exceptions
+from ember._private.api import (
+    RayContext,
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    get_gpu_ids,
+    init,
+    is_initialized,
+    nodes,
+    put,
+    remote,
+    shutdown,
+    wait,
+)
+from ember._private.object_ref import ObjectRef
+from ember._private.remote_function import RemoteFunction
+from ember._private.runtime_context import RuntimeContext, get_runtime_context
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ObjectRef",
+    "RayContext",
+    "RemoteFunction",
+    "RuntimeContext",
+    "__version__",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

@@ -1,0 +1,1 @@
+"""ember's internals: nothing here is public API."""

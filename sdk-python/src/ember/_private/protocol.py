@@ -1,0 +1,263 @@
+"""The local stream: framing and the ``Connection`` to the node's Unix socket.
+
+A frame is a 4-byte little-endian length and one protobuf message
+(``ClientMessage`` from us, ``NodeMessage`` from the node); see proto/README.md.
+
+Receiving is **leader–follower**: there is no background reader thread. A
+thread that needs something from the node (a result, a reply, a task to run)
+calls ``wait_until(predicate, timeout)``. If it can take the read lock it
+becomes the leader: it reads what the socket has, decodes every complete frame
+and hands each ``NodeMessage`` to ``on_message`` (which updates the runtime's
+state), then releases the lock and wakes the followers. Threads that cannot
+take the lock wait on a condition until the leader has read something. The
+synchronous path (submit, then wait for the result) therefore has no thread
+hand-off at all.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from ember.exceptions import LocalRayletDiedError
+from ember.v1 import local_pb2
+
+_LEN = struct.Struct("<I")
+_NodeMessage = local_pb2.NodeMessage
+_monotonic = time.monotonic
+
+#: ``ClientMessage.ops`` is field 1, length-delimited: tag byte 0x0a.
+_OPS_TAG = b"\x0a"
+_INITIAL_BUFFER = 1 << 20
+_MAX_FRAME = 1 << 31
+
+
+def encode_varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
+
+
+def encode_frame(ops: Iterable[bytes]) -> bytes:
+    """One frame holding a ``ClientMessage`` made of already-encoded ``ClientOp`` bytes."""
+    parts = [b""]
+    varint = encode_varint
+    for op in ops:
+        parts.append(_OPS_TAG)
+        parts.append(varint(len(op)))
+        parts.append(op)
+    size = 0
+    for p in parts:
+        size += len(p)
+    parts[0] = _LEN.pack(size)
+    return b"".join(parts)
+
+
+def split_frames(buf: bytes | bytearray | memoryview, start: int, end: int) -> tuple[list[tuple[int, int]], int]:
+    """The complete frames in ``buf[start:end]`` as (body_start, body_end), and where the rest begins."""
+    frames = []
+    unpack = _LEN.unpack_from
+    while end - start >= 4:
+        (length,) = unpack(buf, start)
+        if end - start - 4 < length:
+            break
+        frames.append((start + 4, start + 4 + length))
+        start += 4 + length
+    return frames, start
+
+
+class Connection:
+    """A client connection to the node: thread-safe ``send`` and leader–follower receive.
+
+    ``on_message(msg)`` is called for every received ``NodeMessage``, by the
+    thread that read it, with the read lock held (so calls never overlap).
+    ``wrap_ops(ops)``, when set, is called under the send lock with the ops of
+    each ``send`` and returns the ops to send (the runtime adds pending
+    results and reference updates there, keeping their order on the wire).
+    """
+
+    def __init__(self, path: str, on_message: Callable[[local_pb2.NodeMessage], None]):
+        self.path = path
+        self.on_message = on_message
+        self.wrap_ops: Callable[[list[bytes]], list[bytes]] | None = None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise ConnectionError(f"cannot connect to the ember node at {path}: {exc}") from exc
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._send_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+        self._buf = bytearray(_INITIAL_BUFFER)
+        self._start = 0
+        self._end = 0
+        # Why the connection is dead (None while it is alive).
+        self._dead: BaseException | None = None
+
+    # -- sending ---------------------------------------------------------
+
+    def send(self, ops: list[bytes]) -> None:
+        """Send one ``ClientMessage`` holding ``ops`` (encoded ``ClientOp``s)."""
+        with self._send_lock:
+            wrap = self.wrap_ops
+            if wrap is not None:
+                ops = wrap(ops)
+                if not ops:
+                    return
+            frame = encode_frame(ops)
+            try:
+                self._sock.sendall(frame)
+            except OSError as exc:
+                self._mark_dead(self._closed_error())
+                raise self._closed_error() from exc
+
+    # -- receiving -------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Read and dispatch node messages until ``predicate()`` is true or ``timeout`` passes.
+
+        Returns ``True`` once the predicate holds, ``False`` on timeout. Raises
+        ``LocalRayletDiedError`` once the connection is closed.
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        read_lock = self._read_lock
+        cond = self._cond
+        while True:
+            if predicate():
+                return True
+            if self._dead is not None:
+                raise self._dead
+            if deadline is None:
+                remaining = None
+            else:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    return False
+            if read_lock.acquire(False):
+                try:
+                    if predicate():
+                        return True
+                    self._read_once(remaining)
+                finally:
+                    read_lock.release()
+                    with cond:
+                        cond.notify_all()
+            else:
+                with cond:
+                    # The leader wakes us after it releases the read lock; it
+                    # needs `cond` for that, so checking under `cond` loses no wakeup.
+                    if read_lock.locked() and self._dead is None and not predicate():
+                        cond.wait(remaining)
+
+    def poll_once(self) -> None:
+        """Dispatch whatever has already arrived, without blocking (no-op if another thread reads)."""
+        if self._dead is None and self._read_lock.acquire(False):
+            try:
+                self._read_once(0.0)
+            finally:
+                self._read_lock.release()
+                with self._cond:
+                    self._cond.notify_all()
+
+    def _read_once(self, timeout: float | None) -> None:
+        """Read once (waiting up to ``timeout``) and dispatch every complete frame. Read lock held."""
+        if timeout is not None:
+            ms = int(timeout * 1000)
+            if not self._poll.poll(ms if ms > 0 or timeout <= 0 else 1):
+                return
+        buf = self._buf
+        if self._end == len(buf):
+            self._make_room(0)
+            buf = self._buf
+        try:
+            with memoryview(buf) as view:
+                n = self._sock.recv_into(view[self._end:])
+        except (ConnectionResetError, BrokenPipeError, OSError) as exc:
+            if isinstance(exc, (BlockingIOError, InterruptedError)):
+                return
+            self._mark_dead(self._closed_error())
+            raise self._dead from exc
+        if n == 0:
+            self._mark_dead(self._closed_error())
+            raise self._dead
+        self._end += n
+        frames, self._start = split_frames(buf, self._start, self._end)
+        if frames:
+            from_string = _NodeMessage.FromString
+            on_message = self.on_message
+            with memoryview(buf) as view:
+                msgs = [from_string(view[a:b]) for a, b in frames]
+            if self._start == self._end:
+                self._start = self._end = 0
+            for msg in msgs:
+                on_message(msg)
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end - self._start >= 4:
+            (length,) = _LEN.unpack_from(buf, self._start)
+            if length > _MAX_FRAME:
+                self._mark_dead(LocalRayletDiedError(f"the ember node at {self.path} sent a frame of {length} bytes"))
+                raise self._dead
+            if self._start + 4 + length > len(buf):
+                self._make_room(4 + length)
+
+    def _make_room(self, frame_size: int) -> None:
+        """Move the partial frame to the front of the buffer; grow it to hold ``frame_size`` bytes."""
+        pending = self._end - self._start
+        buf = self._buf
+        if self._start:
+            buf[:pending] = buf[self._start:self._end]
+            self._start, self._end = 0, pending
+        need = max(frame_size, pending + 1)
+        if need > len(buf):
+            size = len(buf)
+            while size < need:
+                size *= 2
+            buf.extend(bytes(size - len(buf)))
+
+    # -- closing ---------------------------------------------------------
+
+    def _closed_error(self) -> LocalRayletDiedError:
+        return LocalRayletDiedError(f"the ember node at {self.path} closed the connection")
+
+    def _mark_dead(self, exc: BaseException) -> None:
+        if self._dead is None:
+            self._dead = exc
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Close the connection; waiting threads get ``LocalRayletDiedError``."""
+        self._mark_dead(LocalRayletDiedError("the connection to the ember node was closed by this process (shutdown)"))
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already disconnected
+        if self._read_lock.acquire(timeout=1.0):
+            try:
+                self._sock.close()
+            finally:
+                self._read_lock.release()

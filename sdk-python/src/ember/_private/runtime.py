@@ -1,0 +1,573 @@
+"""``CoreRuntime``: one per process, the state behind the public API.
+
+It owns the connection to the node and:
+
+* the object table: ObjectId → ``ObjectValue`` for objects whose value has
+  arrived (``ObjectReady``) or that this process put;
+* local reference counts, with the batch of ``RefUpdate`` changes that goes
+  out with the next message sent (``ObjectRef.__del__`` only queues the id);
+* the function-registration cache and task-id generator;
+* ``submit_task``, ``put``, ``get``, ``wait``, ``cancel``, ``cluster_status``;
+* for workers: the queue of ``ExecuteTask`` ops and the results not yet sent.
+
+All node messages are applied by ``_on_message``, called by whichever thread
+is reading (see protocol.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+
+from ember import exceptions
+from ember._private import ids, serialization, wire
+from ember._private.object_ref import ObjectRef, new_owned_ref
+from ember._private.protocol import Connection
+from ember._private.shm import Arena
+from ember.v1 import common_pb2, local_pb2
+
+logger = logging.getLogger("ember")
+
+_ClientOp = local_pb2.ClientOp
+_ObjectValue = common_pb2.ObjectValue
+_CREATE_TIMEOUT_MS = int(os.environ.get("EMBER_PUT_TIMEOUT_MS", "30000"))
+_FLUSH_THRESHOLD = 512
+
+
+def _op(**kwargs) -> bytes:
+    return _ClientOp(**kwargs).SerializeToString()
+
+
+class CoreRuntime:
+    """The process's connection to its node and everything it tracks about objects and tasks."""
+
+    def __init__(
+        self,
+        socket_path: str,
+        token: str,
+        *,
+        is_worker: bool = False,
+        worker_id: bytes = b"",
+        namespace: str = "",
+        code_search_path: list[str] | tuple = (),
+        session: dict | None = None,
+    ):
+        self.is_worker = is_worker
+        self.worker_id = worker_id
+        self.namespace = namespace
+        self.session = session or {}
+        # Values that arrived or were put here, by object id.
+        self.objects: dict[bytes, common_pb2.ObjectValue] = {}
+        # Ids the node pushes to us (our submissions' returns, GetObjects asked).
+        self._requested: set[bytes] = set()
+        # Local reference counts; adds not yet sent; ids released by __del__.
+        self._counts: dict[bytes, int] = {}
+        self._ref_lock = threading.Lock()
+        self._adds: dict[bytes, None] = {}
+        self._released: deque[bytes] = deque()
+        self._pending_removes: list[bytes] = []
+        # Read-only mappings of shm objects (weak: the mapping lives as long as its buffers).
+        self._maps: dict[bytes, tuple[weakref.ref, int]] = {}
+        self._registered: set[bytes] = set()
+        self._task_ids = ids.TaskIdGenerator()
+        self._request_ids = itertools.count(1)
+        self._replies: dict[int, object] = {}
+        self._errors: dict[int, common_pb2.TaskError] = {}
+        self._fatal: BaseException | None = None
+        self._warned: set[str] = set()
+        # Worker state: tasks received and not started, results not yet sent.
+        self.exec_queue: deque[local_pb2.ExecuteTask] = deque()
+        self.blocked = False
+        self.current_task: local_pb2.ExecuteTask | None = None
+        self._finished: list[bytes] = []
+        self._finished_lock = threading.Lock()
+        # Futures waiting for objects (ObjectRef.future()).
+        self._futures: list = []
+        self._futures_lock = threading.Lock()
+        self._futures_thread: threading.Thread | None = None
+        self._job_field: bytes | None = None
+        self.hello: local_pb2.HelloReply | None = None
+
+        self.conn = Connection(socket_path, self._on_message)
+        hello = local_pb2.Hello(
+            token=token,
+            kind=local_pb2.WORKER if is_worker else local_pb2.DRIVER,
+            worker_id=worker_id,
+            pid=os.getpid(),
+            language=common_pb2.PYTHON,
+            namespace=namespace,
+            code_search_path=list(code_search_path),
+        )
+        self.conn.send([_op(hello=hello)])
+        try:
+            self._wait(lambda: self.hello is not None or self._fatal is not None, None)
+        except BaseException:
+            self.conn.close()
+            raise
+        if self._fatal is not None:
+            self.conn.close()
+            raise self._fatal
+        reply = self.hello
+        self.node_id: bytes = reply.node_id
+        self.job_id: bytes = reply.job_id
+        self.max_inline_bytes: int = reply.max_inline_bytes or 100 * 1024
+        self.node_address: str = reply.node_address
+        self.session_dir: str = reply.session_dir
+        self.arena = Arena(reply.shm_path, reply.shm_size) if reply.shm_path else None
+        self._job_field = wire.encode_job_id(self.job_id)
+        self.conn.wrap_ops = self._wrap_ops
+
+    # -- receiving -------------------------------------------------------
+
+    def _on_message(self, msg: local_pb2.NodeMessage) -> None:
+        handback = None
+        for op in msg.ops:
+            which = op.WhichOneof("op")
+            if which == "object_ready":
+                ready = op.object_ready
+                oid = ready.object_id
+                with self._ref_lock:
+                    if oid in self._counts:
+                        self.objects[oid] = ready.value
+            elif which == "execute_task":
+                task = op.execute_task
+                if self.blocked:
+                    if handback is None:
+                        handback = []
+                    handback.append(task.spec.task_id)
+                else:
+                    self.exec_queue.append(task)
+            elif which == "create_object_reply":
+                self._replies[op.create_object_reply.request_id] = op.create_object_reply
+            elif which == "info_reply":
+                self._replies[op.info_reply.request_id] = op.info_reply
+            elif which == "error":
+                self._on_error(op.error)
+            elif which == "warning":
+                self._warn(op.warning.message)
+            elif which == "hello_reply":
+                self.hello = op.hello_reply
+        if handback:
+            self.conn.send([_op(worker_blocked=local_pb2.WorkerBlocked(returned_task_ids=handback))])
+
+    def _on_error(self, reply: local_pb2.ErrorReply) -> None:
+        if reply.request_id:
+            self._errors[reply.request_id] = reply.error
+            return
+        exc = exceptions.exception_for_error(reply.error)
+        if self.hello is None or reply.error.kind == common_pb2.UNAUTHENTICATED:
+            self._fatal = exc
+        else:
+            self._warn(f"the ember node reported an error: {exc}")
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
+
+    def _wait(self, predicate, timeout: float | None) -> bool:
+        try:
+            return self.conn.wait_until(predicate, timeout)
+        except exceptions.LocalRayletDiedError:
+            if self._fatal is not None:
+                raise self._fatal from None
+            raise
+
+    # -- sending and reference counts -------------------------------------
+
+    def _wrap_ops(self, ops: list[bytes]) -> list[bytes]:
+        """Called under the send lock: results first, then ``ops``, then reference updates."""
+        if self._finished:
+            with self._finished_lock:
+                finished, self._finished = self._finished, []
+            ops = finished + ops
+        if self._released or self._adds:
+            update = self._collect_ref_update()
+            if update is not None:
+                ops = ops + [update]
+        return ops
+
+    def send(self, ops: list[bytes]) -> None:
+        """Send ops (plus pending results and reference updates) in one message."""
+        self.conn.send(ops)
+
+    def flush(self) -> None:
+        """Send pending results and reference updates now."""
+        if self._finished or self._released or self._adds:
+            self.conn.send([])
+
+    def add_borrowed_ref(self, object_id: bytes) -> None:
+        """Count a reference this process did not create (an ``add`` on 0 → 1)."""
+        with self._ref_lock:
+            count = self._counts.get(object_id, 0)
+            self._counts[object_id] = count + 1
+            if not count:
+                self._adds[object_id] = None
+
+    def _add_owned_refs(self, object_ids: list[bytes]) -> None:
+        """Count references implied by SubmitTask or PutObject (no ``add`` sent)."""
+        counts = self._counts
+        with self._ref_lock:
+            for oid in object_ids:
+                counts[oid] = counts.get(oid, 0) + 1
+
+    def local_ref_count(self, object_id: bytes) -> int:
+        """This process's count for ``object_id`` (releases not yet processed included)."""
+        self._process_released()
+        return self._counts.get(object_id, 0)
+
+    def _process_released(self) -> list[bytes]:
+        """Apply queued releases; return the ids whose count reached 0 and must be removed."""
+        released = self._released
+        removes = []
+        counts = self._counts
+        with self._ref_lock:
+            while released:
+                try:
+                    oid = released.popleft()
+                except IndexError:
+                    break
+                count = counts.get(oid)
+                if count is None:
+                    continue
+                if count > 1:
+                    counts[oid] = count - 1
+                    continue
+                del counts[oid]
+                if oid in self._adds:
+                    del self._adds[oid]
+                else:
+                    removes.append(oid)
+                self.objects.pop(oid, None)
+                self._requested.discard(oid)
+                self._maps.pop(oid, None)
+            self._pending_removes.extend(removes)
+        return removes
+
+    def _collect_ref_update(self) -> bytes | None:
+        self._process_released()
+        with self._ref_lock:
+            removes, self._pending_removes = self._pending_removes, []
+            adds = list(self._adds)
+            self._adds.clear()
+        if not adds and not removes:
+            return None
+        return wire.encode_ref_update(adds, removes)
+
+    # -- tasks -----------------------------------------------------------
+
+    def job_field(self) -> bytes:
+        """The encoded ``TaskSpec.job_id`` for tasks submitted now."""
+        task = self.current_task
+        if task is not None and task.spec.job_id:
+            return wire.encode_job_id(task.spec.job_id)
+        return self._job_field
+
+    def submit_task(self, fn, static_spec: bytes, num_returns: int, args, kwargs) -> list[ObjectRef]:
+        """Submit a task of ``fn`` (a ``FunctionHandle``); return its return refs without waiting."""
+        ops = []
+        if fn.function_id not in self._registered:
+            self._registered.add(fn.function_id)
+            ops.append(fn.register_op)
+        task_id = self._task_ids.next()
+        current = self.current_task
+        parts = [
+            static_spec,
+            self._job_field if current is None else self.job_field(),
+            wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
+        ]
+        temps = None
+        if args:
+            for arg in args:
+                if type(arg) is ObjectRef:
+                    parts.append(wire.encode_ref_arg(arg._id))
+                else:
+                    temps = self._encode_value_arg(parts, arg, None, temps)
+        if kwargs:
+            for key, arg in kwargs.items():
+                if type(arg) is ObjectRef:
+                    parts.append(wire.encode_ref_arg(arg._id, key))
+                else:
+                    temps = self._encode_value_arg(parts, arg, key, temps)
+        ops.append(wire.encode_submit(parts))
+        return_ids = ids.return_object_ids(task_id, num_returns)
+        if return_ids:
+            self._add_owned_refs(return_ids)
+            self._requested.update(return_ids)
+        self.conn.send(ops)
+        # `temps` (large arguments put for this task) is dropped here: the task holds them now.
+        del temps
+        return [new_owned_ref(self, oid) for oid in return_ids]
+
+    def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps):
+        ser = serialization.serialize(arg)
+        if ser.size <= self.max_inline_bytes:
+            value = wire.encode_value(ser.format, ser.metadata, ser.to_bytes(), None, ser.contained_refs)
+            parts.append(wire.encode_value_arg(value, keyword))
+            return temps
+        ref = self.put_serialized(ser)
+        parts.append(wire.encode_ref_arg(ref._id, keyword))
+        if temps is None:
+            temps = []
+        temps.append(ref)
+        return temps
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        """Ask the node to cancel a task."""
+        self.send([_op(cancel_task=local_pb2.CancelTask(task_id=task_id, force=force, recursive=recursive))])
+
+    # -- objects ---------------------------------------------------------
+
+    def put(self, value) -> ObjectRef:
+        """Store ``value`` and return its ObjectRef."""
+        return self.put_serialized(serialization.serialize(value))
+
+    def put_serialized(self, ser: serialization.SerializedValue) -> ObjectRef:
+        """Store an already serialized value under a fresh put id."""
+        oid = ids.put_object_id()
+        contained = list(ser.contained_refs)
+        if ser.size <= self.max_inline_bytes:
+            value = _ObjectValue(format=ser.format, metadata=ser.metadata, inline_data=ser.to_bytes(),
+                                 contained_refs=contained)
+        else:
+            offset, size = self.write_shm(oid, ser)
+            value = _ObjectValue(format=ser.format, metadata=ser.metadata,
+                                 shm=common_pb2.ShmLocation(offset=offset, size=size),
+                                 contained_refs=contained)
+        self._add_owned_refs([oid])
+        ref = new_owned_ref(self, oid)
+        with self._ref_lock:
+            self.objects[oid] = value
+        self.send([_op(put_object=local_pb2.PutObject(object_id=oid, value=value))])
+        return ref
+
+    def write_shm(self, object_id: bytes, ser: serialization.SerializedValue) -> tuple[int, int]:
+        """Allocate a block for ``object_id``, copy ``ser`` into it (not sealed); return (offset, size)."""
+        if self.arena is None:
+            raise exceptions.RaySystemError("the ember node has no shared-memory arena")
+        rid = next(self._request_ids)
+        create = local_pb2.CreateObject(request_id=rid, object_id=object_id, size=ser.size,
+                                        timeout_ms=_CREATE_TIMEOUT_MS)
+        self.send([_op(create_object=create)])
+        replies, errors = self._replies, self._errors
+        self._wait(lambda: rid in replies or rid in errors, None)
+        if rid in errors:
+            err = errors.pop(rid)
+            cls = exceptions.ObjectStoreFullError if err.kind in (
+                common_pb2.OBJECT_STORE_FULL, common_pb2.ERROR_KIND_UNSPECIFIED) else None
+            raise (cls(err.message) if cls else exceptions.exception_for_error(err))
+        loc = replies.pop(rid).location
+        try:
+            self.arena.write(loc.offset, ser.size, ser)
+        except BaseException:
+            self.send([_op(abort_object=local_pb2.AbortObject(object_id=object_id))])
+            raise
+        return loc.offset, ser.size
+
+    def _request(self, object_ids) -> None:
+        """Ask for ObjectReady of the ids the node will not push by itself."""
+        requested = self._requested
+        ask = [oid for oid in object_ids if oid not in requested]
+        if ask:
+            requested.update(ask)
+            self.send([_op(get_objects=local_pb2.GetObjects(object_ids=ask))])
+
+    def get(self, object_ids: list[bytes], timeout: float | None = None) -> list:
+        """The values of ``object_ids`` (raising the first error), waiting up to ``timeout``."""
+        objects = self.objects
+        missing = [oid for oid in object_ids if oid not in objects]
+        if len(self._released) > _FLUSH_THRESHOLD:
+            self.flush()
+        if missing:
+            self._await_all(missing, timeout)
+        return [self.read_value(oid, objects[oid]) for oid in object_ids]
+
+    def _await_all(self, missing: list[bytes], timeout: float | None) -> None:
+        self._request(missing)
+        objects = self.objects
+        missing.reverse()
+
+        def ready():
+            while missing and missing[-1] in objects:
+                missing.pop()
+            return not missing
+
+        if timeout is not None and timeout <= 0:
+            self.conn.poll_once()
+            if not ready():
+                raise exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
+            return
+        self.flush()
+        blocked = self._enter_blocked() if not ready() else False
+        try:
+            if not self._wait(ready, timeout):
+                raise exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
+        finally:
+            if blocked:
+                self._exit_blocked()
+
+    def wait(self, object_ids: list[bytes], num_returns: int, timeout: float | None) -> list[bool]:
+        """Wait until ``num_returns`` of ``object_ids`` are ready (or ``timeout``); return readiness flags."""
+        objects = self.objects
+        self._request([oid for oid in object_ids if oid not in objects])
+
+        def enough():
+            n = 0
+            for oid in object_ids:
+                if oid in objects:
+                    n += 1
+                    if n >= num_returns:
+                        return True
+            return False
+
+        if timeout is not None and timeout <= 0:
+            self.conn.poll_once()
+        elif not enough():
+            self.flush()
+            blocked = self._enter_blocked()
+            try:
+                self._wait(enough, timeout)
+            finally:
+                if blocked:
+                    self._exit_blocked()
+        return [oid in objects for oid in object_ids]
+
+    def is_ready(self, object_id: bytes) -> bool:
+        return object_id in self.objects
+
+    def read_value(self, object_id: bytes, value: common_pb2.ObjectValue):
+        """Deserialize an object's value (mapping shared memory when it lives there)."""
+        if value.WhichOneof("body") == "shm":
+            data = self.map_object(object_id, value.shm.offset, value.shm.size)
+        else:
+            data = value.inline_data
+        return serialization.deserialize(value.format, value.metadata, data)
+
+    def map_object(self, object_id: bytes, offset: int, size: int) -> memoryview:
+        """A read-only view of a shm object; this process holds a reference while the mapping lives.
+
+        The mapping is cached weakly: buffers made from the view (numpy arrays
+        from ``get``) keep it alive, and when the last one goes a finalizer
+        queues the extra reference taken here for release.
+        """
+        cached = self._maps.get(object_id)
+        mm = cached[0]() if cached is not None else None
+        if mm is None:
+            mm, delta = self.arena.map_read(offset, size)
+            self.add_borrowed_ref(object_id)
+            weakref.finalize(mm, self._released.append, object_id)
+            self._maps[object_id] = (weakref.ref(mm), delta)
+        else:
+            delta = cached[1]
+        view = memoryview(mm)
+        return view[delta: delta + size] if delta else view
+
+    # -- worker blocking -----------------------------------------------
+
+    def _enter_blocked(self) -> bool:
+        """In a worker running a task: hand back queued tasks and tell the node we wait."""
+        if not self.is_worker or self.current_task is None or self.blocked:
+            return False
+        self.blocked = True
+        queued = [task.spec.task_id for task in self.exec_queue]
+        self.exec_queue.clear()
+        self.send([_op(worker_blocked=local_pb2.WorkerBlocked(returned_task_ids=queued))])
+        return True
+
+    def _exit_blocked(self) -> None:
+        self.blocked = False
+        if self.conn.alive:
+            self.send([_op(worker_unblocked=local_pb2.WorkerUnblocked())])
+
+    def add_finished(self, op: bytes) -> None:
+        """Queue an encoded TaskFinished op; it goes out with the next message."""
+        with self._finished_lock:
+            self._finished.append(op)
+
+    def next_task(self, timeout: float | None = None):
+        """Worker: the next ExecuteTask, reading from the node when none is queued (None on timeout)."""
+        queue = self.exec_queue
+        if not queue:
+            self.flush()
+            if not self._wait(lambda: bool(queue), timeout):
+                return None
+        return queue.popleft()
+
+    # -- info and futures --------------------------------------------------
+
+    def cluster_status(self, timeout: float | None = 30.0) -> local_pb2.ClusterStatus:
+        """The cluster's nodes, resources and task counts."""
+        rid = next(self._request_ids)
+        self.send([_op(info_request=local_pb2.InfoRequest(request_id=rid, kind=local_pb2.CLUSTER_STATUS))])
+        replies, errors = self._replies, self._errors
+        if not self._wait(lambda: rid in replies or rid in errors, timeout):
+            raise exceptions.GetTimeoutError("the ember node did not answer the cluster status request")
+        if rid in errors:
+            raise exceptions.exception_for_error(errors.pop(rid))
+        return replies.pop(rid).cluster_status
+
+    def future_for(self, ref: ObjectRef):
+        """A Future completed with ``ref``'s value by a helper thread."""
+        import concurrent.futures
+
+        fut = concurrent.futures.Future()
+        self._request([ref._id])
+        if ref._id in self.objects:
+            self._complete_future(ref, fut)
+            return fut
+        with self._futures_lock:
+            self._futures.append((ref, fut))
+            if self._futures_thread is None:
+                self._futures_thread = threading.Thread(target=self._futures_loop, name="ember-futures",
+                                                        daemon=True)
+                self._futures_thread.start()
+        return fut
+
+    def _complete_future(self, ref: ObjectRef, fut) -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(self.read_value(ref._id, self.objects[ref._id]))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+
+    def _futures_loop(self) -> None:
+        objects = self.objects
+        futures = self._futures
+        while True:
+            try:
+                self._wait(lambda: any(r._id in objects for r, _ in futures), 5.0)
+            except BaseException as exc:  # noqa: BLE001 - the connection died: fail every future
+                with self._futures_lock:
+                    pending, self._futures[:] = list(futures), []
+                    self._futures_thread = None
+                for _, fut in pending:
+                    if fut.set_running_or_notify_cancel():
+                        fut.set_exception(exc)
+                return
+            with self._futures_lock:
+                done = [(r, f) for r, f in futures if r._id in objects]
+                futures[:] = [(r, f) for r, f in futures if r._id not in objects]
+                if not futures and not done:
+                    self._futures_thread = None
+                    return
+            for ref, fut in done:
+                self._complete_future(ref, fut)
+
+    # -- shutdown --------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Send what is pending and close the connection."""
+        try:
+            if self.conn.alive:
+                self.flush()
+        except exceptions.LocalRayletDiedError:
+            pass  # the node is already gone: nothing left to tell it
+        self.conn.close()
+        if self.arena is not None:
+            self.arena.close()
+

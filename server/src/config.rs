@@ -1,0 +1,86 @@
+//! `NodeConfig`: everything a node daemon needs to start, with defaults.
+//! The CLI (`main.rs`) fills it from flags and `EMBER_*` environment variables.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Values up to this size travel inline in messages instead of shared memory.
+pub const DEFAULT_MAX_INLINE_BYTES: u64 = 100 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Run the head (control plane) in this process.
+    pub head: bool,
+    /// Address to bind the gRPC + Flight port to (127.0.0.1 unless told otherwise).
+    pub bind_host: String,
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+    /// CPUs to offer (default: the machine's count).
+    pub num_cpus: f64,
+    /// GPUs to offer (default: detected with cudarc, 0 without CUDA).
+    pub num_gpus: f64,
+    /// Custom resources.
+    pub resources: HashMap<String, f64>,
+    /// Bytes of shared memory for the object store.
+    pub object_store_memory: u64,
+    /// Where session directories live (`$EMBER_TMPDIR` or /tmp/ember-<uid>).
+    pub session_root: PathBuf,
+    /// Python interpreter for workers.
+    pub python: PathBuf,
+    /// Written (atomically) with the session JSON once the node listens.
+    pub ready_file: Option<PathBuf>,
+    /// Exit when stdin closes (the embedded cluster of a driver).
+    pub exit_with_stdin: bool,
+    /// Workers started at boot (default: one per CPU).
+    pub prestart_workers: usize,
+    /// The cluster token; made fresh when None.
+    pub token: Option<String>,
+    pub max_inline_bytes: u64,
+    /// Tasks a busy worker may have queued behind the one it runs.
+    pub pipeline_depth: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for this machine.
+    pub fn defaults() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self {
+            head: true,
+            bind_host: "127.0.0.1".into(),
+            port: 0,
+            num_cpus: cpus as f64,
+            num_gpus: crate::gpu::detect_gpus() as f64,
+            resources: HashMap::new(),
+            object_store_memory: default_object_store_memory(),
+            session_root: default_session_root(),
+            python: PathBuf::from("python3"),
+            ready_file: None,
+            exit_with_stdin: false,
+            prestart_workers: cpus,
+            token: None,
+            max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
+            pipeline_depth: 8,
+        }
+    }
+}
+
+/// 30% of physical memory, as Ray does.
+pub fn default_object_store_memory() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if pages <= 0 || page <= 0 {
+        return 2 << 30;
+    }
+    (pages as u64 * page as u64) * 3 / 10
+}
+
+/// `$EMBER_TMPDIR`, else `/tmp/ember-<uid>`.
+pub fn default_session_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EMBER_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    PathBuf::from(format!("/tmp/ember-{uid}"))
+}

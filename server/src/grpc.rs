@@ -1,0 +1,137 @@
+//! The node's TCP port: `NodeService` (remote client streams, status,
+//! shutdown), `HeadService` (when the head runs here) and the object store's
+//! Arrow Flight service, all behind one token check.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use ember_flight_store::FlightStoreService;
+use ember_proto::v1::{self, head_service_server::HeadServiceServer, node_service_server::NodeService};
+use ember_proto::v1::node_service_server::NodeServiceServer;
+use futures::{Stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::head::{Head, HeadServiceImpl};
+use crate::local::{gather, lock};
+use crate::node::NodeCore;
+
+/// Largest gRPC message accepted (Flight batches and task batches).
+const MAX_MESSAGE_BYTES: usize = 512 << 20;
+
+/// Refuses calls without `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct TokenCheck {
+    expected: Arc<str>,
+}
+
+impl TokenCheck {
+    pub fn new(token: &str) -> Self {
+        Self { expected: format!("Bearer {token}").into() }
+    }
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        match req.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
+            Some(v) if v.as_bytes() == self.expected.as_bytes() => Ok(req),
+            Some(_) => Err(Status::unauthenticated("wrong cluster token")),
+            None => Err(Status::unauthenticated(
+                "missing cluster token: send `authorization: Bearer <token>` (the token is in the session file)",
+            )),
+        }
+    }
+}
+
+pub struct NodeServiceImpl {
+    pub core: Arc<Mutex<NodeCore>>,
+    pub shutdown: CancellationToken,
+}
+
+type NodeStream = Pin<Box<dyn Stream<Item = Result<v1::NodeMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeService for NodeServiceImpl {
+    type OpenStreamStream = NodeStream;
+
+    async fn open_stream(
+        &self,
+        req: Request<Streaming<v1::ClientMessage>>,
+    ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let mut incoming = req.into_inner();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let conn = lock(&self.core).add_conn(tx);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        // Batch what the core queued into one NodeMessage per wake-up.
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let (msg, close) = gather(first, &mut rx);
+                if !msg.ops.is_empty() && out_tx.send(Ok(msg)).is_err() {
+                    return;
+                }
+                if close {
+                    return;
+                }
+            }
+        });
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = incoming.next().await {
+                if !lock(&core).handle_ops(conn, msg.ops) {
+                    break;
+                }
+            }
+            lock(&core).remove_conn(conn);
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(out_rx))))
+    }
+
+    async fn get_cluster_status(
+        &self,
+        _req: Request<v1::GetClusterStatusRequest>,
+    ) -> Result<Response<v1::GetClusterStatusResponse>, Status> {
+        let status = lock(&self.core).cluster_status();
+        Ok(Response::new(v1::GetClusterStatusResponse { status: Some(status) }))
+    }
+
+    async fn shutdown(&self, _req: Request<v1::ShutdownRequest>) -> Result<Response<v1::ShutdownResponse>, Status> {
+        tracing::info!("shutdown requested over gRPC");
+        self.shutdown.cancel();
+        Ok(Response::new(v1::ShutdownResponse {}))
+    }
+}
+
+/// Serve every gRPC service on `listener` until `shutdown`.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    core: Arc<Mutex<NodeCore>>,
+    head: Option<Arc<Head>>,
+    token: &str,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let check = TokenCheck::new(token);
+    let (store, inline) = {
+        let c = lock(&core);
+        (c.store().clone(), c.config().max_inline_bytes as usize)
+    };
+    let node = NodeServiceServer::new(NodeServiceImpl { core: core.clone(), shutdown: shutdown.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let node = InterceptedService::new(node, check.clone());
+    let flight = FlightServiceServer::new(FlightStoreService::new(store, inline))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let flight = InterceptedService::new(flight, check.clone());
+    let mut router = tonic::transport::Server::builder().add_service(node).add_service(flight);
+    if let Some(head) = head {
+        router = router.add_service(HeadServiceServer::with_interceptor(HeadServiceImpl(head), check));
+    }
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}

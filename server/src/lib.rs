@@ -1,0 +1,173 @@
+//! ember's node daemon and head.
+//!
+//! - [`config`]: `NodeConfig`, the daemon's settings and their defaults.
+//! - [`session`]: the session directory, token and `session.json` that
+//!   clients and `ember stop/status` use to find a cluster.
+//! - [`node`]: `NodeCore`, the owner-side task manager, object directory,
+//!   local scheduler and worker bookkeeping (the task lifecycle is described
+//!   there).
+//! - [`resources`]: fixed-point resource accounting and GPU instances.
+//! - [`worker_pool`]: runs the Python fork server and forks workers.
+//! - [`local`]: the Unix-socket transport for local drivers and workers.
+//! - [`grpc`]: the TCP port: `NodeService`, `HeadService`, Arrow Flight,
+//!   behind the token check.
+//! - [`head`]: the control plane (membership, function table, KV).
+//! - [`gpu`]: GPU detection through cudarc, loaded at run time.
+//! - [`status`]: `ember status` output.
+//! - [`error`]: `NodeError` and its conversion to `tonic::Status`.
+
+pub mod config;
+pub mod error;
+pub mod gpu;
+pub mod grpc;
+pub mod head;
+pub mod local;
+pub mod node;
+pub mod resources;
+pub mod session;
+pub mod status;
+pub mod worker_pool;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use ember_flight_store::{Store, StoreConfig};
+use ember_proto::NodeId;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::NodeConfig;
+pub use session::SessionInfo;
+
+/// Bytes of the arena pre-allocated at start so the first puts write into
+/// memory that is already there.
+const PREFAULT_BYTES: u64 = 256 << 20;
+
+/// Run a node (and the head, when configured) on an already-bound TCP
+/// listener until `shutdown` is cancelled. Writes the session file and the
+/// ready file once it serves.
+pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let address = listener.local_addr()?.to_string();
+    let session_dir = session::create_session_dir(&config.session_root)
+        .with_context(|| format!("cannot create a session under {}", config.session_root.display()))?;
+    let token = config.token.clone().unwrap_or_else(session::new_token);
+    let node_id = NodeId::random();
+
+    session::remove_stale_arenas(std::path::Path::new("/dev/shm"));
+    let arena_path = PathBuf::from(format!("/dev/shm/ember-{}-{}-arena", std::process::id(), &node_id.hex()[..8]));
+    let store = Arc::new(
+        Store::new(StoreConfig {
+            arena_path: arena_path.clone(),
+            capacity: config.object_store_memory,
+            prefault_bytes: PREFAULT_BYTES.min(config.object_store_memory),
+        })
+        .with_context(|| format!("cannot create the object store at {}", arena_path.display()))?,
+    );
+
+    let socket = session_dir.join("node.sock");
+    let unix = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+
+    let (pool_tx, pool_rx) = tokio::sync::mpsc::unbounded_channel();
+    let core_cfg = node::CoreConfig {
+        token: token.clone(),
+        max_inline_bytes: config.max_inline_bytes,
+        pipeline_depth: config.pipeline_depth,
+        prestart_workers: config.prestart_workers,
+        max_workers: (config.num_cpus.ceil() as usize).max(1) * 4 + 16,
+        session_dir: session_dir.clone(),
+        node_address: address.clone(),
+    };
+    let core = Arc::new(Mutex::new(node::NodeCore::new(node_id, core_cfg, &config, store.clone(), pool_tx)?));
+    let head = config.head.then(|| Arc::new(head::Head::default()));
+    if let Some(head) = &head {
+        head.register_node(local::lock(&core).cluster_status().nodes.remove(0));
+    }
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(local::serve_local(unix, core.clone(), shutdown.clone(), tracker.clone()));
+    {
+        let (core, head, token, shutdown) = (core.clone(), head.clone(), token.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            if let Err(e) = grpc::serve_grpc(listener, core, head, &token, shutdown.clone()).await {
+                tracing::error!(error = %e, "gRPC server failed");
+                shutdown.cancel();
+            }
+        });
+    }
+    let pool_cfg = worker_pool::PoolConfig {
+        python: config.python.clone(),
+        socket: socket.clone(),
+        token: token.clone(),
+        session_dir: session_dir.clone(),
+    };
+    tracker.spawn(worker_pool::run_pool(core.clone(), pool_cfg, pool_rx, shutdown.clone()));
+    {
+        let (core, shutdown) = (core.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => local::lock(&core).tick(std::time::Instant::now()),
+                }
+            }
+        });
+    }
+    if config.exit_with_stdin {
+        let shutdown = shutdown.clone();
+        // A blocking read on a thread of its own: stdin closing means the
+        // driver that started this node is gone.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut sink) {
+                if n == 0 {
+                    break;
+                }
+            }
+            tracing::info!("stdin closed: stopping");
+            shutdown.cancel();
+        });
+    }
+
+    let info = SessionInfo {
+        address: address.clone(),
+        socket: socket.clone(),
+        token,
+        session_dir: session_dir.clone(),
+        pid: std::process::id(),
+        node_id: node_id.hex(),
+        shm_path: arena_path,
+    };
+    let session_file = session_dir.join("session.json");
+    session::write_session_file(&session_file, &info)?;
+    session::link_latest(&config.session_root, &session_dir)?;
+    if let Some(ready) = &config.ready_file {
+        session::write_session_file(ready, &info)?;
+    }
+    local::lock(&core).prestart();
+    tracing::info!(%address, session = %session_dir.display(), "ember node ready");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    let pids = local::lock(&core).begin_shutdown();
+    for pid in pids {
+        // SAFETY: plain kill(2) of our worker processes.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&session_file);
+    drop(core);
+    drop(store);
+    Ok(())
+}

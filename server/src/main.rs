@@ -1,0 +1,288 @@
+//! The `ember` command: `start`, `stop`, `status`. Thin: parses flags, sets
+//! up logging and calls the library.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use ember_server::{config, session, status, NodeConfig};
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "ember: distributed tasks and objects for Python, Go and Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a node (with the head, for now the only kind of node).
+    Start(StartArgs),
+    /// Stop the ember nodes of this user on this machine.
+    Stop,
+    /// Print nodes, resources and tasks of the running cluster.
+    Status {
+        /// host:port of the node (default: the latest local session).
+        #[arg(long, env = "EMBER_ADDRESS")]
+        address: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct StartArgs {
+    /// Run the head (control plane) in this node.
+    #[arg(long)]
+    head: bool,
+    /// TCP port for gRPC and Arrow Flight (0 = any free port).
+    #[arg(long, default_value_t = 0, env = "EMBER_PORT")]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "EMBER_BIND_HOST")]
+    host: String,
+    /// CPUs to offer (default: all).
+    #[arg(long)]
+    num_cpus: Option<f64>,
+    /// GPUs to offer (default: detected).
+    #[arg(long)]
+    num_gpus: Option<f64>,
+    /// Custom resources as JSON, e.g. '{"accelerator": 2}'.
+    #[arg(long)]
+    resources: Option<String>,
+    /// Bytes of shared memory for objects (default: 30% of RAM).
+    #[arg(long, env = "EMBER_OBJECT_STORE_MEMORY")]
+    object_store_memory: Option<u64>,
+    /// Stay in the foreground.
+    #[arg(long)]
+    block: bool,
+    /// Write the session JSON here once ready.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Python interpreter for workers (default: the `python` beside this binary, else python3).
+    #[arg(long, env = "EMBER_PYTHON")]
+    python: Option<PathBuf>,
+    /// Stop when standard input closes (used by `ember.init()`).
+    #[arg(long)]
+    exit_with_stdin: bool,
+    /// Directory for sessions (default: $EMBER_TMPDIR or /tmp/ember-<uid>).
+    #[arg(long)]
+    session_root: Option<PathBuf>,
+    /// Workers to start ahead of demand (default: one per CPU).
+    #[arg(long)]
+    prestart_workers: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => start(args),
+        Command::Stop => stop(),
+        Command::Status { address } => show_status(address),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
+    let mut cfg = NodeConfig::defaults();
+    cfg.head = true;
+    cfg.port = args.port;
+    cfg.bind_host = args.host.clone();
+    if let Some(n) = args.num_cpus {
+        if !(n >= 0.0 && n.is_finite()) {
+            bail!("--num-cpus must be a number >= 0");
+        }
+        cfg.num_cpus = n;
+        cfg.prestart_workers = n.ceil() as usize;
+    }
+    if let Some(n) = args.num_gpus {
+        if !(n >= 0.0 && n.is_finite()) {
+            bail!("--num-gpus must be a number >= 0");
+        }
+        cfg.num_gpus = n;
+    }
+    if let Some(json) = &args.resources {
+        let map: HashMap<String, f64> = serde_json::from_str(json)
+            .with_context(|| format!("--resources must be a JSON object of numbers, got {json:?}"))?;
+        for name in map.keys() {
+            if name == "CPU" || name == "GPU" {
+                bail!("use --num-cpus/--num-gpus instead of {name} in --resources");
+            }
+        }
+        cfg.resources = map;
+    }
+    if let Some(bytes) = args.object_store_memory {
+        if bytes < 1 << 20 {
+            bail!("--object-store-memory must be at least 1 MiB");
+        }
+        cfg.object_store_memory = bytes;
+    }
+    if let Some(root) = &args.session_root {
+        cfg.session_root = root.clone();
+    }
+    if let Some(n) = args.prestart_workers {
+        cfg.prestart_workers = n;
+    }
+    cfg.python = match &args.python {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|d| d.join("python")))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("python3")),
+    };
+    cfg.ready_file = args.ready_file.clone();
+    cfg.exit_with_stdin = args.exit_with_stdin;
+    if cfg.bind_host != "127.0.0.1" && cfg.bind_host != "localhost" {
+        tracing::info!(host = %cfg.bind_host, "listening beyond loopback; every call still needs the cluster token");
+    }
+    Ok(cfg)
+}
+
+fn start(args: StartArgs) -> anyhow::Result<()> {
+    if !args.head {
+        bail!("joining a cluster (--address) is not supported yet: start a head with `ember start --head`");
+    }
+    let cfg = node_config(&args)?;
+    if !args.block {
+        return start_in_background(&cfg);
+    }
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((cfg.bind_host.as_str(), cfg.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", cfg.bind_host, cfg.port))?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                return;
+            };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            signals.cancel();
+            // A second signal exits at once.
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            std::process::exit(130);
+        });
+        ember_server::run_node(cfg, listener, shutdown).await
+    })
+}
+
+/// Re-run this command with --block in a new session, wait until it is
+/// ready, print how to connect.
+fn start_in_background(cfg: &NodeConfig) -> anyhow::Result<()> {
+    let ready = std::env::temp_dir().join(format!("ember-ready-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&cfg.session_root)?;
+    let log_path = cfg.session_root.join("ember-start.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.push("--block".into());
+    args.push("--ready-file".into());
+    args.push(ready.to_string_lossy().into_owned());
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: setsid in the child before exec detaches it from our terminal.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the node process")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(info) = session::read_session_file(&ready) {
+            let _ = std::fs::remove_file(&ready);
+            println!("ember node started (pid {}).", info.pid);
+            println!("  address:  {}", info.address);
+            println!("  session:  {}", info.session_dir.display());
+            println!("Connect from Python with ember.init(address=\"auto\"); stop with `ember stop`.");
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the node exited during startup ({status}); see {}", log_path.display());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the node did not become ready within 30 s; see {}", log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::time::SystemTime;
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{nanos:x}")
+}
+
+fn stop() -> anyhow::Result<()> {
+    let root = config::default_session_root();
+    let sessions = session::live_sessions(&root);
+    if sessions.is_empty() {
+        println!("no running ember nodes found under {}", root.display());
+        return Ok(());
+    }
+    for s in &sessions {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(s.pid as i32, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for s in &sessions {
+        while session::process_alive(s.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if session::process_alive(s.pid) {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_file(s.session_dir.join("session.json"));
+        println!("stopped ember node pid {} ({})", s.pid, s.address);
+    }
+    Ok(())
+}
+
+fn show_status(address: Option<String>) -> anyhow::Result<()> {
+    let root = config::default_session_root();
+    let sessions = session::live_sessions(&root);
+    let session = match &address {
+        Some(addr) if addr != "auto" => sessions.iter().find(|s| &s.address == addr),
+        _ => sessions.first(),
+    };
+    let Some(session) = session else {
+        bail!("no running ember cluster found (looked in {}); start one with `ember start --head`", root.display());
+    };
+    let token = std::env::var("EMBER_TOKEN").unwrap_or_else(|_| session.token.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let text = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", session.address))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", session.address))?;
+        let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+        let mut client = ember_proto::v1::node_service_client::NodeServiceClient::with_interceptor(
+            channel,
+            move |mut req: tonic::Request<()>| {
+                req.metadata_mut().insert("authorization", auth.clone());
+                Ok(req)
+            },
+        );
+        let reply = client.get_cluster_status(ember_proto::v1::GetClusterStatusRequest {}).await?;
+        anyhow::Ok(status::render(&reply.into_inner().status.unwrap_or_default()))
+    })?;
+    print!("{text}");
+    Ok(())
+}

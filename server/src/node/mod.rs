@@ -1,0 +1,444 @@
+//! `NodeCore`: the node daemon's state and the decisions it makes — the
+//! owner-side task manager, the object directory with reference counts, the
+//! local scheduler and the worker pool's bookkeeping.
+//!
+//! The core is a plain struct behind one mutex. Transports (`local`, `grpc`)
+//! decode a batch of ops, lock the core once, hand it the batch and unlock;
+//! the core answers by pushing `NodeOp`s into each connection's channel,
+//! which the connection's writer drains into one frame. The core never does
+//! blocking IO: process starts go to the worker pool task as commands.
+//!
+//! Task lifecycle: `SubmitTask` → WaitingArgs (until every ObjectRef
+//! argument exists) → Queued in its scheduling class → Assigned to a worker
+//! (leased with the task's resources, possibly queued behind the worker's
+//! running task) → TaskFinished: returns stored, waiters woken, the
+//! submitter sent `ObjectReady`. A worker's death requeues its tasks
+//! (counting a retry for the running one); retries exhausted, the returns
+//! become `ERROR` values.
+
+mod objects;
+mod tasks;
+mod workers;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ember_flight_store::Store;
+use ember_proto::v1::{self, node_op, NodeOp};
+use ember_proto::{JobId, NodeId, ObjectId, TaskId, WorkerId};
+use tokio::sync::mpsc;
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::resources::{GpuInstances, ResourceSet};
+
+pub use workers::PoolCommand;
+
+/// A connection's id (local socket or gRPC stream).
+pub type ConnId = u64;
+
+/// What the core sends a connection: ops, or a request to close after them.
+#[derive(Debug)]
+pub enum Outgoing {
+    Op(NodeOp),
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnKind {
+    /// Not yet said hello.
+    New,
+    Driver(JobId),
+    Worker(WorkerId),
+}
+
+struct Conn {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    kind: ConnKind,
+    /// Objects this process holds a reference to (at most one count each:
+    /// the SDK sends add at 0 → 1 and remove at 1 → 0).
+    held: HashSet<ObjectId>,
+    /// Objects it asked to be told about.
+    subscribed: HashSet<ObjectId>,
+}
+
+/// Settings the core needs (a subset of `NodeConfig`).
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    pub token: String,
+    pub max_inline_bytes: u64,
+    pub pipeline_depth: usize,
+    pub prestart_workers: usize,
+    pub max_workers: usize,
+    pub session_dir: std::path::PathBuf,
+    pub node_address: String,
+}
+
+/// Task counters for status.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub finished: u64,
+    pub failed: u64,
+}
+
+/// The node's state. See the module docs.
+pub struct NodeCore {
+    pub node_id: NodeId,
+    cfg: CoreConfig,
+    store: Arc<Store>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    next_job: u32,
+    /// Job id -> directories its workers add to sys.path.
+    jobs: HashMap<JobId, Vec<String>>,
+    /// function_id -> (serialized function, display name).
+    functions: HashMap<Bytes, (Bytes, String)>,
+    tasks: HashMap<TaskId, tasks::TaskEntry>,
+    objects: HashMap<ObjectId, objects::ObjectEntry>,
+    /// Ready tasks per scheduling class (their resource shape), FIFO.
+    queues: HashMap<ResourceSet, VecDeque<TaskId>>,
+    /// Classes in the order they first appeared (round robin for fairness).
+    class_order: Vec<ResourceSet>,
+    total: ResourceSet,
+    available: ResourceSet,
+    gpus: GpuInstances,
+    workers: HashMap<WorkerId, workers::WorkerEntry>,
+    /// Idle workers, most recently used last (reused first: warm caches).
+    idle: Vec<WorkerId>,
+    pool_tx: mpsc::UnboundedSender<PoolCommand>,
+    counters: Counters,
+    pending_creates: Vec<objects::PendingCreate>,
+    /// Workers that exited before saying hello, in a row.
+    start_failures: u32,
+    last_start_failure: String,
+    /// Set when shutting down: no more workers are started.
+    stopping: bool,
+}
+
+impl NodeCore {
+    pub fn new(
+        node_id: NodeId,
+        cfg: CoreConfig,
+        node: &NodeConfig,
+        store: Arc<Store>,
+        pool_tx: mpsc::UnboundedSender<PoolCommand>,
+    ) -> Result<Self, NodeError> {
+        let mut total_map = node.resources.clone();
+        total_map.insert("CPU".into(), node.num_cpus);
+        total_map.insert("GPU".into(), node.num_gpus);
+        total_map.insert("object_store_memory".into(), store.capacity() as f64);
+        let total = ResourceSet::from_map(&total_map)
+            .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
+        Ok(Self {
+            node_id,
+            cfg,
+            store,
+            conns: HashMap::new(),
+            next_conn: 1,
+            next_job: 1,
+            jobs: HashMap::new(),
+            functions: HashMap::new(),
+            tasks: HashMap::new(),
+            objects: HashMap::new(),
+            queues: HashMap::new(),
+            class_order: Vec::new(),
+            available: total.clone(),
+            gpus: GpuInstances::new(node.num_gpus.floor() as usize),
+            total,
+            workers: HashMap::new(),
+            idle: Vec::new(),
+            pool_tx,
+            counters: Counters::default(),
+            pending_creates: Vec::new(),
+            start_failures: 0,
+            last_start_failure: String::new(),
+            stopping: false,
+        })
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Start the configured number of workers ahead of demand.
+    pub fn prestart(&mut self) {
+        for _ in 0..self.cfg.prestart_workers {
+            self.spawn_worker();
+        }
+    }
+
+    /// A new connection; its ops arrive through `handle_ops`.
+    pub fn add_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn { tx, kind: ConnKind::New, held: HashSet::new(), subscribed: HashSet::new() },
+        );
+        id
+    }
+
+    fn send(&self, conn: ConnId, op: node_op::Op) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(Outgoing::Op(NodeOp { op: Some(op) }));
+        }
+    }
+
+    fn send_error(&self, conn: ConnId, request_id: u64, err: v1::TaskError) {
+        self.send(conn, node_op::Op::Error(v1::ErrorReply { request_id, error: Some(err) }));
+    }
+
+    fn warn(&self, conn: ConnId, message: String) {
+        tracing::warn!(conn, %message, "warning sent to client");
+        self.send(conn, node_op::Op::Warning(v1::Warning { message }));
+    }
+
+    /// Handle the first op of a connection. Returns false (after telling the
+    /// client why) when the connection must be closed.
+    fn hello(&mut self, conn: ConnId, hello: v1::Hello) -> bool {
+        if !constant_time_eq(hello.token.as_bytes(), self.cfg.token.as_bytes()) {
+            let err = NodeError::Unauthenticated(
+                "the cluster token is missing or wrong (it is in the session file session.json)"
+                    .into(),
+            );
+            self.send_error(conn, 0, err.to_task_error());
+            self.close(conn);
+            return false;
+        }
+        let kind = match v1::ClientKind::try_from(hello.kind) {
+            Ok(v1::ClientKind::Worker) => {
+                let Ok(wid) = WorkerId::from_bytes(&hello.worker_id) else {
+                    return self.refuse(conn, "worker hello without a valid worker_id");
+                };
+                if !self.worker_connected(wid, conn, hello.pid) {
+                    return self.refuse(conn, "unknown worker id: workers are started by the node");
+                }
+                ConnKind::Worker(wid)
+            }
+            Ok(v1::ClientKind::Driver) => {
+                let job = JobId(self.next_job.to_le_bytes());
+                self.next_job += 1;
+                self.jobs.insert(job, hello.code_search_path.clone());
+                ConnKind::Driver(job)
+            }
+            _ => return self.refuse(conn, "hello must say whether the client is a driver or a worker"),
+        };
+        let job_id = match kind {
+            ConnKind::Driver(job) => job.to_vec(),
+            _ => Vec::new(),
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.kind = kind;
+        }
+        let reply = v1::HelloReply {
+            node_id: self.node_id.to_vec().into(),
+            job_id: job_id.into(),
+            shm_path: self.store.arena_path().to_string_lossy().into_owned(),
+            shm_size: self.store.capacity(),
+            session_dir: self.cfg.session_dir.to_string_lossy().into_owned(),
+            max_inline_bytes: self.cfg.max_inline_bytes,
+            node_address: self.cfg.node_address.clone(),
+        };
+        self.send(conn, node_op::Op::HelloReply(reply));
+        if matches!(kind, ConnKind::Worker(_)) {
+            self.dispatch();
+        }
+        true
+    }
+
+    fn refuse(&mut self, conn: ConnId, why: &str) -> bool {
+        self.send_error(conn, 0, NodeError::InvalidArgument(why.into()).to_task_error());
+        self.close(conn);
+        false
+    }
+
+    /// Tell a connection why it is being closed, then close it.
+    pub fn reply_error_and_close(&mut self, conn: ConnId, err: v1::TaskError) {
+        self.send_error(conn, 0, err);
+        self.close(conn);
+    }
+
+    fn close(&self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(Outgoing::Close);
+        }
+    }
+
+    /// Handle a batch of ops from one connection. Returns false when the
+    /// connection must be closed.
+    pub fn handle_ops(&mut self, conn: ConnId, ops: Vec<v1::ClientOp>) -> bool {
+        use v1::client_op::Op;
+        for op in ops {
+            let Some(op) = op.op else { continue };
+            let kind = match self.conns.get(&conn) {
+                Some(c) => c.kind,
+                None => return false,
+            };
+            if kind == ConnKind::New {
+                let Op::Hello(hello) = op else {
+                    return self.refuse(conn, "the first message must be a hello");
+                };
+                if !self.hello(conn, hello) {
+                    return false;
+                }
+                continue;
+            }
+            match op {
+                Op::Hello(_) => {
+                    self.send_error(
+                        conn,
+                        0,
+                        NodeError::InvalidArgument("hello sent twice".into()).to_task_error(),
+                    );
+                }
+                Op::RegisterFunction(f) => self.register_function(conn, f),
+                Op::SubmitTask(s) => self.submit(conn, s),
+                Op::RefUpdate(u) => self.ref_update(conn, u),
+                Op::GetObjects(g) => self.get_objects(conn, g),
+                Op::PutObject(p) => self.put_object(conn, p),
+                Op::CreateObject(c) => self.create_object(conn, c),
+                Op::AbortObject(a) => self.abort_object(a),
+                Op::CancelTask(c) => self.cancel(conn, c),
+                Op::TaskFinished(f) => self.task_finished(conn, f),
+                Op::WorkerBlocked(b) => self.worker_blocked(conn, b),
+                Op::WorkerUnblocked(_) => self.worker_unblocked(conn),
+                Op::InfoRequest(r) => {
+                    let reply = v1::InfoReply {
+                        request_id: r.request_id,
+                        cluster_status: Some(self.cluster_status()),
+                    };
+                    self.send(conn, node_op::Op::InfoReply(reply));
+                }
+            }
+        }
+        true
+    }
+
+    /// The connection is gone: drop its references, and if it was a
+    /// worker, handle the worker's death.
+    pub fn remove_conn(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        if let ConnKind::Worker(wid) = c.kind {
+            self.worker_died(wid, "its connection to the node closed");
+        }
+        for id in c.subscribed {
+            if let Some(o) = self.objects.get_mut(&id) {
+                o.subscribers.retain(|s| *s != conn);
+            }
+            self.maybe_free(id);
+        }
+        for id in c.held {
+            if let Some(o) = self.objects.get_mut(&id) {
+                o.holders = o.holders.saturating_sub(1);
+            }
+            self.maybe_free(id);
+        }
+        self.dispatch();
+    }
+
+    fn register_function(&mut self, _conn: ConnId, f: v1::RegisterFunction) {
+        let Some(desc) = f.function else { return };
+        if desc.function_id.is_empty() || desc.function_id.len() > 64 {
+            return;
+        }
+        self.functions
+            .entry(desc.function_id.clone())
+            .or_insert((f.payload, desc.name));
+    }
+
+    /// Periodic housekeeping: expire waits for store room.
+    pub fn tick(&mut self, now: Instant) {
+        self.expire_creates(now);
+    }
+
+    /// Stop starting workers and return every worker pid (to be killed).
+    pub fn begin_shutdown(&mut self) -> Vec<u32> {
+        self.stopping = true;
+        self.workers.values().filter_map(|w| w.pid).collect()
+    }
+
+    pub fn cluster_status(&self) -> v1::ClusterStatus {
+        let mut counts = v1::TaskCounts {
+            finished: self.counters.finished,
+            failed: self.counters.failed,
+            ..Default::default()
+        };
+        let mut infeasible = Vec::new();
+        for (id, t) in &self.tasks {
+            match t.state {
+                tasks::TaskState::Assigned(_) => counts.running += 1,
+                tasks::TaskState::Infeasible => {
+                    counts.pending += 1;
+                    counts.infeasible += 1;
+                    infeasible.push(v1::InfeasibleTask {
+                        task_id: id.to_vec().into(),
+                        name: t.display_name(),
+                        resources: t.request.to_map(),
+                    });
+                }
+                _ => counts.pending += 1,
+            }
+        }
+        let stats = self.store.stats();
+        let node = v1::NodeInfo {
+            node_id: self.node_id.to_vec().into(),
+            address: self.cfg.node_address.clone(),
+            alive: true,
+            is_head: true,
+            resources_total: self.total.to_map(),
+            resources_available: self.available_for_status().to_map(),
+            object_store_capacity: stats.capacity,
+            object_store_used: stats.used + stats.inline_bytes,
+            num_workers: self.workers.len() as u32,
+        };
+        v1::ClusterStatus {
+            nodes: vec![node],
+            tasks: Some(counts),
+            infeasible,
+            num_objects: stats.num_objects,
+        }
+    }
+
+    fn available_for_status(&self) -> ResourceSet {
+        let mut a = self.available.clone();
+        // Oversubscription (a blocked worker resuming) shows as 0, not negative.
+        for v in a.0.values_mut() {
+            *v = (*v).max(0);
+        }
+        a
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An `ERROR` object value holding `err`.
+pub fn error_value(err: &v1::TaskError) -> v1::ObjectValue {
+    use prost::Message;
+    v1::ObjectValue {
+        format: v1::ValueFormat::Error as i32,
+        metadata: Bytes::new(),
+        body: Some(v1::object_value::Body::InlineData(err.encode_to_vec().into())),
+        contained_refs: Vec::new(),
+    }
+}
+
+/// A `TaskError` made by the node (not by user code).
+pub fn system_error(kind: v1::ErrorKind, message: String) -> v1::TaskError {
+    v1::TaskError {
+        kind: kind as i32,
+        type_name: kind.as_str_name().to_string(),
+        message,
+        ..Default::default()
+    }
+}

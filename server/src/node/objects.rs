@@ -1,0 +1,319 @@
+//! The object directory: which objects exist or are awaited, who holds
+//! references to them, who waits for them, and when they are freed.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ember_flight_store::{ObjectBody, StoreError, StoredObject};
+use ember_proto::v1::{self, node_op, object_value::Body};
+use ember_proto::{ObjectId, TaskId};
+
+use super::{error_value, system_error, ConnId, NodeCore};
+
+/// One object this node owns or awaits.
+#[derive(Default)]
+pub(super) struct ObjectEntry {
+    /// Sealed in the store.
+    pub ready: bool,
+    /// Processes holding a reference.
+    pub holders: u32,
+    /// Unfinished tasks taking it as an argument.
+    pub arg_uses: u32,
+    /// Serialized inside another value: kept (reference counting of nested
+    /// refs comes with the full object store).
+    pub escaped: bool,
+    /// Connections to send ObjectReady to when it is ready.
+    pub subscribers: Vec<ConnId>,
+    /// Tasks waiting for it before they can run.
+    pub waiting_tasks: Vec<TaskId>,
+}
+
+/// A CreateObject waiting for room in the store.
+pub(super) struct PendingCreate {
+    conn: ConnId,
+    request_id: u64,
+    id: ObjectId,
+    size: u64,
+    deadline: Instant,
+}
+
+/// The wire form of a stored object.
+pub(super) fn to_wire(obj: &StoredObject) -> v1::ObjectValue {
+    let body = match &obj.body {
+        ObjectBody::Inline(data) => Body::InlineData(data.clone()),
+        ObjectBody::Shm(loc) => Body::Shm(*loc),
+    };
+    v1::ObjectValue {
+        format: obj.format,
+        metadata: obj.metadata.clone(),
+        body: Some(body),
+        contained_refs: Vec::new(),
+    }
+}
+
+impl NodeCore {
+    pub(super) fn ref_update(&mut self, conn: ConnId, update: v1::RefUpdate) {
+        for raw in update.add {
+            let Ok(id) = ObjectId::from_bytes(&raw) else { continue };
+            self.hold(conn, id);
+        }
+        for raw in update.remove {
+            let Ok(id) = ObjectId::from_bytes(&raw) else { continue };
+            let released = self.conns.get_mut(&conn).is_some_and(|c| c.held.remove(&id));
+            if released {
+                if let Some(o) = self.objects.get_mut(&id) {
+                    o.holders = o.holders.saturating_sub(1);
+                }
+                self.maybe_free(id);
+            }
+        }
+    }
+
+    /// `conn` holds a reference to `id` (idempotent per connection).
+    pub(super) fn hold(&mut self, conn: ConnId, id: ObjectId) {
+        let added = self.conns.get_mut(&conn).is_some_and(|c| c.held.insert(id));
+        if added {
+            self.objects.entry(id).or_default().holders += 1;
+        }
+    }
+
+    pub(super) fn get_objects(&mut self, conn: ConnId, get: v1::GetObjects) {
+        for raw in get.object_ids {
+            let Ok(id) = ObjectId::from_bytes(&raw) else {
+                self.send_error(
+                    conn,
+                    0,
+                    system_error(
+                        v1::ErrorKind::InvalidArgument,
+                        format!("get of a malformed object id ({} bytes)", raw.len()),
+                    ),
+                );
+                continue;
+            };
+            if let Some(obj) = self.store.get(&id) {
+                self.send_ready(conn, id, &obj);
+                continue;
+            }
+            let entry = self.objects.entry(id).or_default();
+            if !entry.subscribers.contains(&conn) {
+                entry.subscribers.push(conn);
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.subscribed.insert(id);
+            }
+        }
+    }
+
+    fn send_ready(&self, conn: ConnId, id: ObjectId, obj: &StoredObject) {
+        self.send(
+            conn,
+            node_op::Op::ObjectReady(v1::ObjectReady {
+                object_id: id.to_vec().into(),
+                value: Some(to_wire(obj)),
+            }),
+        );
+    }
+
+    pub(super) fn put_object(&mut self, conn: ConnId, put: v1::PutObject) {
+        let Ok(id) = ObjectId::from_bytes(&put.object_id) else {
+            let err = system_error(v1::ErrorKind::InvalidArgument, "put of a malformed object id".into());
+            self.send_error(conn, 0, err);
+            return;
+        };
+        self.hold(conn, id);
+        let Some(value) = put.value else {
+            let err = system_error(v1::ErrorKind::InvalidArgument, format!("put of {id} without a value"));
+            self.store_value(id, error_value(&err));
+            return;
+        };
+        if let Err(err) = self.store_value_checked(id, value) {
+            self.send_error(conn, 0, err.clone());
+            let _ = self.store.put_inline(id, v1::ValueFormat::Error as i32, Bytes::new(), {
+                use prost::Message;
+                err.encode_to_vec().into()
+            });
+        }
+        self.object_ready(id);
+    }
+
+    /// Store a value produced by a client (put or task return), checking it.
+    pub(super) fn store_value_checked(
+        &mut self,
+        id: ObjectId,
+        value: v1::ObjectValue,
+    ) -> Result<(), v1::TaskError> {
+        for raw in &value.contained_refs {
+            if let Ok(inner) = ObjectId::from_bytes(raw) {
+                self.objects.entry(inner).or_default().escaped = true;
+            }
+        }
+        let result = match value.body {
+            Some(Body::InlineData(data)) => {
+                if data.len() as u64 > self.cfg.max_inline_bytes.max(16 << 20) {
+                    return Err(system_error(
+                        v1::ErrorKind::InvalidArgument,
+                        format!("object {id}: inline value of {} bytes is too large; use shared memory", data.len()),
+                    ));
+                }
+                self.store.put_inline(id, value.format, value.metadata, data)
+            }
+            Some(Body::Shm(loc)) => self.store.seal(id, value.format, value.metadata, loc),
+            None => self.store.put_inline(id, value.format, value.metadata, Bytes::new()),
+        };
+        result.map_err(|e| system_error(v1::ErrorKind::InvalidArgument, format!("object {id}: {e}")))
+    }
+
+    /// Store `value` under `id`, replacing nothing; errors become an ERROR value.
+    pub(super) fn store_value(&mut self, id: ObjectId, value: v1::ObjectValue) {
+        if let Err(err) = self.store_value_checked(id, value) {
+            use prost::Message;
+            self.store.delete(&id);
+            let _ = self.store.put_inline(
+                id,
+                v1::ValueFormat::Error as i32,
+                Bytes::new(),
+                err.encode_to_vec().into(),
+            );
+        }
+    }
+
+    /// `id` was sealed: tell who waits, wake tasks, then free it if no one
+    /// holds it.
+    pub(super) fn object_ready(&mut self, id: ObjectId) {
+        let Some(obj) = self.store.get(&id) else { return };
+        let entry = self.objects.entry(id).or_default();
+        entry.ready = true;
+        let subscribers = std::mem::take(&mut entry.subscribers);
+        let waiting = std::mem::take(&mut entry.waiting_tasks);
+        for conn in subscribers {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.subscribed.remove(&id);
+            }
+            self.send_ready(conn, id, &obj);
+        }
+        for task in waiting {
+            self.arg_ready(task);
+        }
+        self.maybe_free(id);
+    }
+
+    /// Free `id` if nothing refers to it any more.
+    pub(super) fn maybe_free(&mut self, id: ObjectId) {
+        let Some(e) = self.objects.get(&id) else { return };
+        if e.holders > 0 || e.arg_uses > 0 || e.escaped || !e.subscribers.is_empty() {
+            return;
+        }
+        if !e.waiting_tasks.is_empty() {
+            return;
+        }
+        // A return of a task still running stays awaited only if someone
+        // cares; the task's completion checks for the entry.
+        self.objects.remove(&id);
+        if self.store.delete(&id) {
+            self.retry_creates();
+        }
+    }
+
+    pub(super) fn create_object(&mut self, conn: ConnId, req: v1::CreateObject) {
+        let Ok(id) = ObjectId::from_bytes(&req.object_id) else {
+            let err = system_error(v1::ErrorKind::InvalidArgument, "create of a malformed object id".into());
+            self.send_error(conn, req.request_id, err);
+            return;
+        };
+        if req.size == 0 {
+            let err = system_error(v1::ErrorKind::InvalidArgument, format!("create of {id} with size 0"));
+            self.send_error(conn, req.request_id, err);
+            return;
+        }
+        match self.store.create(id, req.size) {
+            Ok(location) => self.send(
+                conn,
+                node_op::Op::CreateObjectReply(v1::CreateObjectReply {
+                    request_id: req.request_id,
+                    object_id: req.object_id,
+                    location: Some(location),
+                }),
+            ),
+            Err(StoreError::Full { .. }) if req.timeout_ms > 0 => {
+                self.pending_creates.push(PendingCreate {
+                    conn,
+                    request_id: req.request_id,
+                    id,
+                    size: req.size,
+                    deadline: Instant::now() + Duration::from_millis(req.timeout_ms),
+                });
+            }
+            Err(e) => {
+                let err = system_error(v1::ErrorKind::ObjectStoreFull, store_full_message(&e, req.size));
+                self.send_error(conn, req.request_id, err);
+            }
+        }
+    }
+
+    pub(super) fn abort_object(&mut self, abort: v1::AbortObject) {
+        if let Ok(id) = ObjectId::from_bytes(&abort.object_id) {
+            self.store.abort(id);
+            self.retry_creates();
+        }
+    }
+
+    /// Memory was freed: try the creates that wait for room, oldest first.
+    fn retry_creates(&mut self) {
+        if self.pending_creates.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.pending_creates);
+        for p in waiting {
+            match self.store.create(p.id, p.size) {
+                Ok(location) => self.send(
+                    p.conn,
+                    node_op::Op::CreateObjectReply(v1::CreateObjectReply {
+                        request_id: p.request_id,
+                        object_id: p.id.to_vec().into(),
+                        location: Some(location),
+                    }),
+                ),
+                Err(StoreError::Full { .. }) => self.pending_creates.push(p),
+                Err(e) => {
+                    let err = system_error(v1::ErrorKind::ObjectStoreFull, store_full_message(&e, p.size));
+                    self.send_error(p.conn, p.request_id, err);
+                }
+            }
+        }
+    }
+
+    pub(super) fn expire_creates(&mut self, now: Instant) {
+        if self.pending_creates.is_empty() {
+            return;
+        }
+        let (expired, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending_creates).into_iter().partition(|p| p.deadline <= now);
+        self.pending_creates = keep;
+        for p in expired {
+            let stats = self.store.stats();
+            let err = system_error(
+                v1::ErrorKind::ObjectStoreFull,
+                format!(
+                    "object store full: could not make room for an object of {} bytes \
+                     (capacity {} bytes, {} bytes in use by {} objects)",
+                    p.size, stats.capacity, stats.used, stats.num_objects
+                ),
+            );
+            self.send_error(p.conn, p.request_id, err);
+        }
+    }
+}
+
+fn store_full_message(err: &StoreError, size: u64) -> String {
+    match err {
+        StoreError::TooLarge { requested, capacity } => format!(
+            "object of {requested} bytes is larger than the object store's capacity of {capacity} bytes \
+             (start the cluster with a larger --object-store-memory)"
+        ),
+        StoreError::Full { requested, capacity, used } => format!(
+            "object store full: could not make room for an object of {requested} bytes \
+             (capacity {capacity} bytes, {used} bytes in use)"
+        ),
+        other => format!("could not create an object of {size} bytes: {other}"),
+    }
+}

@@ -1,0 +1,267 @@
+//! The worker pool's bookkeeping inside the core: which workers exist,
+//! which are starting, idle or leased (holding a task's resources), and what
+//! happens when one dies. Starting processes is the pool task's job
+//! (`crate::worker_pool`), driven by `PoolCommand`s.
+
+use std::collections::{HashSet, VecDeque};
+
+use bytes::Bytes;
+use ember_proto::v1;
+use ember_proto::{JobId, TaskId, WorkerId};
+
+use super::{system_error, ConnId, ConnKind, NodeCore};
+use crate::resources::ResourceSet;
+
+/// What the core asks of the worker pool task.
+#[derive(Debug)]
+pub enum PoolCommand {
+    /// Fork a new worker that will say hello with this id.
+    Spawn(WorkerId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WorkerState {
+    /// Fork requested; no hello yet.
+    Starting,
+    Idle,
+    Leased,
+}
+
+/// Resources a leased worker holds for the tasks of one class.
+pub(super) struct Lease {
+    pub request: ResourceSet,
+    pub gpu_devices: Vec<usize>,
+}
+
+pub(super) struct WorkerEntry {
+    pub pid: Option<u32>,
+    pub conn: Option<ConnId>,
+    pub state: WorkerState,
+    pub lease: Option<Lease>,
+    /// Tasks sent to it; the first is running.
+    pub tasks: VecDeque<TaskId>,
+    /// Its running task waits in get/wait; its CPU is lent out.
+    pub blocked: bool,
+    pub seen_functions: HashSet<Bytes>,
+    pub seen_jobs: HashSet<JobId>,
+}
+
+/// Consecutive startup failures after which queued tasks are failed.
+const MAX_START_FAILURES: u32 = 3;
+
+impl NodeCore {
+    pub(super) fn spawn_worker(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let id = WorkerId::random();
+        self.workers.insert(
+            id,
+            WorkerEntry {
+                pid: None,
+                conn: None,
+                state: WorkerState::Starting,
+                lease: None,
+                tasks: VecDeque::new(),
+                blocked: false,
+                seen_functions: HashSet::new(),
+                seen_jobs: HashSet::new(),
+            },
+        );
+        let _ = self.pool_tx.send(PoolCommand::Spawn(id));
+    }
+
+    fn count_state(&self, state: WorkerState) -> usize {
+        self.workers.values().filter(|w| w.state == state).count()
+    }
+
+    /// Tasks of `class` fit but no worker is idle: start enough workers for
+    /// what fits, within the pool's limit.
+    pub(super) fn want_workers(&mut self, class: &ResourceSet) {
+        let queued = self.queues.get(class).map(|q| q.len()).unwrap_or(0);
+        let cpu = class.get("CPU");
+        let fits = if cpu > 0 { (self.available.get("CPU") / cpu).max(0) as usize } else { queued };
+        let wanted = queued.min(fits.max(1));
+        let starting = self.count_state(WorkerState::Starting);
+        let room = self.cfg.max_workers.saturating_sub(self.workers.len());
+        for _ in 0..wanted.saturating_sub(starting).min(room) {
+            self.spawn_worker();
+        }
+    }
+
+    /// A busy worker of this class that can take one more task in its queue.
+    pub(super) fn pipeline_target(&self, class: &ResourceSet) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| {
+                w.state == WorkerState::Leased
+                    && !w.blocked
+                    && w.tasks.len() <= self.cfg.pipeline_depth
+                    && w.lease.as_ref().is_some_and(|l| &l.request == class)
+            })
+            .min_by_key(|(_, w)| w.tasks.len())
+            .map(|(id, _)| *id)
+    }
+
+    /// Give an idle worker the resources of one task of `class`.
+    pub(super) fn lease(&mut self, wid: WorkerId, class: &ResourceSet) {
+        let gpu_units = class.get("GPU");
+        let gpu_devices = self.gpus.acquire(gpu_units).unwrap_or_default();
+        self.available.subtract(class);
+        if let Some(w) = self.workers.get_mut(&wid) {
+            w.state = WorkerState::Leased;
+            w.lease = Some(Lease { request: class.clone(), gpu_devices });
+        }
+    }
+
+    /// A worker with nothing left to run returns its lease and goes idle.
+    pub(super) fn worker_maybe_idle(&mut self, wid: WorkerId) {
+        let Some(w) = self.workers.get_mut(&wid) else { return };
+        if !w.tasks.is_empty() || w.state != WorkerState::Leased {
+            return;
+        }
+        let blocked = std::mem::replace(&mut w.blocked, false);
+        let lease = w.lease.take();
+        w.state = WorkerState::Idle;
+        if let Some(lease) = lease {
+            self.return_lease(&lease, blocked);
+        }
+        self.idle.push(wid);
+    }
+
+    fn return_lease(&mut self, lease: &Lease, blocked: bool) {
+        let mut back = lease.request.clone();
+        if blocked {
+            // Its CPU was already lent out when it blocked.
+            back.0.remove("CPU");
+        }
+        self.available.add(&back);
+        self.gpus.release(&lease.gpu_devices, lease.request.get("GPU"));
+    }
+
+    /// The pool forked the process for `wid`.
+    pub fn worker_forked(&mut self, wid: WorkerId, pid: u32) {
+        match self.workers.get_mut(&wid) {
+            Some(w) => w.pid = Some(pid),
+            None => {
+                // Forgotten while starting (shutdown): do not leave it running.
+                // SAFETY: plain kill(2).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// The worker `wid` said hello on `conn`.
+    pub(super) fn worker_connected(&mut self, wid: WorkerId, conn: ConnId, pid: u32) -> bool {
+        let Some(w) = self.workers.get_mut(&wid) else { return false };
+        if w.state != WorkerState::Starting {
+            return false;
+        }
+        w.conn = Some(conn);
+        w.pid = Some(pid);
+        w.state = WorkerState::Idle;
+        self.idle.push(wid);
+        self.start_failures = 0;
+        true
+    }
+
+    /// A worker process exited (reported by the pool). A worker that never
+    /// said hello failed to start; one that did is handled when its
+    /// connection closes.
+    pub fn worker_process_exited(&mut self, pid: u32, status: i32) {
+        let starting = self
+            .workers
+            .iter()
+            .find(|(_, w)| w.pid == Some(pid) && w.state == WorkerState::Starting)
+            .map(|(id, _)| *id);
+        let Some(wid) = starting else { return };
+        self.workers.remove(&wid);
+        self.worker_start_failed(format!("a worker process (pid {pid}) exited during startup with status {status}"));
+    }
+
+    /// Starting a worker failed (the process died, or the fork server could
+    /// not run). After a few in a row, queued tasks fail with the reason.
+    pub fn worker_start_failed(&mut self, why: String) {
+        self.start_failures += 1;
+        tracing::warn!(failures = self.start_failures, %why, "worker failed to start");
+        self.last_start_failure = why;
+        if self.start_failures >= MAX_START_FAILURES {
+            self.start_failures = 0;
+            let err = system_error(
+                v1::ErrorKind::WorkerStartFailed,
+                format!(
+                    "no worker could be started for the task: {} ({} attempts); see the node log in {}",
+                    self.last_start_failure,
+                    MAX_START_FAILURES,
+                    self.cfg.session_dir.join("logs").display()
+                ),
+            );
+            // Forget the workers still starting: they belong to the failed batch.
+            self.workers.retain(|_, w| w.state != WorkerState::Starting);
+            self.fail_queued(err);
+        }
+        self.dispatch();
+    }
+
+    /// A worker with a connection died (its socket closed).
+    pub(super) fn worker_died(&mut self, wid: WorkerId, why: &str) {
+        let Some(mut w) = self.workers.remove(&wid) else { return };
+        self.idle.retain(|i| *i != wid);
+        if let Some(lease) = w.lease.take() {
+            self.return_lease(&lease, w.blocked);
+        }
+        let pid = w.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
+        let tasks = std::mem::take(&mut w.tasks);
+        if !tasks.is_empty() {
+            tracing::warn!(worker = %wid, tasks = tasks.len(), "worker died with tasks assigned");
+        }
+        self.requeue_after_crash(tasks, &format!("{pid}{why}"));
+        self.dispatch();
+    }
+
+    fn worker_of(&self, conn: ConnId) -> Option<WorkerId> {
+        match self.conns.get(&conn).map(|c| c.kind) {
+            Some(ConnKind::Worker(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The worker's running task waits for objects: lend its CPU and take
+    /// back the tasks queued behind it.
+    pub(super) fn worker_blocked(&mut self, conn: ConnId, blocked: v1::WorkerBlocked) {
+        let Some(wid) = self.worker_of(conn) else { return };
+        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let mut handed_back = Vec::new();
+        for raw in &blocked.returned_task_ids {
+            let Ok(task_id) = TaskId::from_bytes(raw) else { continue };
+            if let Some(pos) = w.tasks.iter().position(|t| *t == task_id) {
+                if pos > 0 {
+                    w.tasks.remove(pos);
+                    handed_back.push(task_id);
+                }
+            }
+        }
+        let newly_blocked = !w.blocked && w.state == WorkerState::Leased;
+        if newly_blocked {
+            w.blocked = true;
+            let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);
+            *self.available.0.entry("CPU".into()).or_insert(0) += cpu;
+        }
+        // Keep their order at the front of their queues.
+        for task_id in handed_back.into_iter().rev() {
+            self.enqueue(task_id, true);
+        }
+        self.dispatch();
+    }
+
+    pub(super) fn worker_unblocked(&mut self, conn: ConnId) {
+        let Some(wid) = self.worker_of(conn) else { return };
+        let Some(w) = self.workers.get_mut(&wid) else { return };
+        if !w.blocked {
+            return;
+        }
+        w.blocked = false;
+        let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);
+        *self.available.0.entry("CPU".into()).or_insert(0) -= cpu;
+    }
+}

@@ -1,0 +1,225 @@
+//! Resource accounting for one node: fixed-point amounts (1/10000 units, as
+//! Ray does, so fractional GPUs add up exactly), requests, and the per-GPU
+//! instances that decide `CUDA_VISIBLE_DEVICES`.
+//!
+//! Everything here is pure: no IO, unit-tested below.
+
+use std::collections::BTreeMap;
+
+/// Fixed-point scale: 1.0 of a resource is 10_000 units.
+pub const UNIT: i64 = 10_000;
+
+/// Convert a user amount to units; `None` for negative, NaN or infinite.
+pub fn to_units(amount: f64) -> Option<i64> {
+    if !amount.is_finite() || amount < 0.0 {
+        return None;
+    }
+    Some((amount * UNIT as f64).round() as i64)
+}
+
+pub fn to_float(units: i64) -> f64 {
+    units as f64 / UNIT as f64
+}
+
+/// A bag of named resources in units. Names are kept sorted for stable output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResourceSet(pub BTreeMap<String, i64>);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("resource {name:?} has an invalid amount {amount} (must be a finite number >= 0)")]
+    InvalidAmount { name: String, amount: f64 },
+    #[error("GPU request of {0} must be a whole number when larger than 1")]
+    FractionalMultiGpu(f64),
+    #[error("resource name must not be empty")]
+    EmptyName,
+}
+
+impl ResourceSet {
+    /// Parse a wire map, dropping zero amounts.
+    pub fn from_map<'a>(
+        map: impl IntoIterator<Item = (&'a String, &'a f64)>,
+    ) -> Result<Self, ResourceError> {
+        let mut out = BTreeMap::new();
+        for (name, &amount) in map {
+            if name.is_empty() {
+                return Err(ResourceError::EmptyName);
+            }
+            let units = to_units(amount).ok_or_else(|| ResourceError::InvalidAmount {
+                name: name.clone(),
+                amount,
+            })?;
+            if units > 0 {
+                out.insert(name.clone(), units);
+            }
+        }
+        Ok(Self(out))
+    }
+
+    pub fn get(&self, name: &str) -> i64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every amount in `request` is at most what `self` has.
+    pub fn contains(&self, request: &ResourceSet) -> bool {
+        request.0.iter().all(|(k, v)| self.get(k) >= *v)
+    }
+
+    pub fn add(&mut self, other: &ResourceSet) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    /// Subtract; amounts may go negative (a blocked worker taking its CPU back
+    /// oversubscribes briefly).
+    pub fn subtract(&mut self, other: &ResourceSet) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_insert(0) -= v;
+        }
+    }
+
+    pub fn to_map(&self) -> std::collections::HashMap<String, f64> {
+        self.0.iter().map(|(k, v)| (k.clone(), to_float(*v))).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for ResourceSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("{")?;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{k}: {}", to_float(*v))?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// The GPUs of a node, each with a free capacity of up to one unit, so that
+/// fractional requests share a device and whole ones get devices of their own.
+#[derive(Clone, Debug, Default)]
+pub struct GpuInstances {
+    /// Free units per GPU index.
+    free: Vec<i64>,
+}
+
+impl GpuInstances {
+    pub fn new(count: usize) -> Self {
+        Self { free: vec![UNIT; count] }
+    }
+
+    /// Pick devices for `units` of GPU: whole devices for requests of one or
+    /// more, else the fullest device that still fits (to keep others free).
+    pub fn acquire(&mut self, units: i64) -> Option<Vec<usize>> {
+        if units <= 0 {
+            return Some(Vec::new());
+        }
+        if units >= UNIT {
+            let wanted = (units / UNIT) as usize;
+            let free: Vec<usize> = (0..self.free.len()).filter(|&i| self.free[i] == UNIT).collect();
+            if free.len() < wanted {
+                return None;
+            }
+            let chosen = free[..wanted].to_vec();
+            for &i in &chosen {
+                self.free[i] = 0;
+            }
+            return Some(chosen);
+        }
+        let best = (0..self.free.len())
+            .filter(|&i| self.free[i] >= units)
+            .min_by_key(|&i| self.free[i])?;
+        self.free[best] -= units;
+        Some(vec![best])
+    }
+
+    pub fn release(&mut self, devices: &[usize], units: i64) {
+        if units >= UNIT {
+            for &i in devices {
+                if let Some(f) = self.free.get_mut(i) {
+                    *f = UNIT;
+                }
+            }
+        } else if let Some(&i) = devices.first() {
+            if let Some(f) = self.free.get_mut(i) {
+                *f = (*f + units).min(UNIT);
+            }
+        }
+    }
+}
+
+/// A validated task resource request.
+pub fn task_request(
+    map: &std::collections::HashMap<String, f64>,
+) -> Result<ResourceSet, ResourceError> {
+    let set = ResourceSet::from_map(map)?;
+    let gpu = set.get("GPU");
+    if gpu > UNIT && gpu % UNIT != 0 {
+        return Err(ResourceError::FractionalMultiGpu(to_float(gpu)));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn set(pairs: &[(&str, f64)]) -> ResourceSet {
+        let map: HashMap<String, f64> = pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        ResourceSet::from_map(&map).unwrap()
+    }
+
+    #[test]
+    fn fractions_add_up_exactly() {
+        let mut avail = set(&[("GPU", 1.0)]);
+        let tenth = set(&[("GPU", 0.1)]);
+        for _ in 0..10 {
+            assert!(avail.contains(&tenth));
+            avail.subtract(&tenth);
+        }
+        assert_eq!(avail.get("GPU"), 0);
+        assert!(!avail.contains(&tenth));
+    }
+
+    #[test]
+    fn contains_checks_every_resource() {
+        let total = set(&[("CPU", 2.0), ("custom", 1.0)]);
+        assert!(total.contains(&set(&[("CPU", 2.0)])));
+        assert!(!total.contains(&set(&[("CPU", 1.0), ("other", 1.0)])));
+        assert!(total.contains(&set(&[])));
+    }
+
+    #[test]
+    fn invalid_amounts_are_refused() {
+        let mut map = HashMap::new();
+        map.insert("CPU".to_string(), -1.0);
+        assert!(ResourceSet::from_map(&map).is_err());
+        map.insert("CPU".to_string(), f64::NAN);
+        assert!(ResourceSet::from_map(&map).is_err());
+        let mut map = HashMap::new();
+        map.insert("GPU".to_string(), 1.5);
+        assert!(matches!(task_request(&map), Err(ResourceError::FractionalMultiGpu(_))));
+    }
+
+    #[test]
+    fn gpu_instances_share_fractions_and_reserve_wholes() {
+        let mut gpus = GpuInstances::new(2);
+        let a = gpus.acquire(UNIT / 2).unwrap();
+        let b = gpus.acquire(UNIT / 2).unwrap();
+        assert_eq!(a, b, "two halves pack onto one device");
+        let whole = gpus.acquire(UNIT).unwrap();
+        assert_ne!(whole, a);
+        assert!(gpus.acquire(UNIT / 4).is_none());
+        gpus.release(&a, UNIT / 2);
+        assert_eq!(gpus.acquire(UNIT / 4).unwrap(), a);
+        gpus.release(&whole, UNIT);
+        assert_eq!(gpus.acquire(UNIT).unwrap(), whole);
+    }
+}

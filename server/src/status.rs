@@ -1,0 +1,116 @@
+//! Formatting of `ember status`.
+
+use std::fmt::Write;
+
+use ember_proto::v1;
+
+fn amount(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// The cluster status as `ember status` prints it.
+pub fn render(status: &v1::ClusterStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "======== ember cluster status ========");
+    let _ = writeln!(out, "Nodes ({}):", status.nodes.len());
+    for n in &status.nodes {
+        let _ = writeln!(
+            out,
+            "  {} {}{} {} ({} workers)",
+            hex::encode(&n.node_id),
+            n.address,
+            if n.is_head { " head" } else { "" },
+            if n.alive { "alive" } else { "dead" },
+            n.num_workers
+        );
+    }
+    let _ = writeln!(out, "Resources (used / total):");
+    let mut totals: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for n in &status.nodes {
+        for (k, v) in &n.resources_total {
+            let e = totals.entry(k.as_str()).or_default();
+            e.1 += v;
+            e.0 += v - n.resources_available.get(k).copied().unwrap_or(0.0);
+        }
+    }
+    for (k, (used, total)) in totals {
+        if k == "object_store_memory" || k == "memory" {
+            let _ = writeln!(out, "  {k}: {} / {}", bytes(used as u64), bytes(total as u64));
+        } else {
+            let _ = writeln!(out, "  {k}: {} / {}", amount(used), amount(total));
+        }
+    }
+    let t = status.tasks.clone().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Tasks: {} pending, {} running, {} finished, {} failed, {} infeasible",
+        t.pending, t.running, t.finished, t.failed, t.infeasible
+    );
+    if !status.infeasible.is_empty() {
+        let _ = writeln!(out, "Infeasible tasks (no node can run them):");
+        for task in &status.infeasible {
+            let mut res: Vec<_> = task.resources.iter().collect();
+            res.sort_by(|a, b| a.0.cmp(b.0));
+            let res: Vec<String> = res.iter().map(|(k, v)| format!("{k}: {}", amount(**v))).collect();
+            let _ = writeln!(out, "  {} {} requires {{{}}}", hex::encode(&task.task_id), task.name, res.join(", "));
+        }
+    }
+    let (cap, used) = status
+        .nodes
+        .iter()
+        .fold((0, 0), |(c, u), n| (c + n.object_store_capacity, u + n.object_store_used));
+    let _ = writeln!(
+        out,
+        "Object store: {} used of {}, {} objects",
+        bytes(used),
+        bytes(cap),
+        status.num_objects
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_infeasible_tasks() {
+        let status = v1::ClusterStatus {
+            nodes: vec![v1::NodeInfo {
+                node_id: vec![1; 16].into(),
+                address: "127.0.0.1:1".into(),
+                alive: true,
+                is_head: true,
+                resources_total: [("CPU".to_string(), 2.0)].into_iter().collect(),
+                resources_available: [("CPU".to_string(), 1.0)].into_iter().collect(),
+                ..Default::default()
+            }],
+            tasks: Some(v1::TaskCounts { pending: 1, infeasible: 1, ..Default::default() }),
+            infeasible: vec![v1::InfeasibleTask {
+                task_id: vec![2; 16].into(),
+                name: "f".into(),
+                resources: [("tpu".to_string(), 1.0)].into_iter().collect(),
+            }],
+            num_objects: 0,
+        };
+        let text = render(&status);
+        assert!(text.contains("CPU: 1.0 / 2.0"), "{text}");
+        assert!(text.contains("Infeasible tasks"));
+        assert!(text.contains("tpu: 1.0"));
+    }
+}
