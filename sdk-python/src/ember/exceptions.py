@@ -88,7 +88,8 @@ class RayTaskError(RayError):
     def _message(self) -> str:
         name = self.function_name or "task"
         header = f"{type(self.cause).__name__ if self.cause else 'RayTaskError'}"
-        out = f"{header}: ray::{name}() (pid={self.pid}, ip={self.ip})"
+        where = f" (pid={self.pid}, ip={self.ip})" if self.pid is not None else ""
+        out = f"{header}: ray::{name}(){where}"
         if self.traceback_str:
             out += "\n" + self.traceback_str.rstrip("\n")
         return out

@@ -161,7 +161,7 @@ def test_large_put_uses_shm_and_array_keeps_object_alive(runtime, fake_node):
     gc.collect()
     runtime.flush()
     assert runtime.local_ref_count(oid) > 0  # the array still points into the mapping
-    removed = [r for u in fake_node.ops_of("ref_update") for r in u.remove]
+    removed = [r for u in fake_node.ops_of("ref_update", 0) for r in u.remove]
     assert oid not in removed
     assert float(out.sum()) == float(a.sum())
     del out

@@ -21,7 +21,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ember.exceptions import LocalRayletDiedError
 from ember.v1 import local_pb2
@@ -51,8 +51,13 @@ def encode_varint(value: int) -> bytes:
 _SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
 
 
-def encode_frame(ops: Iterable[bytes]) -> bytes:
+def encode_frame(ops: list[bytes]) -> bytes:
     """One frame holding a ``ClientMessage`` made of already-encoded ``ClientOp`` bytes."""
+    if len(ops) == 1:
+        op = ops[0]
+        n = len(op)
+        head = _OPS_TAG + encode_varint(n)
+        return _LEN.pack(len(head) + n) + head + op
     parts = [b""]
     varint = encode_varint
     for op in ops:

@@ -84,6 +84,9 @@ class CoreRuntime:
         self.blocked = False
         self.current_task: local_pb2.ExecuteTask | None = None
         self._finished: list[bytes] = []
+        # Function code and job code paths seen in ExecuteTask ops (worker).
+        self.function_payloads: dict[bytes, bytes] = {}
+        self.code_search_path: list[str] = []
         self._finished_lock = threading.Lock()
         # Futures waiting for objects (ObjectRef.future()).
         self._futures: list = []
@@ -135,6 +138,12 @@ class CoreRuntime:
                         self.objects[oid] = ready.value
             elif which == "execute_task":
                 task = op.execute_task
+                if task.function_payload:
+                    # Kept even for tasks handed back: the node sends a function's
+                    # code once per worker, and may not resend it.
+                    self.function_payloads[task.spec.function.function_id] = task.function_payload
+                if task.code_search_path:
+                    self.code_search_path.extend(task.code_search_path)
                 if self.blocked:
                     if handback is None:
                         handback = []
@@ -185,7 +194,7 @@ class CoreRuntime:
             with self._finished_lock:
                 finished, self._finished = self._finished, []
             ops = finished + ops
-        if self._released or self._adds:
+        if self._released or self._adds or self._pending_removes:
             update = self._collect_ref_update()
             if update is not None:
                 ops = ops + [update]
@@ -197,7 +206,7 @@ class CoreRuntime:
 
     def flush(self) -> None:
         """Send pending results and reference updates now."""
-        if self._finished or self._released or self._adds:
+        if self._finished or self._released or self._adds or self._pending_removes:
             self.conn.send([])
 
     def add_borrowed_ref(self, object_id: bytes) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -54,7 +55,7 @@ class Worker:
     def run(self) -> None:
         """Run tasks until the node closes the connection."""
         rt = self.rt
-        if hasattr(signal, "SIGINT"):
+        if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_sigint)
         first_unsent = None
         monotonic = time.monotonic
@@ -80,11 +81,14 @@ class Worker:
         """Run one ExecuteTask and queue its TaskFinished."""
         rt = self.rt
         spec = task.spec
-        for path in task.code_search_path:
-            if path not in self.paths_added:
-                self.paths_added.add(path)
-                if path not in sys.path:
-                    sys.path.append(path)
+        if task.code_search_path or rt.code_search_path:
+            paths = list(task.code_search_path) + rt.code_search_path
+            rt.code_search_path.clear()
+            for path in paths:
+                if path not in self.paths_added:
+                    self.paths_added.add(path)
+                    if path not in sys.path:
+                        sys.path.append(path)
         old_cuda = None
         if task.gpu_ids:
             old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -131,15 +135,17 @@ class Worker:
         function = self.functions.get(fid)
         if function is not None:
             return function
-        if not task.function_payload:
+        payload = task.function_payload or self.rt.function_payloads.get(fid)
+        if not payload:
             raise _FunctionLoadError(
                 f"the node sent no code for function {task.spec.function.name} ({fid.hex()})")
         try:
-            function = cloudpickle.loads(task.function_payload)
+            function = cloudpickle.loads(payload)
         except BaseException as exc:  # noqa: BLE001 - reported to the submitter
             raise _FunctionLoadError(
                 f"failed to load function {task.spec.function.name}:\n{traceback.format_exc()}") from exc
         self.functions[fid] = function
+        self.rt.function_payloads.pop(fid, None)
         return function
 
     def _resolve_args(self, spec):

@@ -1,0 +1,119 @@
+import pickle
+import threading
+
+import cloudpickle
+import pytest
+
+from ember import exceptions
+from ember._private import serialization, state
+from ember._private.runtime import CoreRuntime
+from ember._private.worker_main import Worker
+from ember.v1 import common_pb2, local_pb2
+
+
+def make_task(fn, args=(), num_returns=1, retry=False, allow=(), task_id=b"T" * 16, send_code=True):
+    payload = cloudpickle.dumps(fn)
+    spec = common_pb2.TaskSpec(
+        task_id=task_id, job_id=b"\1\0\0\0",
+        function=common_pb2.FunctionDescriptor(language=common_pb2.PYTHON, function_id=b"F" * 19 + bytes([len(payload) % 256]),
+                                               name="test.fn"),
+        num_returns=num_returns, retry_exceptions=retry, retry_exception_allowlist=list(allow))
+    for a in args:
+        ser = serialization.serialize(a)
+        spec.args.add(value=common_pb2.ObjectValue(format=ser.format, metadata=ser.metadata,
+                                                   inline_data=ser.to_bytes()))
+    return local_pb2.ExecuteTask(spec=spec, function_payload=payload if send_code else b"",
+                                 gpu_ids=["3"], code_search_path=["/nonexistent/path"])
+
+
+@pytest.fixture
+def worker(fake_node):
+    rt = CoreRuntime(fake_node.path, "secret", is_worker=True, worker_id=b"W" * 16)
+    state.runtime = rt
+    yield Worker(rt), rt
+    state.runtime = None
+    rt.shutdown()
+
+
+def finished(fake_node, n=1):
+    return fake_node.ops_of("task_finished", n)
+
+
+def decode(value):
+    data = value.inline_data
+    return serialization.deserialize(value.format, value.metadata, data)
+
+
+def test_worker_runs_task(worker, fake_node):
+    w, rt = worker
+    assert fake_node.ops_of("hello")[0].kind == local_pb2.WORKER
+
+    def fn(a, b):
+        import os
+        return a + b, os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    w.execute(make_task(fn, (2, 3)))
+    rt.flush()
+    fin = finished(fake_node)[0]
+    assert fin.task_id == b"T" * 16
+    assert decode(fin.returns[0]) == (5, "3")
+    import sys
+    assert "/nonexistent/path" in sys.path
+
+
+def test_worker_reports_exception(worker, fake_node):
+    w, rt = worker
+
+    def fn():
+        raise KeyError("nope")
+
+    w.execute(make_task(fn, retry=True, allow=["LookupError"], num_returns=2))
+    rt.flush()
+    fin = finished(fake_node)[0]
+    assert fin.retryable_error and len(fin.returns) == 2
+    assert fin.returns[0].format == common_pb2.ERROR
+    err = common_pb2.TaskError.FromString(fin.returns[0].inline_data)
+    assert err.kind == common_pb2.TASK_FAILED and err.type_name == "KeyError" and "in fn" in err.traceback
+    with pytest.raises(KeyError):
+        decode(fin.returns[0])
+
+
+def test_worker_num_returns_mismatch_and_load_failure(worker, fake_node):
+    w, rt = worker
+    w.execute(make_task(lambda: (1, 2, 3), num_returns=2))
+    w.execute(make_task(lambda: 1, task_id=b"U" * 16, send_code=False))
+    rt.flush()
+    a, b = finished(fake_node, 2)
+    assert "num_returns=2" in common_pb2.TaskError.FromString(a.returns[0].inline_data).message
+    err = common_pb2.TaskError.FromString(b.returns[0].inline_data)
+    assert err.kind == common_pb2.FUNCTION_LOAD_FAILED
+    with pytest.raises(exceptions.RaySystemError):
+        decode(b.returns[0])
+
+
+def test_worker_loop_batches_and_hands_back_when_blocked(worker, fake_node):
+    w, rt = worker
+    t = threading.Thread(target=w.run, daemon=True)
+
+    def blocking():
+        import ember
+        ref = ember.ObjectRef(b"o" * 20)
+        return ember.get(ref)
+
+    fake_node.push(local_pb2.NodeOp(execute_task=make_task(blocking, task_id=b"A" * 16)),
+                   local_pb2.NodeOp(execute_task=make_task(lambda: 1, task_id=b"B" * 16)))
+    t.start()
+    blocked = fake_node.ops_of("worker_blocked")[0]
+    assert list(blocked.returned_task_ids) == [b"B" * 16]
+    # A task arriving while blocked is handed back too.
+    fake_node.push(local_pb2.NodeOp(execute_task=make_task(lambda: 2, task_id=b"C" * 16)))
+    assert list(fake_node.ops_of("worker_blocked", 2)[1].returned_task_ids) == [b"C" * 16]
+    ser = serialization.serialize("value")
+    fake_node.push(local_pb2.NodeOp(object_ready=local_pb2.ObjectReady(
+        object_id=b"o" * 20, value=common_pb2.ObjectValue(format=ser.format, inline_data=ser.to_bytes()))))
+    fin = finished(fake_node)[0]
+    assert fin.task_id == b"A" * 16 and decode(fin.returns[0]) == "value"
+    assert fake_node.ops_of("worker_unblocked")
+    fake_node.close()
+    t.join(5)
+    assert not t.is_alive()

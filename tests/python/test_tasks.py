@@ -1,0 +1,260 @@
+"""Remote functions, ObjectRefs, get/put/wait, nested tasks, runtime context."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import time
+
+import numpy as np
+import pytest
+
+import ember
+from ember import exceptions
+
+
+@ember.remote
+def add(a, b):
+    return a + b
+
+
+@ember.remote
+def identity(x):
+    return x
+
+
+def test_remote_returns_refs_and_get_values(cluster):
+    ref = add.remote(1, 2)
+    assert isinstance(ref, ember.ObjectRef)
+    assert ember.get(ref) == 3
+    assert ember.get([add.remote(i, i) for i in range(20)]) == [2 * i for i in range(20)]
+
+
+def test_remote_with_options_and_kwargs(cluster):
+    @ember.remote(num_cpus=0.5, max_retries=0)
+    def f(a, *, b=10):
+        return a * b
+
+    assert ember.get(f.remote(2)) == 20
+    assert ember.get(f.remote(2, b=3)) == 6
+    assert ember.get(f.options(num_cpus=1, name="renamed").remote(3, b=3)) == 9
+
+
+def test_calling_remote_function_directly_is_an_error(cluster):
+    with pytest.raises(TypeError, match="remote"):
+        add(1, 2)
+
+
+def test_num_returns(cluster):
+    @ember.remote(num_returns=3)
+    def three():
+        return 1, 2, 3
+
+    refs = three.remote()
+    assert len(refs) == 3
+    assert ember.get(refs) == [1, 2, 3]
+    two = three.options(num_returns=2)
+
+    @ember.remote(num_returns=2)
+    def pair(x):
+        return x, x + 1
+
+    assert ember.get(pair.remote(5)) == [5, 6]
+    del two
+
+
+def test_top_level_refs_resolve_nested_refs_stay_refs(cluster):
+    inner = ember.put(41)
+
+    @ember.remote
+    def inspect(top, nested):
+        assert not isinstance(top, ember.ObjectRef)
+        assert isinstance(nested[0], ember.ObjectRef)
+        return top + ember.get(nested[0])
+
+    assert ember.get(inspect.remote(inner, [inner])) == 82
+
+
+def test_chained_tasks_pass_refs(cluster):
+    a = add.remote(1, 1)
+    b = add.remote(a, 1)
+    c = add.remote(b, a)
+    assert ember.get(c) == 5
+
+
+def test_tasks_submit_tasks_recursively(cluster):
+    @ember.remote
+    def fib(n):
+        if n < 2:
+            return n
+        return sum(ember.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    # More concurrent blocked tasks than CPUs: blocked workers lend their CPU.
+    assert ember.get(fib.remote(7), timeout=60) == 13
+
+
+def test_put_get_values(cluster):
+    for value in [1, "text", b"bytes", {"a": [1, 2]}, None, (1, 2), np.arange(10)]:
+        got = ember.get(ember.put(value))
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got, value)
+        else:
+            assert got == value
+
+
+def test_put_of_a_ref_is_refused(cluster):
+    with pytest.raises(TypeError):
+        ember.put(ember.put(1))
+
+
+def test_large_bytes_round_trip(cluster):
+    data = os.urandom(3 << 20)
+    assert ember.get(ember.put(data)) == data
+    assert ember.get(identity.remote(data)) == data
+
+
+def test_object_refs_hashable_comparable(cluster):
+    ref = ember.put(1)
+    same = ember.ObjectRef(ref.binary())
+    assert ref == same and hash(ref) == hash(same)
+    assert ref != ember.put(1)
+    assert len({ref, same}) == 1
+    assert ref.hex() in repr(ref)
+
+
+def test_wait_splits_ready_and_pending(cluster):
+    @ember.remote
+    def sleepy(t):
+        time.sleep(t)
+        return t
+
+    fast = [sleepy.remote(0) for _ in range(3)]
+    slow = sleepy.remote(5)
+    ember.get(fast)
+    ready, pending = ember.wait(fast + [slow], num_returns=3, timeout=2)
+    assert ready == fast and pending == [slow]
+    ready, pending = ember.wait([slow], timeout=0.1)
+    assert ready == [] and pending == [slow]
+    with pytest.raises(ValueError):
+        ember.wait(fast, num_returns=4)
+    ember.cancel(slow, force=True)
+
+
+def test_get_timeout(cluster):
+    @ember.remote
+    def slow():
+        time.sleep(3)
+
+    ref = slow.remote()
+    t0 = time.monotonic()
+    with pytest.raises(exceptions.GetTimeoutError):
+        ember.get(ref, timeout=0.1)
+    assert time.monotonic() - t0 < 2
+    ember.cancel(ref, force=True)
+
+
+def test_future_and_await(cluster):
+    ref = add.remote(2, 3)
+    fut = ref.future()
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=10) == 5
+
+    async def main():
+        return await add.remote(4, 5)
+
+    assert asyncio.run(main()) == 9
+
+
+def test_exceptions_carry_remote_traceback_and_type(cluster):
+    @ember.remote(max_retries=0)
+    def fails():
+        raise ValueError("bad value 42")
+
+    ref = fails.remote()
+    with pytest.raises(ValueError) as info:
+        ember.get(ref)
+    err = info.value
+    assert isinstance(err, exceptions.RayTaskError)
+    assert isinstance(err, exceptions.RayError)
+    text = str(err)
+    assert "bad value 42" in text
+    assert "Traceback" in text and "fails" in text
+    # An error flows through dependent tasks.
+    with pytest.raises(ValueError):
+        ember.get(add.remote(ref, 1))
+
+
+def test_runtime_context(cluster):
+    ctx = ember.get_runtime_context()
+    job = ctx.get_job_id()
+    node = ctx.get_node_id()
+    assert job and node
+    assert ctx.get_task_id() is None
+
+    @ember.remote
+    def inside():
+        c = ember.get_runtime_context()
+        return c.get_job_id(), c.get_node_id(), c.get_task_id()
+
+    tjob, tnode, ttask = ember.get(inside.remote())
+    assert tjob == job and tnode == node and ttask
+
+
+def test_cluster_and_available_resources(cluster):
+    total = ember.cluster_resources()
+    assert total["CPU"] == 2 and total["GPU"] == 2 and total["special"] == 1
+    avail = ember.available_resources()
+    assert avail["CPU"] <= 2
+    nodes = ember.nodes()
+    assert len(nodes) == 1 and nodes[0]["Alive"]
+    assert nodes[0]["Resources"]["CPU"] == 2
+
+
+def test_gpu_tasks_get_cuda_visible_devices(cluster):
+    @ember.remote(num_gpus=1)
+    def gpu_task():
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), ember.get_gpu_ids()
+
+    visible, ids = ember.get(gpu_task.remote())
+    assert visible in ("0", "1")
+    assert ids == [int(visible)]
+
+    @ember.remote(num_gpus=0.5)
+    def half():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ember.get(half.remote()) in ("0", "1")
+    assert ember.get_gpu_ids() == []
+
+
+def test_custom_resources_route_work(cluster):
+    @ember.remote(resources={"special": 1})
+    def needs_special():
+        return "ok"
+
+    assert ember.get(needs_special.remote()) == "ok"
+
+
+def test_four_tasks_on_two_cpus_run_two_at_a_time(cluster):
+    @ember.remote(num_cpus=1)
+    def interval():
+        start = time.time()
+        time.sleep(0.6)
+        return start, time.time()
+
+    spans = ember.get([interval.remote() for _ in range(4)], timeout=30)
+    # At no instant do more than two intervals overlap; some two do overlap.
+    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda p: (p[0], p[1]))
+    running = peak = 0
+    for _, delta in points:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_is_initialized_and_reinit(cluster):
+    assert ember.is_initialized()
+    with pytest.raises(RuntimeError):
+        ember.init()
+    ember.init(ignore_reinit_error=True)
