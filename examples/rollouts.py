@@ -26,36 +26,49 @@ import ember as ray
 
 OBS_DIM = 64
 ACT_DIM = 8
+LATENT_DIM = 4
 
 
-class LinearSystemEnv:
-    """A noisy linear system: s' = A s + B a + w, reward -(|s|^2 + 0.1 |a|^2) / dim.
+class SpringPendulumEnv:
+    """A cart-pole-like balance task as a linear dynamical system, in numpy.
 
-    A is fixed by a seed shared by every process (the environment's physics);
-    the episode seed picks the start state and the disturbances w. Eight state
-    directions are slowly unstable and are exactly the ones the actions push
-    on, so a good policy damps them; the rest decay by themselves.
+    The hidden state is two oscillators (a cart on a spring and a pendulum,
+    linearized): z = (x, v, theta, omega). Integrated with explicit Euler they
+    slowly gain energy, so without control they swing up and the cost grows.
+    The policy sees z only through 64 noisy sensors (o = C z + noise) and acts
+    through 8 actuators that a fixed matrix mixes into the 2 forces. The reward
+    per step is -(|z|^2 + 0.01 |a|^2). The physics (C, mixing) is fixed by a
+    seed shared by every process; the episode seed picks the start state,
+    the pushes the system gets and the sensor noise.
     """
+
+    DT = 0.05
 
     def __init__(self, seed, steps):
         physics = np.random.default_rng(12345)
-        q, _ = np.linalg.qr(physics.standard_normal((OBS_DIM, OBS_DIM)))
-        eigs = np.concatenate([np.full(ACT_DIM, 1.02), np.linspace(0.5, 0.9, OBS_DIM - ACT_DIM)])
-        self.A = (q * eigs) @ q.T
-        self.B = q[:, :ACT_DIM] * 0.5
+        self.C = physics.standard_normal((OBS_DIM, LATENT_DIM)) / 2  # sensors
+        mix = physics.standard_normal((2, ACT_DIM)) / np.sqrt(ACT_DIM)  # actuators
+        dt = self.DT
+        self.A = np.array([[1.0, dt, 0.0, 0.0],
+                           [-dt, 1.0 - 0.02 * dt, 0.0, 0.0],
+                           [0.0, 0.0, 1.0, dt],
+                           [0.0, 0.0, -2.25 * dt, 1.0 - 0.02 * dt]])
+        self.B = np.array([[0.0, 0.0], [dt, 0.0], [0.0, 0.0], [0.0, dt]]) @ mix
         rng = np.random.default_rng(seed)
-        self.state = rng.standard_normal(OBS_DIM)
-        self.disturbance = 0.1 * rng.standard_normal((steps, OBS_DIM))
+        self.z = rng.standard_normal(LATENT_DIM)
+        self.pushes = 0.05 * rng.standard_normal((steps, LATENT_DIM)) * [0.0, 1.0, 0.0, 1.0]
+        self.sensor_noise = 0.05 * rng.standard_normal((steps, OBS_DIM))
         self.t = 0
 
+    def observe(self):
+        return self.C @ self.z + self.sensor_noise[self.t]
+
     def step(self, action):
-        s = self.state
-        reward = -(s @ s + 0.1 * (action @ action)) / OBS_DIM
-        s = self.A @ s + self.B @ action + self.disturbance[self.t]
-        np.clip(s, -100.0, 100.0, out=s)
-        self.state = s
+        z = self.z
+        reward = -(z @ z + 0.01 * (action @ action))
+        self.z = self.A @ z + self.B @ action + self.pushes[self.t]
         self.t += 1
-        return s, reward
+        return reward
 
 
 def perturbation(noise_seed):

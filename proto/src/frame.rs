@@ -41,7 +41,9 @@ mod tests {
 
     #[test]
     fn frames_split_and_join() {
-        let msg = v1::Warning { message: "hi".into() };
+        let msg = v1::Warning {
+            message: "hi".into(),
+        };
         let mut buf = Vec::new();
         encode_frame(&msg, &mut buf);
         encode_frame(&msg, &mut buf);

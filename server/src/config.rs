@@ -43,7 +43,9 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// Defaults for this machine.
     pub fn defaults() -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Self {
             head: true,
             bind_host: "127.0.0.1".into(),

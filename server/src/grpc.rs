@@ -5,10 +5,11 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use arrow_flight::flight_service_server::FlightServiceServer;
 use ember_flight_store::FlightStoreService;
-use ember_proto::v1::{self, head_service_server::HeadServiceServer, node_service_server::NodeService};
 use ember_proto::v1::node_service_server::NodeServiceServer;
+use ember_proto::v1::{
+    self, head_service_server::HeadServiceServer, node_service_server::NodeService,
+};
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -32,7 +33,9 @@ pub struct TokenCheck {
 
 impl TokenCheck {
     pub fn new(token: &str) -> Self {
-        Self { expected: format!("Bearer {token}").into() }
+        Self {
+            expected: format!("Bearer {token}").into(),
+        }
     }
 }
 
@@ -88,7 +91,9 @@ impl NodeService for NodeServiceImpl {
             }
             lock(&core).remove_conn(conn);
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(out_rx))))
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            out_rx,
+        ))))
     }
 
     async fn get_cluster_status(
@@ -96,10 +101,15 @@ impl NodeService for NodeServiceImpl {
         _req: Request<v1::GetClusterStatusRequest>,
     ) -> Result<Response<v1::GetClusterStatusResponse>, Status> {
         let status = lock(&self.core).cluster_status();
-        Ok(Response::new(v1::GetClusterStatusResponse { status: Some(status) }))
+        Ok(Response::new(v1::GetClusterStatusResponse {
+            status: Some(status),
+        }))
     }
 
-    async fn shutdown(&self, _req: Request<v1::ShutdownRequest>) -> Result<Response<v1::ShutdownResponse>, Status> {
+    async fn shutdown(
+        &self,
+        _req: Request<v1::ShutdownRequest>,
+    ) -> Result<Response<v1::ShutdownResponse>, Status> {
         tracing::info!("shutdown requested over gRPC");
         self.shutdown.cancel();
         Ok(Response::new(v1::ShutdownResponse {}))
@@ -119,17 +129,25 @@ pub async fn serve_grpc(
         let c = lock(&core);
         (c.store().clone(), c.config().max_inline_bytes as usize)
     };
-    let node = NodeServiceServer::new(NodeServiceImpl { core: core.clone(), shutdown: shutdown.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let node = NodeServiceServer::new(NodeServiceImpl {
+        core: core.clone(),
+        shutdown: shutdown.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let node = InterceptedService::new(node, check.clone());
-    let flight = FlightServiceServer::new(FlightStoreService::new(store, inline))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let flight = InterceptedService::new(flight, check.clone());
-    let mut router = tonic::transport::Server::builder().add_service(node).add_service(flight);
+    let flight = InterceptedService::new(
+        FlightStoreService::new(store, inline).into_server(),
+        check.clone(),
+    );
+    let mut router = tonic::transport::Server::builder()
+        .add_service(node)
+        .add_service(flight);
     if let Some(head) = head {
-        router = router.add_service(HeadServiceServer::with_interceptor(HeadServiceImpl(head), check));
+        router = router.add_service(HeadServiceServer::with_interceptor(
+            HeadServiceImpl(head),
+            check,
+        ));
     }
     router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())

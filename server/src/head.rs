@@ -70,12 +70,17 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::RegisterNodeRequest>,
     ) -> Result<Response<v1::RegisterNodeResponse>, Status> {
-        let node = req.into_inner().node.ok_or_else(|| Status::invalid_argument("node is required"))?;
+        let node = req
+            .into_inner()
+            .node
+            .ok_or_else(|| Status::invalid_argument("node is required"))?;
         if node.node_id.len() != ember_proto::NodeId::LEN {
             return Err(Status::invalid_argument("node_id must be 16 bytes"));
         }
         self.0.register_node(node);
-        Ok(Response::new(v1::RegisterNodeResponse { heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS }))
+        Ok(Response::new(v1::RegisterNodeResponse {
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+        }))
     }
 
     async fn heartbeat(
@@ -91,7 +96,9 @@ impl HeadService for HeadServiceImpl {
                 .ok_or_else(|| Status::not_found("unknown node: register first"))?;
             node.resources_available = hb.resources_available;
         }
-        Ok(Response::new(v1::HeartbeatResponse { nodes: self.0.nodes() }))
+        Ok(Response::new(v1::HeartbeatResponse {
+            nodes: self.0.nodes(),
+        }))
     }
 
     async fn register_function(
@@ -99,7 +106,9 @@ impl HeadService for HeadServiceImpl {
         req: Request<v1::RegisterFunctionRequest>,
     ) -> Result<Response<v1::RegisterFunctionResponse>, Status> {
         let r = req.into_inner();
-        let f = r.function.ok_or_else(|| Status::invalid_argument("function is required"))?;
+        let f = r
+            .function
+            .ok_or_else(|| Status::invalid_argument("function is required"))?;
         self.0.register_function(f.function_id, r.payload);
         Ok(Response::new(v1::RegisterFunctionResponse {}))
     }
@@ -108,7 +117,10 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::GetFunctionRequest>,
     ) -> Result<Response<v1::GetFunctionResponse>, Status> {
-        let f = req.into_inner().function.ok_or_else(|| Status::invalid_argument("function is required"))?;
+        let f = req
+            .into_inner()
+            .function
+            .ok_or_else(|| Status::invalid_argument("function is required"))?;
         let payload = self.0.function(&f.function_id);
         Ok(Response::new(v1::GetFunctionResponse {
             found: payload.is_some(),
@@ -116,16 +128,25 @@ impl HeadService for HeadServiceImpl {
         }))
     }
 
-    async fn kv_put(&self, req: Request<v1::KvPutRequest>) -> Result<Response<v1::KvPutResponse>, Status> {
+    async fn kv_put(
+        &self,
+        req: Request<v1::KvPutRequest>,
+    ) -> Result<Response<v1::KvPutResponse>, Status> {
         let r = req.into_inner();
         let added = self.0.kv_put(r.namespace, r.key, r.value, r.overwrite);
         Ok(Response::new(v1::KvPutResponse { added }))
     }
 
-    async fn kv_get(&self, req: Request<v1::KvGetRequest>) -> Result<Response<v1::KvGetResponse>, Status> {
+    async fn kv_get(
+        &self,
+        req: Request<v1::KvGetRequest>,
+    ) -> Result<Response<v1::KvGetResponse>, Status> {
         let r = req.into_inner();
         let value = self.0.kv_get(r.namespace, r.key);
-        Ok(Response::new(v1::KvGetResponse { found: value.is_some(), value: value.unwrap_or_default() }))
+        Ok(Response::new(v1::KvGetResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+        }))
     }
 }
 
@@ -138,9 +159,15 @@ mod tests {
         let head = Head::default();
         assert!(head.kv_put("ns".into(), "k".into(), "1".into(), false));
         assert!(!head.kv_put("ns".into(), "k".into(), "2".into(), false));
-        assert_eq!(head.kv_get("ns".into(), "k".into()).unwrap(), Bytes::from("1"));
+        assert_eq!(
+            head.kv_get("ns".into(), "k".into()).unwrap(),
+            Bytes::from("1")
+        );
         head.kv_put("ns".into(), "k".into(), "3".into(), true);
-        assert_eq!(head.kv_get("ns".into(), "k".into()).unwrap(), Bytes::from("3"));
+        assert_eq!(
+            head.kv_get("ns".into(), "k".into()).unwrap(),
+            Bytes::from("3")
+        );
         assert!(head.kv_get("other".into(), "k".into()).is_none());
     }
 }

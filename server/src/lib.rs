@@ -50,15 +50,27 @@ const PREFAULT_BYTES: u64 = 256 << 20;
 /// Run a node (and the head, when configured) on an already-bound TCP
 /// listener until `shutdown` is cancelled. Writes the session file and the
 /// ready file once it serves.
-pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_node(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?.to_string();
-    let session_dir = session::create_session_dir(&config.session_root)
-        .with_context(|| format!("cannot create a session under {}", config.session_root.display()))?;
+    let session_dir = session::create_session_dir(&config.session_root).with_context(|| {
+        format!(
+            "cannot create a session under {}",
+            config.session_root.display()
+        )
+    })?;
     let token = config.token.clone().unwrap_or_else(session::new_token);
     let node_id = NodeId::random();
 
     session::remove_stale_arenas(std::path::Path::new("/dev/shm"));
-    let arena_path = PathBuf::from(format!("/dev/shm/ember-{}-{}-arena", std::process::id(), &node_id.hex()[..8]));
+    let arena_path = PathBuf::from(format!(
+        "/dev/shm/ember-{}-{}-arena",
+        std::process::id(),
+        &node_id.hex()[..8]
+    ));
     let store = Arc::new(
         Store::new(StoreConfig {
             arena_path: arena_path.clone(),
@@ -69,7 +81,8 @@ pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: Cance
     );
 
     let socket = session_dir.join("node.sock");
-    let unix = UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    let unix =
+        UnixListener::bind(&socket).with_context(|| format!("cannot bind {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
     let (pool_tx, pool_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -82,16 +95,28 @@ pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: Cance
         session_dir: session_dir.clone(),
         node_address: address.clone(),
     };
-    let core = Arc::new(Mutex::new(node::NodeCore::new(node_id, core_cfg, &config, store.clone(), pool_tx)?));
+    let core = Arc::new(Mutex::new(node::NodeCore::new(
+        node_id,
+        core_cfg,
+        &config,
+        store.clone(),
+        pool_tx,
+    )?));
     let head = config.head.then(|| Arc::new(head::Head::default()));
     if let Some(head) = &head {
         head.register_node(local::lock(&core).cluster_status().nodes.remove(0));
     }
 
     let tracker = TaskTracker::new();
-    tracker.spawn(local::serve_local(unix, core.clone(), shutdown.clone(), tracker.clone()));
+    tracker.spawn(local::serve_local(
+        unix,
+        core.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
     {
-        let (core, head, token, shutdown) = (core.clone(), head.clone(), token.clone(), shutdown.clone());
+        let (core, head, token, shutdown) =
+            (core.clone(), head.clone(), token.clone(), shutdown.clone());
         tracker.spawn(async move {
             if let Err(e) = grpc::serve_grpc(listener, core, head, &token, shutdown.clone()).await {
                 tracing::error!(error = %e, "gRPC server failed");
@@ -105,7 +130,12 @@ pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: Cance
         token: token.clone(),
         session_dir: session_dir.clone(),
     };
-    tracker.spawn(worker_pool::run_pool(core.clone(), pool_cfg, pool_rx, shutdown.clone()));
+    tracker.spawn(worker_pool::run_pool(
+        core.clone(),
+        pool_cfg,
+        pool_rx,
+        shutdown.clone(),
+    ));
     {
         let (core, shutdown) = (core.clone(), shutdown.clone());
         tracker.spawn(async move {
@@ -162,7 +192,10 @@ pub async fn run_node(config: NodeConfig, listener: TcpListener, shutdown: Cance
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 5 s");
     }
     let _ = std::fs::remove_file(&socket);

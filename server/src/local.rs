@@ -41,7 +41,11 @@ pub async fn serve_local(
     }
 }
 
-async fn handle_conn(stream: tokio::net::UnixStream, core: Arc<Mutex<NodeCore>>, shutdown: CancellationToken) {
+async fn handle_conn(
+    stream: tokio::net::UnixStream,
+    core: Arc<Mutex<NodeCore>>,
+    shutdown: CancellationToken,
+) {
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = lock(&core).add_conn(tx);
@@ -63,7 +67,12 @@ async fn handle_conn(stream: tokio::net::UnixStream, core: Arc<Mutex<NodeCore>>,
                     match v1::ClientMessage::decode(&buf[body]) {
                         Ok(msg) => ops.extend(msg.ops),
                         Err(e) => {
-                            refuse(&core, conn, format!("malformed message from client: {e}"), ops);
+                            refuse(
+                                &core,
+                                conn,
+                                format!("malformed message from client: {e}"),
+                                ops,
+                            );
                             break 'read;
                         }
                     }
@@ -97,7 +106,10 @@ fn refuse(core: &Arc<Mutex<NodeCore>>, conn: u64, why: String, ops: Vec<v1::Clie
     core.reply_error_and_close(conn, system_error(v1::ErrorKind::InvalidArgument, why));
 }
 
-async fn write_loop(mut wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+async fn write_loop(
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         let (msg, close) = gather(first, &mut rx);
@@ -119,7 +131,10 @@ async fn write_loop(mut wr: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Unbo
 }
 
 /// Everything queued for a connection right now, as one message.
-pub fn gather(first: Outgoing, rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> (v1::NodeMessage, bool) {
+pub fn gather(
+    first: Outgoing,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+) -> (v1::NodeMessage, bool) {
     let mut msg = v1::NodeMessage::default();
     let mut close = false;
     let mut next = Some(first);

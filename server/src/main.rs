@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use ember_server::{config, session, status, NodeConfig};
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "ember: distributed tasks and objects for Python, Go and Rust")]
+#[command(
+    name = "ember",
+    version,
+    about = "ember: distributed tasks and objects for Python, Go and Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,7 +90,10 @@ fn main() -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
@@ -108,8 +115,9 @@ fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         cfg.num_gpus = n;
     }
     if let Some(json) = &args.resources {
-        let map: HashMap<String, f64> = serde_json::from_str(json)
-            .with_context(|| format!("--resources must be a JSON object of numbers, got {json:?}"))?;
+        let map: HashMap<String, f64> = serde_json::from_str(json).with_context(|| {
+            format!("--resources must be a JSON object of numbers, got {json:?}")
+        })?;
         for name in map.keys() {
             if name == "CPU" || name == "GPU" {
                 bail!("use --num-cpus/--num-gpus instead of {name} in --resources");
@@ -166,8 +174,10 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         let signals = shutdown.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
@@ -183,16 +193,26 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
 /// Re-run this command with --block in a new session, wait until it is
 /// ready, print how to connect.
 fn start_in_background(cfg: &NodeConfig) -> anyhow::Result<()> {
-    let ready = std::env::temp_dir().join(format!("ember-ready-{}-{}", std::process::id(), rand_suffix()));
+    let ready = std::env::temp_dir().join(format!(
+        "ember-ready-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&cfg.session_root)?;
     let log_path = cfg.session_root.join("ember-start.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     args.push("--block".into());
     args.push("--ready-file".into());
     args.push(ready.to_string_lossy().into_owned());
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // SAFETY: setsid in the child before exec detaches it from our terminal.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -209,15 +229,23 @@ fn start_in_background(cfg: &NodeConfig) -> anyhow::Result<()> {
             println!("ember node started (pid {}).", info.pid);
             println!("  address:  {}", info.address);
             println!("  session:  {}", info.session_dir.display());
-            println!("Connect from Python with ember.init(address=\"auto\"); stop with `ember stop`.");
+            println!(
+                "Connect from Python with ember.init(address=\"auto\"); stop with `ember stop`."
+            );
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the node exited during startup ({status}); see {}", log_path.display());
+            bail!(
+                "the node exited during startup ({status}); see {}",
+                log_path.display()
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("the node did not become ready within 30 s; see {}", log_path.display());
+            bail!(
+                "the node did not become ready within 30 s; see {}",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -225,7 +253,10 @@ fn start_in_background(cfg: &NodeConfig) -> anyhow::Result<()> {
 
 fn rand_suffix() -> String {
     use std::time::SystemTime;
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{nanos:x}")
 }
 
@@ -263,15 +294,21 @@ fn show_status(address: Option<String>) -> anyhow::Result<()> {
         _ => sessions.first(),
     };
     let Some(session) = session else {
-        bail!("no running ember cluster found (looked in {}); start one with `ember start --head`", root.display());
+        bail!(
+            "no running ember cluster found (looked in {}); start one with `ember start --head`",
+            root.display()
+        );
     };
     let token = std::env::var("EMBER_TOKEN").unwrap_or_else(|_| session.token.clone());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let text = runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", session.address))?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the node at {}", session.address))?;
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", session.address))?
+                .connect()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", session.address))?;
         let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
         let mut client = ember_proto::v1::node_service_client::NodeServiceClient::with_interceptor(
             channel,
@@ -280,8 +317,12 @@ fn show_status(address: Option<String>) -> anyhow::Result<()> {
                 Ok(req)
             },
         );
-        let reply = client.get_cluster_status(ember_proto::v1::GetClusterStatusRequest {}).await?;
-        anyhow::Ok(status::render(&reply.into_inner().status.unwrap_or_default()))
+        let reply = client
+            .get_cluster_status(ember_proto::v1::GetClusterStatusRequest {})
+            .await?;
+        anyhow::Ok(status::render(
+            &reply.into_inner().status.unwrap_or_default(),
+        ))
     })?;
     print!("{text}");
     Ok(())

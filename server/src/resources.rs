@@ -80,7 +80,10 @@ impl ResourceSet {
     }
 
     pub fn to_map(&self) -> std::collections::HashMap<String, f64> {
-        self.0.iter().map(|(k, v)| (k.clone(), to_float(*v))).collect()
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), to_float(*v)))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,7 +114,9 @@ pub struct GpuInstances {
 
 impl GpuInstances {
     pub fn new(count: usize) -> Self {
-        Self { free: vec![UNIT; count] }
+        Self {
+            free: vec![UNIT; count],
+        }
     }
 
     /// Pick devices for `units` of GPU: whole devices for requests of one or
@@ -122,7 +127,9 @@ impl GpuInstances {
         }
         if units >= UNIT {
             let wanted = (units / UNIT) as usize;
-            let free: Vec<usize> = (0..self.free.len()).filter(|&i| self.free[i] == UNIT).collect();
+            let free: Vec<usize> = (0..self.free.len())
+                .filter(|&i| self.free[i] == UNIT)
+                .collect();
             if free.len() < wanted {
                 return None;
             }
@@ -205,7 +212,10 @@ mod tests {
         assert!(ResourceSet::from_map(&map).is_err());
         let mut map = HashMap::new();
         map.insert("GPU".to_string(), 1.5);
-        assert!(matches!(task_request(&map), Err(ResourceError::FractionalMultiGpu(_))));
+        assert!(matches!(
+            task_request(&map),
+            Err(ResourceError::FractionalMultiGpu(_))
+        ));
     }
 
     #[test]

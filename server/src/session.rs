@@ -106,11 +106,15 @@ pub fn process_alive(pid: u32) -> bool {
 /// Remove shared-memory arenas left by sessions whose daemon died without
 /// cleaning up (killed with SIGKILL).
 pub fn remove_stale_arenas(shm_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(shm_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(shm_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         // ember-<pid>-<rand>-arena
-        let Some(rest) = name.strip_prefix("ember-") else { continue };
+        let Some(rest) = name.strip_prefix("ember-") else {
+            continue;
+        };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };

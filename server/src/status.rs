@@ -50,7 +50,12 @@ pub fn render(status: &v1::ClusterStatus) -> String {
     }
     for (k, (used, total)) in totals {
         if k == "object_store_memory" || k == "memory" {
-            let _ = writeln!(out, "  {k}: {} / {}", bytes(used as u64), bytes(total as u64));
+            let _ = writeln!(
+                out,
+                "  {k}: {} / {}",
+                bytes(used as u64),
+                bytes(total as u64)
+            );
         } else {
             let _ = writeln!(out, "  {k}: {} / {}", amount(used), amount(total));
         }
@@ -66,14 +71,22 @@ pub fn render(status: &v1::ClusterStatus) -> String {
         for task in &status.infeasible {
             let mut res: Vec<_> = task.resources.iter().collect();
             res.sort_by(|a, b| a.0.cmp(b.0));
-            let res: Vec<String> = res.iter().map(|(k, v)| format!("{k}: {}", amount(**v))).collect();
-            let _ = writeln!(out, "  {} {} requires {{{}}}", hex::encode(&task.task_id), task.name, res.join(", "));
+            let res: Vec<String> = res
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", amount(**v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {} {} requires {{{}}}",
+                hex::encode(&task.task_id),
+                task.name,
+                res.join(", ")
+            );
         }
     }
-    let (cap, used) = status
-        .nodes
-        .iter()
-        .fold((0, 0), |(c, u), n| (c + n.object_store_capacity, u + n.object_store_used));
+    let (cap, used) = status.nodes.iter().fold((0, 0), |(c, u), n| {
+        (c + n.object_store_capacity, u + n.object_store_used)
+    });
     let _ = writeln!(
         out,
         "Object store: {} used of {}, {} objects",
@@ -100,7 +113,11 @@ mod tests {
                 resources_available: [("CPU".to_string(), 1.0)].into_iter().collect(),
                 ..Default::default()
             }],
-            tasks: Some(v1::TaskCounts { pending: 1, infeasible: 1, ..Default::default() }),
+            tasks: Some(v1::TaskCounts {
+                pending: 1,
+                infeasible: 1,
+                ..Default::default()
+            }),
             infeasible: vec![v1::InfeasibleTask {
                 task_id: vec![2; 16].into(),
                 name: "f".into(),

@@ -84,7 +84,12 @@ async fn run_fork_server(
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start the worker fork server {}: {e}", cfg.python.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start the worker fork server {}: {e}",
+                cfg.python.display()
+            )
+        })?;
     let mut stdin = child.stdin.take().ok_or("fork server has no stdin")?;
     let stdout = child.stdout.take().ok_or("fork server has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
@@ -139,12 +144,18 @@ async fn run_fork_server(
 }
 
 async fn write_fork(stdin: &mut tokio::process::ChildStdin, id: WorkerId) -> Result<(), String> {
-    let line = format!("{{\"op\": \"fork\", \"worker_id\": \"{}\", \"env\": {{}}}}\n", id.hex());
+    let line = format!(
+        "{{\"op\": \"fork\", \"worker_id\": \"{}\", \"env\": {{}}}}\n",
+        id.hex()
+    );
     stdin
         .write_all(line.as_bytes())
         .await
         .map_err(|e| format!("cannot talk to the worker fork server: {e}"))?;
-    stdin.flush().await.map_err(|e| format!("cannot talk to the worker fork server: {e}"))
+    stdin
+        .flush()
+        .await
+        .map_err(|e| format!("cannot talk to the worker fork server: {e}"))
 }
 
 /// The last lines of a log file, for error messages.

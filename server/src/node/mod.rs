@@ -179,7 +179,12 @@ impl NodeCore {
         self.next_conn += 1;
         self.conns.insert(
             id,
-            Conn { tx, kind: ConnKind::New, held: HashSet::new(), subscribed: HashSet::new() },
+            Conn {
+                tx,
+                kind: ConnKind::New,
+                held: HashSet::new(),
+                subscribed: HashSet::new(),
+            },
         );
         id
     }
@@ -191,7 +196,13 @@ impl NodeCore {
     }
 
     fn send_error(&self, conn: ConnId, request_id: u64, err: v1::TaskError) {
-        self.send(conn, node_op::Op::Error(v1::ErrorReply { request_id, error: Some(err) }));
+        self.send(
+            conn,
+            node_op::Op::Error(v1::ErrorReply {
+                request_id,
+                error: Some(err),
+            }),
+        );
     }
 
     fn warn(&self, conn: ConnId, message: String) {
@@ -227,7 +238,12 @@ impl NodeCore {
                 self.jobs.insert(job, hello.code_search_path.clone());
                 ConnKind::Driver(job)
             }
-            _ => return self.refuse(conn, "hello must say whether the client is a driver or a worker"),
+            _ => {
+                return self.refuse(
+                    conn,
+                    "hello must say whether the client is a driver or a worker",
+                )
+            }
         };
         let job_id = match kind {
             ConnKind::Driver(job) => job.to_vec(),
@@ -253,7 +269,11 @@ impl NodeCore {
     }
 
     fn refuse(&mut self, conn: ConnId, why: &str) -> bool {
-        self.send_error(conn, 0, NodeError::InvalidArgument(why.into()).to_task_error());
+        self.send_error(
+            conn,
+            0,
+            NodeError::InvalidArgument(why.into()).to_task_error(),
+        );
         self.close(conn);
         false
     }
@@ -323,7 +343,9 @@ impl NodeCore {
     /// The connection is gone: drop its references, and if it was a
     /// worker, handle the worker's death.
     pub fn remove_conn(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         if let ConnKind::Worker(wid) = c.kind {
             self.worker_died(wid, "its connection to the node closed");
         }
@@ -428,7 +450,9 @@ pub fn error_value(err: &v1::TaskError) -> v1::ObjectValue {
     v1::ObjectValue {
         format: v1::ValueFormat::Error as i32,
         metadata: Bytes::new(),
-        body: Some(v1::object_value::Body::InlineData(err.encode_to_vec().into())),
+        body: Some(v1::object_value::Body::InlineData(
+            err.encode_to_vec().into(),
+        )),
         contained_refs: Vec::new(),
     }
 }

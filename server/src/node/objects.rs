@@ -54,12 +54,19 @@ pub(super) fn to_wire(obj: &StoredObject) -> v1::ObjectValue {
 impl NodeCore {
     pub(super) fn ref_update(&mut self, conn: ConnId, update: v1::RefUpdate) {
         for raw in update.add {
-            let Ok(id) = ObjectId::from_bytes(&raw) else { continue };
+            let Ok(id) = ObjectId::from_bytes(&raw) else {
+                continue;
+            };
             self.hold(conn, id);
         }
         for raw in update.remove {
-            let Ok(id) = ObjectId::from_bytes(&raw) else { continue };
-            let released = self.conns.get_mut(&conn).is_some_and(|c| c.held.remove(&id));
+            let Ok(id) = ObjectId::from_bytes(&raw) else {
+                continue;
+            };
+            let released = self
+                .conns
+                .get_mut(&conn)
+                .is_some_and(|c| c.held.remove(&id));
             if released {
                 if let Some(o) = self.objects.get_mut(&id) {
                     o.holders = o.holders.saturating_sub(1);
@@ -116,22 +123,30 @@ impl NodeCore {
 
     pub(super) fn put_object(&mut self, conn: ConnId, put: v1::PutObject) {
         let Ok(id) = ObjectId::from_bytes(&put.object_id) else {
-            let err = system_error(v1::ErrorKind::InvalidArgument, "put of a malformed object id".into());
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                "put of a malformed object id".into(),
+            );
             self.send_error(conn, 0, err);
             return;
         };
         self.hold(conn, id);
         let Some(value) = put.value else {
-            let err = system_error(v1::ErrorKind::InvalidArgument, format!("put of {id} without a value"));
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                format!("put of {id} without a value"),
+            );
             self.store_value(id, error_value(&err));
             return;
         };
         if let Err(err) = self.store_value_checked(id, value) {
             self.send_error(conn, 0, err.clone());
-            let _ = self.store.put_inline(id, v1::ValueFormat::Error as i32, Bytes::new(), {
-                use prost::Message;
-                err.encode_to_vec().into()
-            });
+            let _ = self
+                .store
+                .put_inline(id, v1::ValueFormat::Error as i32, Bytes::new(), {
+                    use prost::Message;
+                    err.encode_to_vec().into()
+                });
         }
         self.object_ready(id);
     }
@@ -152,15 +167,22 @@ impl NodeCore {
                 if data.len() as u64 > self.cfg.max_inline_bytes.max(16 << 20) {
                     return Err(system_error(
                         v1::ErrorKind::InvalidArgument,
-                        format!("object {id}: inline value of {} bytes is too large; use shared memory", data.len()),
+                        format!(
+                            "object {id}: inline value of {} bytes is too large; use shared memory",
+                            data.len()
+                        ),
                     ));
                 }
-                self.store.put_inline(id, value.format, value.metadata, data)
+                self.store
+                    .put_inline(id, value.format, value.metadata, data)
             }
             Some(Body::Shm(loc)) => self.store.seal(id, value.format, value.metadata, loc),
-            None => self.store.put_inline(id, value.format, value.metadata, Bytes::new()),
+            None => self
+                .store
+                .put_inline(id, value.format, value.metadata, Bytes::new()),
         };
-        result.map_err(|e| system_error(v1::ErrorKind::InvalidArgument, format!("object {id}: {e}")))
+        result
+            .map_err(|e| system_error(v1::ErrorKind::InvalidArgument, format!("object {id}: {e}")))
     }
 
     /// Store `value` under `id`, replacing nothing; errors become an ERROR value.
@@ -180,7 +202,9 @@ impl NodeCore {
     /// `id` was sealed: tell who waits, wake tasks, then free it if no one
     /// holds it.
     pub(super) fn object_ready(&mut self, id: ObjectId) {
-        let Some(obj) = self.store.get(&id) else { return };
+        let Some(obj) = self.store.get(&id) else {
+            return;
+        };
         let entry = self.objects.entry(id).or_default();
         entry.ready = true;
         let subscribers = std::mem::take(&mut entry.subscribers);
@@ -199,7 +223,9 @@ impl NodeCore {
 
     /// Free `id` if nothing refers to it any more.
     pub(super) fn maybe_free(&mut self, id: ObjectId) {
-        let Some(e) = self.objects.get(&id) else { return };
+        let Some(e) = self.objects.get(&id) else {
+            return;
+        };
         if e.holders > 0 || e.arg_uses > 0 || e.escaped || !e.subscribers.is_empty() {
             return;
         }
@@ -216,12 +242,18 @@ impl NodeCore {
 
     pub(super) fn create_object(&mut self, conn: ConnId, req: v1::CreateObject) {
         let Ok(id) = ObjectId::from_bytes(&req.object_id) else {
-            let err = system_error(v1::ErrorKind::InvalidArgument, "create of a malformed object id".into());
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                "create of a malformed object id".into(),
+            );
             self.send_error(conn, req.request_id, err);
             return;
         };
         if req.size == 0 {
-            let err = system_error(v1::ErrorKind::InvalidArgument, format!("create of {id} with size 0"));
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                format!("create of {id} with size 0"),
+            );
             self.send_error(conn, req.request_id, err);
             return;
         }
@@ -244,7 +276,10 @@ impl NodeCore {
                 });
             }
             Err(e) => {
-                let err = system_error(v1::ErrorKind::ObjectStoreFull, store_full_message(&e, req.size));
+                let err = system_error(
+                    v1::ErrorKind::ObjectStoreFull,
+                    store_full_message(&e, req.size),
+                );
                 self.send_error(conn, req.request_id, err);
             }
         }
@@ -275,7 +310,10 @@ impl NodeCore {
                 ),
                 Err(StoreError::Full { .. }) => self.pending_creates.push(p),
                 Err(e) => {
-                    let err = system_error(v1::ErrorKind::ObjectStoreFull, store_full_message(&e, p.size));
+                    let err = system_error(
+                        v1::ErrorKind::ObjectStoreFull,
+                        store_full_message(&e, p.size),
+                    );
                     self.send_error(p.conn, p.request_id, err);
                 }
             }
@@ -286,8 +324,9 @@ impl NodeCore {
         if self.pending_creates.is_empty() {
             return;
         }
-        let (expired, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.pending_creates).into_iter().partition(|p| p.deadline <= now);
+        let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_creates)
+            .into_iter()
+            .partition(|p| p.deadline <= now);
         self.pending_creates = keep;
         for p in expired {
             let stats = self.store.stats();

@@ -42,27 +42,40 @@ impl TaskEntry {
         if !self.spec.name.is_empty() {
             return self.spec.name.clone();
         }
-        self.spec.function.as_ref().map(|f| f.name.clone()).unwrap_or_default()
+        self.spec
+            .function
+            .as_ref()
+            .map(|f| f.name.clone())
+            .unwrap_or_default()
     }
 }
 
 impl NodeCore {
     pub(super) fn submit(&mut self, conn: ConnId, submit: v1::SubmitTask) {
         let Some(mut spec) = submit.spec else {
-            let err = system_error(v1::ErrorKind::InvalidArgument, "submit without a task spec".into());
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                "submit without a task spec".into(),
+            );
             self.send_error(conn, 0, err);
             return;
         };
         let Ok(task_id) = TaskId::from_bytes(&spec.task_id) else {
             let err = system_error(
                 v1::ErrorKind::InvalidArgument,
-                format!("malformed task spec: task_id has {} bytes, expected 16", spec.task_id.len()),
+                format!(
+                    "malformed task spec: task_id has {} bytes, expected 16",
+                    spec.task_id.len()
+                ),
             );
             self.send_error(conn, 0, err);
             return;
         };
         if self.tasks.contains_key(&task_id) {
-            let err = system_error(v1::ErrorKind::InvalidArgument, format!("task {task_id} was already submitted"));
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                format!("task {task_id} was already submitted"),
+            );
             self.send_error(conn, 0, err);
             return;
         }
@@ -77,15 +90,26 @@ impl NodeCore {
         let request = match self.validate(&spec) {
             Ok(r) => r,
             Err(message) => {
-                let err = system_error(v1::ErrorKind::InvalidArgument, format!("malformed task spec: {message}"));
+                let err = system_error(
+                    v1::ErrorKind::InvalidArgument,
+                    format!("malformed task spec: {message}"),
+                );
                 self.fail_returns(task_id, num_returns, &err, conn);
                 self.counters.failed += 1;
                 return;
             }
         };
-        let fid = spec.function.as_ref().map(|f| f.function_id.clone()).unwrap_or_default();
+        let fid = spec
+            .function
+            .as_ref()
+            .map(|f| f.function_id.clone())
+            .unwrap_or_default();
         if !self.functions.contains_key(&fid) {
-            let name = spec.function.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+            let name = spec
+                .function
+                .as_ref()
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
             let err = system_error(
                 v1::ErrorKind::UnknownFunction,
                 format!(
@@ -104,7 +128,9 @@ impl NodeCore {
             if arg.object_ref.is_empty() {
                 continue;
             }
-            let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else { continue };
+            let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
+                continue;
+            };
             let ready = self.store.contains(&id);
             let entry = self.objects.entry(id).or_default();
             entry.arg_uses += 1;
@@ -132,7 +158,10 @@ impl NodeCore {
     /// Check a spec; returns its resource request.
     fn validate(&self, spec: &v1::TaskSpec) -> Result<ResourceSet, String> {
         if spec.num_returns > MAX_RETURNS {
-            return Err(format!("num_returns {} exceeds {MAX_RETURNS}", spec.num_returns));
+            return Err(format!(
+                "num_returns {} exceeds {MAX_RETURNS}",
+                spec.num_returns
+            ));
         }
         let Some(f) = &spec.function else {
             return Err("no function descriptor".into());
@@ -175,7 +204,9 @@ impl NodeCore {
 
     /// One of the task's arguments now exists.
     pub(super) fn arg_ready(&mut self, task_id: TaskId) {
-        let Some(t) = self.tasks.get_mut(&task_id) else { return };
+        let Some(t) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         t.missing_args = t.missing_args.saturating_sub(1);
         if t.missing_args == 0 && t.state == TaskState::WaitingArgs {
             self.enqueue(task_id, false);
@@ -186,7 +217,9 @@ impl NodeCore {
     /// Put a ready task in its class queue (at the front when it is handed
     /// back by a worker), or mark it infeasible.
     pub(super) fn enqueue(&mut self, task_id: TaskId, front: bool) {
-        let Some(t) = self.tasks.get_mut(&task_id) else { return };
+        let Some(t) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         if !self.total.contains(&t.request) {
             if t.state != TaskState::Infeasible {
                 t.state = TaskState::Infeasible;
@@ -224,9 +257,13 @@ impl NodeCore {
         let classes = self.class_order.clone();
         for class in classes {
             loop {
-                let Some(&task_id) = self.queues.get(&class).and_then(|q| q.front()) else { break };
-                let still_queued =
-                    self.tasks.get(&task_id).is_some_and(|t| t.state == TaskState::Queued && !t.cancelled);
+                let Some(&task_id) = self.queues.get(&class).and_then(|q| q.front()) else {
+                    break;
+                };
+                let still_queued = self
+                    .tasks
+                    .get(&task_id)
+                    .is_some_and(|t| t.state == TaskState::Queued && !t.cancelled);
                 if !still_queued {
                     self.queues.get_mut(&class).map(|q| q.pop_front());
                     continue;
@@ -257,7 +294,9 @@ impl NodeCore {
 
     /// Send a task to a leased worker.
     fn assign(&mut self, wid: WorkerId, task_id: TaskId) {
-        let Some(t) = self.tasks.get_mut(&task_id) else { return };
+        let Some(t) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         t.state = TaskState::Assigned(wid);
         let mut spec = t.spec.clone();
         for arg in spec.args.iter_mut() {
@@ -271,26 +310,43 @@ impl NodeCore {
                 .unwrap_or_else(|| {
                     error_value(&system_error(
                         v1::ErrorKind::ObjectLost,
-                        format!("argument object {} is no longer available", hex::encode(&arg.object_ref)),
+                        format!(
+                            "argument object {} is no longer available",
+                            hex::encode(&arg.object_ref)
+                        ),
                     ))
                 });
             arg.value = Some(value);
         }
-        let fid = spec.function.as_ref().map(|f| f.function_id.clone()).unwrap_or_default();
+        let fid = spec
+            .function
+            .as_ref()
+            .map(|f| f.function_id.clone())
+            .unwrap_or_default();
         let job = ember_proto::JobId::from_bytes(&spec.job_id).ok();
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         w.tasks.push_back(task_id);
         let function_payload = if w.seen_functions.insert(fid.clone()) {
-            self.functions.get(&fid).map(|(p, _)| p.clone()).unwrap_or_default()
+            self.functions
+                .get(&fid)
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default()
         } else {
             Bytes::new()
         };
         let code_search_path = match job {
-            Some(job) if w.seen_jobs.insert(job) => self.jobs.get(&job).cloned().unwrap_or_default(),
+            Some(job) if w.seen_jobs.insert(job) => {
+                self.jobs.get(&job).cloned().unwrap_or_default()
+            }
             _ => Vec::new(),
         };
         let (gpu_ids, assigned) = match &w.lease {
-            Some(l) => (l.gpu_devices.iter().map(|d| d.to_string()).collect(), l.request.to_map()),
+            Some(l) => (
+                l.gpu_devices.iter().map(|d| d.to_string()).collect(),
+                l.request.to_map(),
+            ),
             None => (Vec::new(), Default::default()),
         };
         let Some(conn) = w.conn else { return };
@@ -305,15 +361,23 @@ impl NodeCore {
     }
 
     pub(super) fn task_finished(&mut self, conn: ConnId, done: v1::TaskFinished) {
-        let Some(ConnKind::Worker(wid)) = self.conns.get(&conn).map(|c| c.kind) else { return };
-        let Ok(task_id) = TaskId::from_bytes(&done.task_id) else { return };
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(ConnKind::Worker(wid)) = self.conns.get(&conn).map(|c| c.kind) else {
+            return;
+        };
+        let Ok(task_id) = TaskId::from_bytes(&done.task_id) else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         let Some(pos) = w.tasks.iter().position(|t| *t == task_id) else {
             tracing::warn!(%task_id, worker = %wid, "finish of a task the worker was not running");
             return;
         };
         w.tasks.remove(pos);
-        let Some(t) = self.tasks.get_mut(&task_id) else { return };
+        let Some(t) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         if t.cancelled {
             self.discard_returns(task_id, &done.returns);
             self.finish_cancelled(task_id);
@@ -333,10 +397,14 @@ impl NodeCore {
 
     /// Store a finished task's returns and wake everyone waiting for them.
     fn complete(&mut self, task_id: TaskId, returns: Vec<v1::ObjectValue>) {
-        let Some(t) = self.tasks.remove(&task_id) else { return };
+        let Some(t) = self.tasks.remove(&task_id) else {
+            return;
+        };
         self.release_args(&t);
         let n = t.spec.num_returns.min(MAX_RETURNS);
-        let failed = returns.iter().any(|v| v.format == v1::ValueFormat::Error as i32)
+        let failed = returns
+            .iter()
+            .any(|v| v.format == v1::ValueFormat::Error as i32)
             || returns.len() != n as usize;
         if failed {
             self.counters.failed += 1;
@@ -366,7 +434,8 @@ impl NodeCore {
         // Returns beyond num_returns: free their blocks.
         for (extra, v) in values.enumerate() {
             if let Some(v1::object_value::Body::Shm(_)) = v.body {
-                self.store.abort(ObjectId::for_return(task_id, n + extra as u32));
+                self.store
+                    .abort(ObjectId::for_return(task_id, n + extra as u32));
             }
         }
     }
@@ -394,7 +463,9 @@ impl NodeCore {
 
     /// Fail a task for good with `err` in each return.
     pub(super) fn fail_task(&mut self, task_id: TaskId, err: v1::TaskError) {
-        let Some(t) = self.tasks.get(&task_id) else { return };
+        let Some(t) = self.tasks.get(&task_id) else {
+            return;
+        };
         let n = t.spec.num_returns.min(MAX_RETURNS) as usize;
         let mut err = err;
         err.task_id = task_id.to_vec().into();
@@ -404,7 +475,11 @@ impl NodeCore {
     }
 
     fn finish_cancelled(&mut self, task_id: TaskId) {
-        let name = self.tasks.get(&task_id).map(|t| t.display_name()).unwrap_or_default();
+        let name = self
+            .tasks
+            .get(&task_id)
+            .map(|t| t.display_name())
+            .unwrap_or_default();
         let err = system_error(
             v1::ErrorKind::TaskCancelled,
             format!("task {task_id} ({name}) was cancelled"),
@@ -428,7 +503,9 @@ impl NodeCore {
 
     fn release_args(&mut self, t: &TaskEntry) {
         for arg in &t.spec.args {
-            let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else { continue };
+            let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
+                continue;
+            };
             if let Some(o) = self.objects.get_mut(&id) {
                 o.arg_uses = o.arg_uses.saturating_sub(1);
                 o.waiting_tasks.retain(|w| *w != t.spec_task_id());
@@ -440,7 +517,9 @@ impl NodeCore {
     /// A worker died with `tasks` assigned (the first was running).
     pub(super) fn requeue_after_crash(&mut self, tasks: VecDeque<TaskId>, why: &str) {
         for (i, task_id) in tasks.into_iter().enumerate() {
-            let Some(t) = self.tasks.get_mut(&task_id) else { continue };
+            let Some(t) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
             if t.cancelled {
                 self.finish_cancelled(task_id);
                 continue;
@@ -483,7 +562,10 @@ impl NodeCore {
 
     pub(super) fn cancel(&mut self, conn: ConnId, req: v1::CancelTask) {
         let Ok(task_id) = TaskId::from_bytes(&req.task_id) else {
-            let err = system_error(v1::ErrorKind::InvalidArgument, "cancel of a malformed task id".into());
+            let err = system_error(
+                v1::ErrorKind::InvalidArgument,
+                "cancel of a malformed task id".into(),
+            );
             self.send_error(conn, 0, err);
             return;
         };
@@ -503,7 +585,9 @@ impl NodeCore {
                 self.cancel_task(child, force, true);
             }
         }
-        let Some(t) = self.tasks.get_mut(&task_id) else { return };
+        let Some(t) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
         if t.cancelled {
             return;
         }
@@ -513,7 +597,9 @@ impl NodeCore {
                 self.finish_cancelled(task_id);
             }
             TaskState::Assigned(wid) => {
-                let Some(w) = self.workers.get(&wid) else { return };
+                let Some(w) = self.workers.get(&wid) else {
+                    return;
+                };
                 let running = w.tasks.front() == Some(&task_id);
                 if !running {
                     // Queued behind another task on the worker: it is
@@ -522,6 +608,13 @@ impl NodeCore {
                 }
                 if let Some(pid) = w.pid {
                     let sig = if force { libc::SIGKILL } else { libc::SIGINT };
+                    if !force {
+                        // Name the target so the worker ignores a SIGINT that
+                        // arrives after this task already finished.
+                        let dir = self.cfg.session_dir.join("cancel");
+                        let _ = std::fs::create_dir_all(&dir);
+                        let _ = std::fs::write(dir.join(pid.to_string()), task_id.hex());
+                    }
                     // SAFETY: plain kill(2) on the worker's pid.
                     unsafe { libc::kill(pid as i32, sig) };
                 }

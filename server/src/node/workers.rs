@@ -80,7 +80,11 @@ impl NodeCore {
     pub(super) fn want_workers(&mut self, class: &ResourceSet) {
         let queued = self.queues.get(class).map(|q| q.len()).unwrap_or(0);
         let cpu = class.get("CPU");
-        let fits = if cpu > 0 { (self.available.get("CPU") / cpu).max(0) as usize } else { queued };
+        let fits = if cpu > 0 {
+            (self.available.get("CPU") / cpu).max(0) as usize
+        } else {
+            queued
+        };
         let wanted = queued.min(fits.max(1));
         let starting = self.count_state(WorkerState::Starting);
         let room = self.cfg.max_workers.saturating_sub(self.workers.len());
@@ -110,13 +114,18 @@ impl NodeCore {
         self.available.subtract(class);
         if let Some(w) = self.workers.get_mut(&wid) {
             w.state = WorkerState::Leased;
-            w.lease = Some(Lease { request: class.clone(), gpu_devices });
+            w.lease = Some(Lease {
+                request: class.clone(),
+                gpu_devices,
+            });
         }
     }
 
     /// A worker with nothing left to run returns its lease and goes idle.
     pub(super) fn worker_maybe_idle(&mut self, wid: WorkerId) {
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         if !w.tasks.is_empty() || w.state != WorkerState::Leased {
             return;
         }
@@ -136,7 +145,8 @@ impl NodeCore {
             back.0.remove("CPU");
         }
         self.available.add(&back);
-        self.gpus.release(&lease.gpu_devices, lease.request.get("GPU"));
+        self.gpus
+            .release(&lease.gpu_devices, lease.request.get("GPU"));
     }
 
     /// The pool forked the process for `wid`.
@@ -153,7 +163,9 @@ impl NodeCore {
 
     /// The worker `wid` said hello on `conn`.
     pub(super) fn worker_connected(&mut self, wid: WorkerId, conn: ConnId, pid: u32) -> bool {
-        let Some(w) = self.workers.get_mut(&wid) else { return false };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return false;
+        };
         if w.state != WorkerState::Starting {
             return false;
         }
@@ -176,7 +188,9 @@ impl NodeCore {
             .map(|(id, _)| *id);
         let Some(wid) = starting else { return };
         self.workers.remove(&wid);
-        self.worker_start_failed(format!("a worker process (pid {pid}) exited during startup with status {status}"));
+        self.worker_start_failed(format!(
+            "a worker process (pid {pid}) exited during startup with status {status}"
+        ));
     }
 
     /// Starting a worker failed (the process died, or the fork server could
@@ -205,7 +219,9 @@ impl NodeCore {
 
     /// A worker with a connection died (its socket closed).
     pub(super) fn worker_died(&mut self, wid: WorkerId, why: &str) {
-        let Some(mut w) = self.workers.remove(&wid) else { return };
+        let Some(mut w) = self.workers.remove(&wid) else {
+            return;
+        };
         self.idle.retain(|i| *i != wid);
         if let Some(lease) = w.lease.take() {
             self.return_lease(&lease, w.blocked);
@@ -229,11 +245,17 @@ impl NodeCore {
     /// The worker's running task waits for objects: lend its CPU and take
     /// back the tasks queued behind it.
     pub(super) fn worker_blocked(&mut self, conn: ConnId, blocked: v1::WorkerBlocked) {
-        let Some(wid) = self.worker_of(conn) else { return };
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(wid) = self.worker_of(conn) else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         let mut handed_back = Vec::new();
         for raw in &blocked.returned_task_ids {
-            let Ok(task_id) = TaskId::from_bytes(raw) else { continue };
+            let Ok(task_id) = TaskId::from_bytes(raw) else {
+                continue;
+            };
             if let Some(pos) = w.tasks.iter().position(|t| *t == task_id) {
                 if pos > 0 {
                     w.tasks.remove(pos);
@@ -255,8 +277,12 @@ impl NodeCore {
     }
 
     pub(super) fn worker_unblocked(&mut self, conn: ConnId) {
-        let Some(wid) = self.worker_of(conn) else { return };
-        let Some(w) = self.workers.get_mut(&wid) else { return };
+        let Some(wid) = self.worker_of(conn) else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         if !w.blocked {
             return;
         }

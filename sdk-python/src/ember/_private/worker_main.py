@@ -49,7 +49,20 @@ class Worker:
         self.running = False
 
     def _on_sigint(self, signum, frame):
-        if self.running:
+        if not self.running:
+            return
+        # The node names the task it cancels in a file before signalling, so
+        # a SIGINT meant for a task that just finished never hits the next.
+        target = None
+        session_dir = os.environ.get("EMBER_SESSION_DIR")
+        if session_dir:
+            try:
+                with open(os.path.join(session_dir, "cancel", str(os.getpid()))) as f:
+                    target = f.read().strip()
+            except OSError:
+                target = None
+        task = self.rt.current_task
+        if target is None or (task is not None and target == task.spec.task_id.hex()):
             raise KeyboardInterrupt
 
     def run(self) -> None:
