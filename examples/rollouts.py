@@ -79,26 +79,24 @@ def perturbation(noise_seed):
 def run_episode(policy, seed, steps, noise_seed=None, sign=1.0, sigma=0.05):
     """One episode of policy + sign * sigma * noise(noise_seed) in the env of `seed`.
 
-    Returns (total_reward, stats) where stats is a dict of trajectory figures.
+    Returns (total_reward, stats), stats a dict of trajectory figures.
     """
     if noise_seed is not None:
         policy = policy + sign * sigma * perturbation(noise_seed)
-    env = LinearSystemEnv(seed, steps)
-    obs = env.state
+    env = SpringPendulumEnv(seed, steps)
     total = 0.0
-    norms = np.empty(steps)
-    action_norm = 0.0
+    state_norms = np.empty(steps)
+    action_norms = np.empty(steps)
     for t in range(steps):
-        action = np.tanh(policy @ obs)
-        obs, reward = env.step(action)
-        total += reward
-        norms[t] = np.sqrt(obs @ obs)
-        action_norm += np.sqrt(action @ action)
+        action = np.tanh(policy @ env.observe())
+        total += env.step(action)
+        state_norms[t] = np.sqrt(env.z @ env.z)
+        action_norms[t] = np.sqrt(action @ action)
     stats = {
         "steps": steps,
-        "mean_state_norm": float(norms.mean()),
-        "max_state_norm": float(norms.max()),
-        "mean_action_norm": action_norm / steps,
+        "final_state_norm": float(state_norms[-1]),
+        "max_state_norm": float(state_norms.max()),
+        "mean_action_norm": float(action_norms.mean()),
     }
     return float(total), stats
 
@@ -111,7 +109,7 @@ rollout = ray.remote(run_episode)
 def train(iterations, num_rollouts, steps, run_batch, verbose):
     """Evolution strategies; run_batch(policy, jobs) -> [(reward, stats)] runs the episodes."""
     policy = np.zeros((ACT_DIM, OBS_DIM))
-    sigma, lr = 0.05, 0.02
+    sigma, lr = 0.05, 0.01
     history = []
     for it in range(iterations):
         env_seed = 1000 + it  # common random numbers: same episode for every perturbation
@@ -131,9 +129,8 @@ def train(iterations, num_rollouts, steps, run_batch, verbose):
         if verbose:
             stats = [s for _, s in results]
             print(f"iteration {it + 1}/{iterations}: {len(jobs)} rollouts x {steps} steps, "
-                  f"mean reward {rewards.mean():9.3f} (best {rewards.max():9.3f}), "
-                  f"mean |state| "
-                  f"{np.mean([s['mean_state_norm'] for s in stats]):6.3f}")
+                  f"mean reward {rewards.mean():12.1f} (best {rewards.max():10.1f}), "
+                  f"max |state| {np.mean([s['max_state_norm'] for s in stats]):6.2f}")
     return policy, history
 
 
