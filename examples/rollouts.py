@@ -37,7 +37,8 @@ class SpringPendulumEnv:
     slowly gain energy, so without control they swing up and the cost grows.
     The policy sees z only through 64 noisy sensors (o = C z + noise) and acts
     through 8 actuators that a fixed matrix mixes into the 2 forces. The reward
-    per step is -(|z|^2 + 0.01 |a|^2). The physics (C, mixing) is fixed by a
+    per step is -(|z|^2 + 0.01 |a|^2); the state is clipped to [-10, 10] (the
+    ends of the track). The physics (C, mixing) is fixed by a
     seed shared by every process; the episode seed picks the start state,
     the pushes the system gets and the sensor noise.
     """
@@ -66,7 +67,7 @@ class SpringPendulumEnv:
     def step(self, action):
         z = self.z
         reward = -(z @ z + 0.01 * (action @ action))
-        self.z = self.A @ z + self.B @ action + self.pushes[self.t]
+        self.z = np.clip(self.A @ z + self.B @ action + self.pushes[self.t], -10.0, 10.0)
         self.t += 1
         return reward
 
@@ -148,7 +149,7 @@ def main():
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--rollouts", type=int, default=None,
                         help="rollouts per iteration (default: 2 * CPUs, at least 4; even)")
-    parser.add_argument("--steps", type=int, default=2500, help="steps per episode")
+    parser.add_argument("--steps", type=int, default=5000, help="steps per episode")
     parser.add_argument("--num-cpus", type=int, default=None,
                         help="CPUs of the local cluster (default: all)")
     args = parser.parse_args()
