@@ -18,6 +18,8 @@
 
 mod objects;
 mod tasks;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -1,0 +1,263 @@
+//! Unit tests of the core's scheduling and resource accounting, driven
+//! through its op interface with channels standing in for sockets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ember_flight_store::{Store, StoreConfig};
+use ember_proto::v1::{self, client_op::Op, node_op};
+use ember_proto::{NodeId, ObjectId, TaskId, WorkerId};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+use super::*;
+
+struct Harness {
+    core: NodeCore,
+    pool: UnboundedReceiver<PoolCommand>,
+    driver: ConnId,
+    driver_rx: UnboundedReceiver<Outgoing>,
+    workers: Vec<(WorkerId, ConnId, UnboundedReceiver<Outgoing>)>,
+    _dir: tempfile::TempDir,
+}
+
+const FUNCTION_ID: &[u8] = &[7; 20];
+
+fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let store = Arc::new(
+        Store::new(StoreConfig {
+            arena_path: dir.path().join("arena"),
+            capacity: 16 << 20,
+            prefault_bytes: 0,
+        })
+        .unwrap(),
+    );
+    let mut node = NodeConfig::defaults();
+    node.num_cpus = cpus;
+    node.num_gpus = 0.0;
+    let cfg = CoreConfig {
+        token: "secret".into(),
+        max_inline_bytes: 100 << 10,
+        pipeline_depth,
+        prestart_workers: 0,
+        max_workers: 8,
+        session_dir: dir.path().to_path_buf(),
+        node_address: "127.0.0.1:0".into(),
+    };
+    let (pool_tx, pool) = mpsc::unbounded_channel();
+    let mut core = NodeCore::new(NodeId::random(), cfg, &node, store, pool_tx).unwrap();
+    let (tx, driver_rx) = mpsc::unbounded_channel();
+    let driver = core.add_conn(tx);
+    let hello = v1::Hello {
+        token: "secret".into(),
+        kind: v1::ClientKind::Driver as i32,
+        ..Default::default()
+    };
+    assert!(core.handle_ops(driver, vec![op(Op::Hello(hello))]));
+    let register = v1::RegisterFunction {
+        function: Some(v1::FunctionDescriptor {
+            function_id: FUNCTION_ID.to_vec().into(),
+            ..Default::default()
+        }),
+        payload: "code".into(),
+    };
+    core.handle_ops(driver, vec![op(Op::RegisterFunction(register))]);
+    Harness {
+        core,
+        pool,
+        driver,
+        driver_rx,
+        workers: Vec::new(),
+        _dir: dir,
+    }
+}
+
+fn op(o: Op) -> v1::ClientOp {
+    v1::ClientOp { op: Some(o) }
+}
+
+fn task(cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
+    let id = TaskId::random();
+    let mut resources: HashMap<String, f64> = [("CPU".to_string(), cpus)].into_iter().collect();
+    if let Some(name) = custom {
+        resources.insert(name.into(), 1.0);
+    }
+    let spec = v1::TaskSpec {
+        task_id: id.to_vec().into(),
+        function: Some(v1::FunctionDescriptor {
+            function_id: FUNCTION_ID.to_vec().into(),
+            ..Default::default()
+        }),
+        num_returns: 1,
+        resources,
+        max_retries: 1,
+        ..Default::default()
+    };
+    (id, op(Op::SubmitTask(v1::SubmitTask { spec: Some(spec) })))
+}
+
+impl Harness {
+    /// Connect every worker the core asked the pool for.
+    fn start_requested_workers(&mut self) {
+        while let Ok(PoolCommand::Spawn(id)) = self.pool.try_recv() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let conn = self.core.add_conn(tx);
+            let hello = v1::Hello {
+                token: "secret".into(),
+                kind: v1::ClientKind::Worker as i32,
+                worker_id: id.to_vec().into(),
+                pid: 0,
+                ..Default::default()
+            };
+            assert!(self.core.handle_ops(conn, vec![op(Op::Hello(hello))]));
+            self.workers.push((id, conn, rx));
+        }
+    }
+
+    /// Task ids each worker was sent, in order.
+    fn executed(&mut self) -> Vec<Vec<TaskId>> {
+        self.workers
+            .iter_mut()
+            .map(|(_, _, rx)| {
+                let mut ids = Vec::new();
+                while let Ok(Outgoing::Op(o)) = rx.try_recv() {
+                    if let Some(node_op::Op::ExecuteTask(e)) = o.op {
+                        ids.push(TaskId::from_bytes(&e.spec.unwrap().task_id).unwrap());
+                    }
+                }
+                ids
+            })
+            .collect()
+    }
+
+    fn finish(&mut self, worker: usize, task: TaskId) {
+        let conn = self.workers[worker].1;
+        let done = v1::TaskFinished {
+            task_id: task.to_vec().into(),
+            returns: vec![v1::ObjectValue {
+                format: v1::ValueFormat::Raw as i32,
+                body: Some(v1::object_value::Body::InlineData("ok".into())),
+                ..Default::default()
+            }],
+            retryable_error: false,
+        };
+        self.core.handle_ops(conn, vec![op(Op::TaskFinished(done))]);
+    }
+
+    fn cpu_available(&self) -> i64 {
+        self.core.available.get("CPU")
+    }
+}
+
+#[test]
+fn two_cpus_run_two_tasks_and_queue_the_rest() {
+    let mut h = harness(2.0, 0);
+    let ids: Vec<TaskId> = (0..4)
+        .map(|_| {
+            let (id, submit) = task(1.0, None);
+            h.core.handle_ops(h.driver, vec![submit]);
+            id
+        })
+        .collect();
+    h.start_requested_workers();
+    assert_eq!(h.workers.len(), 2, "one worker per task that fits");
+    let sent = h.executed();
+    assert_eq!(sent.iter().map(|s| s.len()).sum::<usize>(), 2);
+    assert_eq!(h.cpu_available(), 0);
+    // Finishing one starts the next on the freed worker.
+    let (w, first) = sent
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !s.is_empty())
+        .map(|(i, s)| (i, s[0]))
+        .unwrap();
+    h.finish(w, first);
+    let sent = h.executed();
+    assert_eq!(sent[w].len(), 1);
+    assert_eq!(h.cpu_available(), 0);
+    assert!(ids.contains(&sent[w][0]));
+    assert_eq!(h.core.cluster_status().tasks.unwrap().finished, 1);
+}
+
+#[test]
+fn busy_workers_get_pipelined_tasks_and_hand_them_back_when_blocked() {
+    let mut h = harness(1.0, 4);
+    let (a, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    h.start_requested_workers();
+    let (b, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    let sent = h.executed();
+    assert_eq!(
+        sent[0],
+        vec![a, b],
+        "b is queued behind a on the only worker"
+    );
+    // a blocks in get: its CPU is lent out and b comes back to be run elsewhere.
+    let conn = h.workers[0].1;
+    let blocked = v1::WorkerBlocked {
+        returned_task_ids: vec![b.to_vec().into()],
+    };
+    h.core
+        .handle_ops(conn, vec![op(Op::WorkerBlocked(blocked))]);
+    assert_eq!(h.cpu_available(), 10_000, "a's CPU is lent out");
+    h.start_requested_workers();
+    assert_eq!(h.cpu_available(), 0, "b took the lent CPU");
+    let sent = h.executed();
+    assert_eq!(sent[1], vec![b], "a second worker runs b");
+    h.finish(1, b);
+    h.core
+        .handle_ops(conn, vec![op(Op::WorkerUnblocked(v1::WorkerUnblocked {}))]);
+    h.finish(0, a);
+    assert_eq!(h.cpu_available(), 10_000, "all CPU back once both finish");
+}
+
+#[test]
+fn infeasible_tasks_are_reported_and_stay_pending() {
+    let mut h = harness(2.0, 0);
+    let (id, submit) = task(1.0, Some("tpu"));
+    h.core.handle_ops(h.driver, vec![submit]);
+    let status = h.core.cluster_status();
+    assert_eq!(status.tasks.unwrap().infeasible, 1);
+    assert_eq!(status.infeasible[0].task_id.as_ref(), id.as_bytes());
+    let mut warned = false;
+    while let Ok(Outgoing::Op(o)) = h.driver_rx.try_recv() {
+        if let Some(node_op::Op::Warning(w)) = o.op {
+            warned |= w.message.contains("infeasible");
+        }
+    }
+    assert!(warned, "the submitter is warned");
+}
+
+#[test]
+fn worker_death_retries_then_fails() {
+    let mut h = harness(1.0, 0);
+    let (id, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    h.core.handle_ops(
+        h.driver,
+        vec![op(Op::GetObjects(v1::GetObjects {
+            object_ids: vec![ObjectId::for_return(id, 0).to_vec().into()],
+        }))],
+    );
+    for attempt in 0..2 {
+        h.start_requested_workers();
+        let sent = h.executed();
+        assert_eq!(
+            sent.last().unwrap(),
+            &vec![id],
+            "attempt {attempt} runs the task"
+        );
+        let conn = h.workers.last().unwrap().1;
+        h.core.remove_conn(conn);
+    }
+    let mut failure = None;
+    while let Ok(Outgoing::Op(o)) = h.driver_rx.try_recv() {
+        if let Some(node_op::Op::ObjectReady(r)) = o.op {
+            failure = r.value;
+        }
+    }
+    let value = failure.expect("the driver hears of the failure");
+    assert_eq!(value.format, v1::ValueFormat::Error as i32);
+    assert_eq!(h.cpu_available(), 10_000);
+}
