@@ -1,12 +1,12 @@
 """RL-style parallel rollouts with evolution strategies (what `make demo` runs).
 
-A linear policy (an act_dim x obs_dim numpy matrix) steers a noisy linear
-dynamical system (a numpy environment with a quadratic cost). Every
-iteration, the driver puts the policy in the object store once and starts K
-rollout tasks that all receive it by reference; each task perturbs the policy
-with Gaussian noise drawn from its own seed (antithetic pairs: +noise and
--noise), runs one episode, and returns its total reward and a few trajectory
-statistics. The driver regenerates each task's noise from the seed and moves
+A linear policy (an 8 x 64 numpy matrix: 64 sensor readings in, 8 actuator
+commands out) balances a cart-pole-like linear dynamical system written in
+numpy (SpringPendulumEnv below). Every iteration, the driver puts the policy
+in the object store once and starts K rollout tasks that all receive it by
+reference; each task perturbs the policy with Gaussian noise drawn from its
+own seed (antithetic pairs: +noise and -noise), runs one episode, and returns
+its total reward and a few trajectory statistics. The driver regenerates each task's noise from the seed and moves
 the policy along the reward-weighted noise (Salimans et al., 2017), so only
 seeds and rewards travel, never gradients.
 
@@ -20,9 +20,8 @@ Run: .venv/bin/python examples/rollouts.py [--iterations 5] [--rollouts K]
 import argparse
 import time
 
-import numpy as np
-
 import ember as ray
+import numpy as np
 
 OBS_DIM = 64
 ACT_DIM = 8
@@ -38,9 +37,9 @@ class SpringPendulumEnv:
     The policy sees z only through 64 noisy sensors (o = C z + noise) and acts
     through 8 actuators that a fixed matrix mixes into the 2 forces. The reward
     per step is -(|z|^2 + 0.01 |a|^2); the state is clipped to [-10, 10] (the
-    ends of the track). The physics (C, mixing) is fixed by a
-    seed shared by every process; the episode seed picks the start state,
-    the pushes the system gets and the sensor noise.
+    ends of the track). The physics (sensors, mixing) is fixed by a seed
+    shared by every process; the episode seed picks the start state, the
+    pushes the system gets and the sensor noise.
     """
 
     DT = 0.05

@@ -11,9 +11,8 @@ Run: .venv/bin/python examples/zeros_dot.py
 
 import time
 
-import numpy as np
-
 import ember as ray
+import numpy as np
 
 
 @ray.remote
