@@ -201,9 +201,8 @@ def bench_big_objects(results: dict, args) -> None:
     del ref
 
 
-def ember_processes():
+def ember_processes(psutil):
     """The node process started by init() and all its descendants."""
-    import psutil
     from ember._private import api
 
     node = getattr(api, "_local_node", None)

@@ -364,7 +364,7 @@ def test_worker_that_dies_at_startup_is_a_clear_error(tmp_path):
         print("PUT", ember.get(ember.put(3)))
         ember.shutdown()
         """,
-        env={"PYTHONPATH": str(site)},
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))},
         timeout=120,
     )
     assert "ERROR" in out.stdout, out.stdout + out.stderr

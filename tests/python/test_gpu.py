@@ -1,0 +1,55 @@
+"""GPU scheduling on a machine with NVIDIA GPUs: the node detects them
+through the CUDA driver (cudarc, loaded at run time), tasks that ask for GPUs
+get CUDA_VISIBLE_DEVICES and can compute on them. Skipped where there is no
+GPU (CI machines); `ember` itself runs unchanged on both."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import run_driver
+
+
+def _has_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _has_gpu(), reason="no NVIDIA GPU on this machine")
+
+
+def test_detected_gpus_run_gpu_tasks():
+    out = run_driver(
+        """
+        import os
+        import ember
+        ember.init(num_cpus=2)  # GPUs: detected, not given
+        total = ember.cluster_resources().get("GPU", 0)
+        print("GPUS", total)
+
+        @ember.remote(num_gpus=1)
+        def on_gpu():
+            import torch
+            x = torch.ones(1024, 1024, device="cuda")
+            return os.environ["CUDA_VISIBLE_DEVICES"], ember.get_gpu_ids(), float((x @ x).sum())
+
+        @ember.remote(num_gpus=0.5)
+        def half():
+            return os.environ["CUDA_VISIBLE_DEVICES"]
+
+        visible, ids, value = ember.get(on_gpu.remote(), timeout=120)
+        print("VISIBLE", visible, ids, value)
+        print("HALVES", ember.get([half.remote(), half.remote()], timeout=120))
+        ember.shutdown()
+        """,
+        timeout=300,
+    )
+    assert "GPUS" in out.stdout, out.stdout + out.stderr
+    gpus = float(out.stdout.split("GPUS")[1].split()[0])
+    assert gpus >= 1, out.stdout + out.stderr
+    assert "VISIBLE 0 [0] 1073741824.0" in out.stdout, out.stdout + out.stderr
+    assert "HALVES ['0', '0']" in out.stdout, out.stdout + out.stderr
