@@ -36,8 +36,12 @@ pub struct NodeConfig {
     /// The cluster token; made fresh when None.
     pub token: Option<String>,
     pub max_inline_bytes: u64,
-    /// Tasks a busy worker may have queued behind the one it runs.
+    /// Tasks a busy worker may have queued behind the one it runs
+    /// (`EMBER_PIPELINE_DEPTH`, default 8; 0 turns pipelining off).
     pub pipeline_depth: usize,
+    /// Tasks are queued behind a running task only while it has run for
+    /// less than this many microseconds (`EMBER_PIPELINE_WINDOW_US`, default 20000).
+    pub pipeline_window_us: u64,
 }
 
 impl NodeConfig {
@@ -61,9 +65,17 @@ impl NodeConfig {
             prestart_workers: cpus,
             token: None,
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
-            pipeline_depth: 8,
+            pipeline_depth: env_or("EMBER_PIPELINE_DEPTH", 8),
+            pipeline_window_us: env_or("EMBER_PIPELINE_WINDOW_US", 20_000),
         }
     }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// 30% of physical memory, as Ray does.

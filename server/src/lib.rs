@@ -90,6 +90,7 @@ pub async fn run_node(
         token: token.clone(),
         max_inline_bytes: config.max_inline_bytes,
         pipeline_depth: config.pipeline_depth,
+        pipeline_window: Duration::from_micros(config.pipeline_window_us),
         prestart_workers: config.prestart_workers,
         max_workers: (config.num_cpus.ceil() as usize).max(1) * 4 + 16,
         session_dir: session_dir.clone(),

@@ -22,6 +22,20 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+impl Node {
+    /// Everything the node's workers logged (for failure messages).
+    fn worker_logs(&self) -> String {
+        let mut out = String::new();
+        let sessions = self._dir.path().join("sessions");
+        for entry in std::fs::read_dir(sessions).into_iter().flatten().flatten() {
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("logs/workers.log")) {
+                out.push_str(&text);
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -90,6 +104,10 @@ fn start_node() -> Node {
 struct Client {
     sock: UnixStream,
     buf: Vec<u8>,
+    /// Ops received and not yet looked at (the node batches several per frame).
+    pending: std::collections::VecDeque<node_op::Op>,
+    /// Objects that arrived while waiting for another one (results come in any order).
+    arrived: std::collections::HashMap<Vec<u8>, Option<v1::ObjectValue>>,
 }
 
 impl Client {
@@ -100,6 +118,8 @@ impl Client {
         let mut c = Client {
             sock,
             buf: Vec::new(),
+            pending: Default::default(),
+            arrived: Default::default(),
         };
         c.send(vec![client_op::Op::Hello(v1::Hello {
             token: token.into(),
@@ -126,13 +146,14 @@ impl Client {
     /// The next op from the node, or None when it closed the connection.
     fn next_op(&mut self) -> Option<node_op::Op> {
         loop {
+            if let Some(op) = self.pending.pop_front() {
+                return Some(op);
+            }
             if let Some((body, used)) = frame::next_frame(&self.buf).unwrap() {
                 let msg = v1::NodeMessage::decode(&self.buf[body]).unwrap();
                 self.buf.drain(..used);
-                if let Some(op) = msg.ops.into_iter().next().and_then(|o| o.op) {
-                    // The node batches; tests here send one request at a time.
-                    return Some(op);
-                }
+                self.pending
+                    .extend(msg.ops.into_iter().filter_map(|o| o.op));
                 continue;
             }
             let mut chunk = [0u8; 65536];
@@ -144,13 +165,13 @@ impl Client {
         }
     }
 
-    fn ready(&mut self, id: ObjectId) -> v1::ObjectValue {
+    fn ready(&mut self, id: ObjectId) -> Option<v1::ObjectValue> {
         loop {
-            match self.next_op().expect("node closed") {
-                node_op::Op::ObjectReady(r) if r.object_id.as_ref() == id.as_bytes() => {
-                    return r.value.unwrap()
-                }
-                _ => continue,
+            if let Some(value) = self.arrived.remove(id.as_bytes()) {
+                return value;
+            }
+            if let node_op::Op::ObjectReady(r) = self.next_op()? {
+                self.arrived.insert(r.object_id.to_vec(), r.value);
             }
         }
     }
@@ -202,7 +223,7 @@ fn objects_inline_and_in_shared_memory_and_over_flight() {
             object_ids: vec![small.to_vec().into()],
         }),
     ]);
-    let v = c.ready(small);
+    let v = c.ready(small).expect("object ready");
     assert_eq!(v.body, Some(Body::InlineData("hello".into())));
 
     // Create, write in place, seal.
@@ -237,7 +258,10 @@ fn objects_inline_and_in_shared_memory_and_over_flight() {
             object_ids: vec![big.to_vec().into()],
         }),
     ]);
-    assert_eq!(c.ready(big).body, Some(Body::Shm(loc)));
+    assert_eq!(
+        c.ready(big).expect("object ready").body,
+        Some(Body::Shm(loc))
+    );
 
     // A create larger than the store is refused with the sizes.
     c.send(vec![client_op::Op::CreateObject(v1::CreateObject {
@@ -380,7 +404,12 @@ fn tasks_run_on_python_workers() {
         results.push((i, ObjectId::for_return(task, 0)));
     }
     for (i, id) in results {
-        let value = c.ready(id);
+        let value = c.ready(id).unwrap_or_else(|| {
+            panic!(
+                "no result for task {i}; worker log:\n{}",
+                node.worker_logs()
+            )
+        });
         assert_eq!(
             value.format,
             v1::ValueFormat::Pickle as i32,

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from conftest import EMBER_BIN, run_driver
+from ember_test_support import EMBER_BIN, run_driver
 
 
 def _ember(*args, env=None, timeout=60):

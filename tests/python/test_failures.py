@@ -18,7 +18,7 @@ import ember
 from ember import exceptions
 from ember.v1 import common_pb2, local_pb2
 
-from conftest import EMBER_BIN, run_driver
+from ember_test_support import EMBER_BIN, run_driver
 
 
 def _runtime():

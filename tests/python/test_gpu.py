@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_driver
+from ember_test_support import run_driver
 
 
 def _has_gpu() -> bool:

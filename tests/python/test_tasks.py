@@ -258,3 +258,19 @@ def test_is_initialized_and_reinit(cluster):
     with pytest.raises(RuntimeError):
         ember.init()
     ember.init(ignore_reinit_error=True)
+
+
+def test_quick_tasks_do_not_wait_behind_a_slow_one(cluster):
+    @ember.remote
+    def work(t):
+        time.sleep(t)
+        return time.time()
+
+    slow = work.remote(4)
+    time.sleep(0.1)
+    start = time.time()
+    quick = [work.remote(0.01) for _ in range(20)]
+    ready, _ = ember.wait(quick, num_returns=len(quick), timeout=3)
+    assert len(ready) == len(quick), "quick tasks were held behind the slow one"
+    assert max(ember.get(quick)) - start < 3
+    ember.get(slow)

@@ -72,6 +72,10 @@ pub struct CoreConfig {
     pub token: String,
     pub max_inline_bytes: u64,
     pub pipeline_depth: usize,
+    /// Tasks are queued behind a worker's running task only while that task
+    /// has run for less than this: quick tasks pipeline, and a task that
+    /// turns out slow does not hold others back.
+    pub pipeline_window: std::time::Duration,
     pub prestart_workers: usize,
     pub max_workers: usize,
     pub session_dir: std::path::PathBuf,

@@ -327,6 +327,9 @@ impl NodeCore {
         let Some(w) = self.workers.get_mut(&wid) else {
             return;
         };
+        if w.tasks.is_empty() {
+            w.front_since = std::time::Instant::now();
+        }
         w.tasks.push_back(task_id);
         let function_payload = if w.seen_functions.insert(fid.clone()) {
             self.functions
@@ -375,6 +378,8 @@ impl NodeCore {
             return;
         };
         w.tasks.remove(pos);
+        // The worker made progress: what runs now started at most this long ago.
+        w.front_since = std::time::Instant::now();
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };

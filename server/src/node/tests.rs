@@ -39,6 +39,7 @@ fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
         token: "secret".into(),
         max_inline_bytes: 100 << 10,
         pipeline_depth,
+        pipeline_window: std::time::Duration::from_secs(60),
         prestart_workers: 0,
         max_workers: 8,
         session_dir: dir.path().to_path_buf(),

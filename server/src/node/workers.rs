@@ -4,6 +4,7 @@
 //! (`crate::worker_pool`), driven by `PoolCommand`s.
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ember_proto::v1;
@@ -40,6 +41,8 @@ pub(super) struct WorkerEntry {
     pub lease: Option<Lease>,
     /// Tasks sent to it; the first is running.
     pub tasks: VecDeque<TaskId>,
+    /// When the first of `tasks` started (as far as the node knows).
+    pub front_since: Instant,
     /// Its running task waits in get/wait; its CPU is lent out.
     pub blocked: bool,
     pub seen_functions: HashSet<Bytes>,
@@ -63,6 +66,7 @@ impl NodeCore {
                 state: WorkerState::Starting,
                 lease: None,
                 tasks: VecDeque::new(),
+                front_since: Instant::now(),
                 blocked: false,
                 seen_functions: HashSet::new(),
                 seen_jobs: HashSet::new(),
@@ -95,12 +99,17 @@ impl NodeCore {
 
     /// A busy worker of this class that can take one more task in its queue.
     pub(super) fn pipeline_target(&self, class: &ResourceSet) -> Option<WorkerId> {
+        if self.cfg.pipeline_depth == 0 {
+            return None;
+        }
+        let now = Instant::now();
         self.workers
             .iter()
             .filter(|(_, w)| {
                 w.state == WorkerState::Leased
                     && !w.blocked
                     && w.tasks.len() <= self.cfg.pipeline_depth
+                    && now.duration_since(w.front_since) < self.cfg.pipeline_window
                     && w.lease.as_ref().is_some_and(|l| &l.request == class)
             })
             .min_by_key(|(_, w)| w.tasks.len())

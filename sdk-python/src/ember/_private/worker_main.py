@@ -14,6 +14,7 @@ The loop takes ``ExecuteTask`` ops in order, runs each and queues its
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ from ember._private.runtime import CoreRuntime
 from ember.v1 import common_pb2
 
 _FLUSH_AFTER_S = 0.001
+logger = logging.getLogger("ember")
 _PICKLE = common_pb2.PICKLE
 _ERROR = common_pb2.ERROR
 
@@ -66,10 +68,20 @@ class Worker:
             raise KeyboardInterrupt
 
     def run(self) -> None:
-        """Run tasks until the node closes the connection."""
+        """Run tasks until the node closes the connection.
+
+        Results of back-to-back tasks are batched: after a task, its result
+        is sent at once unless more received tasks wait and the oldest unsent
+        result is younger than ``_FLUSH_AFTER_S``. A flusher thread sends
+        deferred results after that delay even while the next task runs, so
+        a quick task's result never waits for a slow task queued behind it.
+        """
         rt = self.rt
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_sigint)
+        deferred = threading.Event()
+        threading.Thread(target=self._flush_deferred, args=(deferred,), name="ember-result-flusher",
+                         daemon=True).start()
         first_unsent = None
         monotonic = time.monotonic
         while True:
@@ -87,6 +99,21 @@ class Worker:
                 except exceptions.LocalRayletDiedError:
                     return
                 first_unsent = None
+            else:
+                deferred.set()
+
+    def _flush_deferred(self, deferred: threading.Event) -> None:
+        """Send results the main loop deferred, ``_FLUSH_AFTER_S`` later."""
+        while True:
+            deferred.wait()
+            time.sleep(_FLUSH_AFTER_S)
+            deferred.clear()
+            try:
+                self.rt.flush()
+            except exceptions.LocalRayletDiedError:
+                return
+            except Exception:  # noqa: BLE001 - never kill the flusher; the main loop sends later
+                logger.debug("deferred flush failed", exc_info=True)
 
     # -- one task --------------------------------------------------------
 
