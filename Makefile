@@ -39,7 +39,7 @@ NEED_GO = @$(call require,$(GO),Go 1.26 (https://go.dev/dl))
 NEED_PYTHON = @$(call require,$(PYTHON),Python 3.10 or newer (set PYTHON=...))
 
 .PHONY: help venv build demo test check-proto gen-proto test-rust test-go \
-	test-python bench lint clean
+	test-python test-examples bench lint clean
 
 help: ## list the targets
 	@echo "ember make targets (run from a fresh clone; each sets up what it needs):"
@@ -64,7 +64,7 @@ build: venv ## build the `ember` binary (release) and put it in .venv/bin
 demo: build ## build, then run examples/rollouts.py
 	$(VENV_PY) examples/rollouts.py
 
-test: build check-proto test-rust test-go test-python ## everything CI checks, in order
+test: build check-proto test-rust test-go test-python test-examples ## everything CI checks, in order
 
 gen-proto: venv ## regenerate Rust, Python and Go code from proto/ember/v1
 	$(SCRIPT_ENV) scripts/gen-proto.sh
@@ -96,6 +96,11 @@ test-python: build ## pytest of sdk-python/tests and tests/python
 		echo "test-python: pytest collected no tests from $${dirs[*]} (exit code 5)" >&2; exit 1; \
 	fi; \
 	exit $$rc
+
+test-examples: build ## run the examples (short settings) and a quick benchmark pass
+	$(VENV_PY) examples/zeros_dot.py
+	$(VENV_PY) examples/rollouts.py --iterations 2
+	$(VENV_PY) benches/bench_core.py --quick
 
 bench: build ## build, then run benches/bench_core.py
 	$(VENV_PY) benches/bench_core.py
