@@ -60,7 +60,7 @@ pub fn render(status: &v1::ClusterStatus) -> String {
             let _ = writeln!(out, "  {k}: {} / {}", amount(used), amount(total));
         }
     }
-    let t = status.tasks.clone().unwrap_or_default();
+    let t = status.tasks.unwrap_or_default();
     let _ = writeln!(
         out,
         "Tasks: {} pending, {} running, {} finished, {} failed, {} infeasible",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from ember_test_support import EMBER_BIN
 
 os.environ.setdefault("EMBER_BIN", EMBER_BIN)

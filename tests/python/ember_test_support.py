@@ -26,13 +26,16 @@ def _ember_bin() -> str:
 EMBER_BIN = _ember_bin()
 
 
-def run_driver(code: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_driver(
+    code: str, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run a driver program in a fresh interpreter (for tests that need their
     own cluster or environment)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        args=[sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=timeout,

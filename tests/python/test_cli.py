@@ -11,18 +11,41 @@ from ember_test_support import EMBER_BIN, run_driver
 
 
 def _ember(*args, env=None, timeout=60):
-    return subprocess.run([EMBER_BIN, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        check=False,
+        args=[EMBER_BIN, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_start_connect_status_stop(tmp_path):
     env = dict(os.environ, EMBER_TMPDIR=str(tmp_path / "root"))
-    started = _ember("start", "--head", "--num-cpus", "2", "--num-gpus", "1",
-                     "--resources", '{"accel": 3}', "--object-store-memory", str(256 << 20), env=env)
+    started = _ember(
+        "start",
+        "--head",
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "1",
+        "--resources",
+        '{"accel": 3}',
+        "--object-store-memory",
+        str(256 << 20),
+        env=env,
+    )
     assert started.returncode == 0, started.stderr + started.stdout
     assert "address" in started.stdout
     try:
-        info = json.loads((tmp_path / "root" / "session_latest" / "session.json").read_text())
-        mode = os.stat(tmp_path / "root" / "session_latest" / "session.json").st_mode & 0o777
+        info = json.loads(
+            (tmp_path / "root" / "session_latest" / "session.json").read_text()
+        )
+        mode = (
+            os.stat(tmp_path / "root" / "session_latest" / "session.json").st_mode
+            & 0o777
+        )
         assert mode == 0o600, "the token file is private"
 
         # Two drivers, by "auto" and by address; both see the same cluster.
@@ -39,7 +62,10 @@ def test_start_connect_status_stop(tmp_path):
             out = run_driver(code.replace("ADDRESS", address), env=env)
             assert "RESULT 2 3.0" in out.stdout, out.stdout + out.stderr
 
-        via_env = run_driver(code.replace("ADDRESS", "None"), env=dict(env, EMBER_ADDRESS=info["address"]))
+        via_env = run_driver(
+            code.replace("ADDRESS", "None"),
+            env=dict(env, EMBER_ADDRESS=info["address"]),
+        )
         assert "RESULT 2 3.0" in via_env.stdout, via_env.stdout + via_env.stderr
 
         status = _ember("status", env=env)
@@ -47,7 +73,9 @@ def test_start_connect_status_stop(tmp_path):
         assert "CPU: 0.0 / 2.0" in status.stdout
         assert "GPU: 0.0 / 1.0" in status.stdout
         assert "accel: 0.0 / 3.0" in status.stdout
-        assert "2 finished" in status.stdout or "3 finished" in status.stdout, status.stdout
+        assert "2 finished" in status.stdout or "3 finished" in status.stdout, (
+            status.stdout
+        )
         assert "Object store" in status.stdout
     finally:
         stopped = _ember("stop", env=env)

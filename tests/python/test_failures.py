@@ -11,13 +11,11 @@ import struct
 import subprocess
 import time
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember import exceptions
 from ember.v1 import common_pb2, local_pb2
-
 from ember_test_support import EMBER_BIN, run_driver
 
 
@@ -31,7 +29,11 @@ def _session():
     """The session JSON of the cluster this process is connected to."""
     import glob
 
-    address = ember.get_runtime_context().gcs_address if hasattr(ember.get_runtime_context(), "gcs_address") else None
+    address = (
+        ember.get_runtime_context().gcs_address
+        if hasattr(ember.get_runtime_context(), "gcs_address")
+        else None
+    )
     root = os.environ["EMBER_TMPDIR"]
     sessions = []
     for path in glob.glob(os.path.join(root, "session_*", "session.json")):
@@ -93,7 +95,9 @@ def test_retry_exceptions(cluster, tmp_path):
 
     with pytest.raises(RuntimeError):
         ember.get(fails_once.remote(str(marker2)), timeout=60)
-    assert marker2.read_text() == "x", "exceptions are not retried without retry_exceptions"
+    assert marker2.read_text() == "x", (
+        "exceptions are not retried without retry_exceptions"
+    )
 
 
 def test_retry_exceptions_allowlist(cluster, tmp_path):
@@ -154,8 +158,13 @@ def test_infeasible_task_stays_pending_and_is_reported(cluster):
     ref = impossible.remote()
     ready, pending = ember.wait([ref], timeout=0.5)
     assert ready == [] and pending == [ref]
-    out = subprocess.run([EMBER_BIN, "status", "--address", _session()["address"]],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        check=False,
+        args=[EMBER_BIN, "status", "--address", _session()["address"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert "infeasible" in out.stdout.lower()
     assert "tpu: 4" in out.stdout, out.stdout
@@ -172,9 +181,10 @@ def test_zero_copy_100mb_numpy(cluster):
     shm_path = _session()["shm_path"]
     with open("/proc/self/maps") as f:
         regions = [line.split() for line in f if shm_path in line]
-    assert any(int(r[0].split("-")[0], 16) <= addr < int(r[0].split("-")[1], 16) for r in regions), (
-        "the array's buffer does not lie in the shared-memory arena"
-    )
+    assert any(
+        int(r[0].split("-")[0], 16) <= addr < int(r[0].split("-")[1], 16)
+        for r in regions
+    ), "the array's buffer does not lie in the shared-memory arena"
 
     @ember.remote
     def total(a):
@@ -212,7 +222,13 @@ def _raw_connect(token):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(info["socket"])
     hello = local_pb2.ClientMessage(
-        ops=[local_pb2.ClientOp(hello=local_pb2.Hello(token=token, kind=local_pb2.DRIVER, pid=os.getpid()))]
+        ops=[
+            local_pb2.ClientOp(
+                hello=local_pb2.Hello(
+                    token=token, kind=local_pb2.DRIVER, pid=os.getpid()
+                )
+            )
+        ]
     )
     _send(sock, hello)
     return sock
@@ -258,8 +274,14 @@ def test_local_connection_without_token_is_refused(cluster):
 
 def test_grpc_call_without_token_is_refused(cluster):
     env = dict(os.environ, EMBER_TOKEN="not-the-token")
-    out = subprocess.run([EMBER_BIN, "status", "--address", _session()["address"]],
-                         capture_output=True, text=True, env=env, timeout=30)
+    out = subprocess.run(
+        check=False,
+        args=[EMBER_BIN, "status", "--address", _session()["address"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert out.returncode != 0
     assert "token" in out.stderr.lower(), out.stderr
 
@@ -270,13 +292,22 @@ def test_unknown_function_and_malformed_spec(cluster):
     task_id = os.urandom(16)
     spec = common_pb2.TaskSpec(
         task_id=task_id,
-        function=common_pb2.FunctionDescriptor(language=common_pb2.PYTHON, function_id=b"\x01" * 20, name="nope"),
+        function=common_pb2.FunctionDescriptor(
+            language=common_pb2.PYTHON, function_id=b"\x01" * 20, name="nope"
+        ),
         num_returns=1,
         resources={"CPU": 1},
     )
     get = local_pb2.GetObjects(object_ids=[task_id + struct.pack("<I", 1)])
-    _send(sock, local_pb2.ClientMessage(ops=[local_pb2.ClientOp(submit_task=local_pb2.SubmitTask(spec=spec)),
-                                             local_pb2.ClientOp(get_objects=get)]))
+    _send(
+        sock,
+        local_pb2.ClientMessage(
+            ops=[
+                local_pb2.ClientOp(submit_task=local_pb2.SubmitTask(spec=spec)),
+                local_pb2.ClientOp(get_objects=get),
+            ]
+        ),
+    )
     ready = _recv_op(sock, "object_ready")
     assert ready.value.format == common_pb2.ERROR
     err = common_pb2.TaskError.FromString(ready.value.inline_data)
@@ -285,17 +316,28 @@ def test_unknown_function_and_malformed_spec(cluster):
     bad_id = os.urandom(16)
     bad = common_pb2.TaskSpec(
         task_id=bad_id,
-        function=common_pb2.FunctionDescriptor(language=common_pb2.PYTHON, function_id=b"\x01" * 20),
+        function=common_pb2.FunctionDescriptor(
+            language=common_pb2.PYTHON, function_id=b"\x01" * 20
+        ),
         num_returns=1,
         args=[common_pb2.TaskArg(object_ref=b"short")],
         resources={"CPU": -1},
     )
     get = local_pb2.GetObjects(object_ids=[bad_id + struct.pack("<I", 1)])
-    _send(sock, local_pb2.ClientMessage(ops=[local_pb2.ClientOp(submit_task=local_pb2.SubmitTask(spec=bad)),
-                                             local_pb2.ClientOp(get_objects=get)]))
+    _send(
+        sock,
+        local_pb2.ClientMessage(
+            ops=[
+                local_pb2.ClientOp(submit_task=local_pb2.SubmitTask(spec=bad)),
+                local_pb2.ClientOp(get_objects=get),
+            ]
+        ),
+    )
     ready = _recv_op(sock, "object_ready")
     err = common_pb2.TaskError.FromString(ready.value.inline_data)
-    assert err.kind == common_pb2.INVALID_ARGUMENT and "malformed task spec" in err.message
+    assert (
+        err.kind == common_pb2.INVALID_ARGUMENT and "malformed task spec" in err.message
+    )
 
     # Garbage bytes: the connection is closed with an error, the node lives on.
     sock.sendall(struct.pack("<I", 5) + b"\xff\xff\xff\xff\xff")
@@ -364,7 +406,11 @@ def test_worker_that_dies_at_startup_is_a_clear_error(tmp_path):
         print("PUT", ember.get(ember.put(3)))
         ember.shutdown()
         """,
-        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))},
+        env={
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(site), os.environ.get("PYTHONPATH")])
+            )
+        },
         timeout=120,
     )
     assert "ERROR" in out.stdout, out.stdout + out.stderr

@@ -9,14 +9,18 @@ import shutil
 import subprocess
 
 import pytest
-
 from ember_test_support import run_driver
 
 
 def _has_gpu() -> bool:
     if shutil.which("nvidia-smi") is None:
         return False
-    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            check=False, args=["nvidia-smi", "-L"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 pytestmark = pytest.mark.skipif(not _has_gpu(), reason="no NVIDIA GPU on this machine")

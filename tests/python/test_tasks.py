@@ -7,10 +7,9 @@ import concurrent.futures
 import os
 import time
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember import exceptions
 
 
@@ -28,7 +27,9 @@ def test_remote_returns_refs_and_get_values(cluster):
     ref = add.remote(1, 2)
     assert isinstance(ref, ember.ObjectRef)
     assert ember.get(ref) == 3
-    assert ember.get([add.remote(i, i) for i in range(20)]) == [2 * i for i in range(20)]
+    assert ember.get([add.remote(i, i) for i in range(20)]) == [
+        2 * i for i in range(20)
+    ]
 
 
 def test_remote_with_options_and_kwargs(cluster):
@@ -245,7 +246,10 @@ def test_four_tasks_on_two_cpus_run_two_at_a_time(cluster):
 
     spans = ember.get([interval.remote() for _ in range(4)], timeout=30)
     # At no instant do more than two intervals overlap; some two do overlap.
-    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+        key=lambda p: (p[0], p[1]),
+    )
     running = peak = 0
     for _, delta in points:
         running += delta

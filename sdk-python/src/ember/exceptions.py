@@ -31,24 +31,24 @@ import pickle
 from ember.v1 import common_pb2
 
 __all__ = [
-    "RayError",
-    "RayTaskError",
+    "ActorDiedError",
+    "AuthenticationError",
+    "CrossLanguageError",
     "GetTimeoutError",
-    "WorkerCrashedError",
-    "TaskCancelledError",
+    "LocalRayletDiedError",
+    "NodeDiedError",
     "ObjectLostError",
     "ObjectStoreFullError",
     "OutOfMemoryError",
-    "RaySystemError",
-    "TaskUnschedulableError",
-    "NodeDiedError",
-    "LocalRayletDiedError",
-    "RuntimeEnvSetupError",
-    "CrossLanguageError",
     "RayActorError",
-    "ActorDiedError",
+    "RayError",
+    "RaySystemError",
+    "RayTaskError",
+    "RuntimeEnvSetupError",
+    "TaskCancelledError",
+    "TaskUnschedulableError",
     "UnknownFunctionError",
-    "AuthenticationError",
+    "WorkerCrashedError",
 ]
 
 
@@ -136,10 +136,10 @@ def _dual_class(cause_cls: type) -> type:
     cls = _DUAL_CLASSES.get(cause_cls)
     if cls is None:
 
-        def __str__(self):  # noqa: N807 - dunder of the made class
+        def __str__(self):
             return RayTaskError._message(self)
 
-        def __reduce__(self):  # noqa: N807
+        def __reduce__(self):
             return RayTaskError.__reduce__(self)
 
         cls = type(

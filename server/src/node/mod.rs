@@ -42,6 +42,8 @@ pub use workers::PoolCommand;
 pub type ConnId = u64;
 
 /// What the core sends a connection: ops, or a request to close after them.
+// Close is rare and Op the hot path: boxing every op would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
     Op(NodeOp),

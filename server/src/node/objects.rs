@@ -152,6 +152,8 @@ impl NodeCore {
     }
 
     /// Store a value produced by a client (put or task return), checking it.
+    // The error is stored as the object's value right away; boxing it buys nothing.
+    #[allow(clippy::result_large_err)]
     pub(super) fn store_value_checked(
         &mut self,
         id: ObjectId,

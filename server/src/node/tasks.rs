@@ -256,10 +256,7 @@ impl NodeCore {
         }
         let classes = self.class_order.clone();
         for class in classes {
-            loop {
-                let Some(&task_id) = self.queues.get(&class).and_then(|q| q.front()) else {
-                    break;
-                };
+            while let Some(&task_id) = self.queues.get(&class).and_then(|q| q.front()) {
                 let still_queued = self
                     .tasks
                     .get(&task_id)

@@ -24,13 +24,13 @@ import signal
 import sys
 
 import cloudpickle  # noqa: F401 - pre-imported for the workers
-import numpy  # noqa: F401 - pre-imported for the workers
+import numpy
 
 import ember  # noqa: F401 - pre-imported for the workers
 from ember._private import worker_main
 
 try:
-    import pyarrow  # noqa: F401 - pre-imported for the workers when installed
+    import pyarrow
 except ImportError:
     pyarrow = None
 

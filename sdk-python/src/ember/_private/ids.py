@@ -29,7 +29,7 @@ class TaskIdGenerator:
     new runtime.
     """
 
-    __slots__ = ("prefix", "_counter")
+    __slots__ = ("_counter", "prefix")
 
     def __init__(self, prefix: bytes | None = None):
         self.prefix = prefix if prefix is not None else os.urandom(8)

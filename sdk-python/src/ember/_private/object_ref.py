@@ -19,7 +19,7 @@ from ember._private.ids import OBJECT_ID_LEN, TASK_ID_LEN
 class ObjectRef:
     """A reference to an object (a task's return or a ``put`` value)."""
 
-    __slots__ = ("_id", "_rt", "__weakref__")
+    __slots__ = ("__weakref__", "_id", "_rt")
 
     def __init__(self, object_id: bytes):
         if type(object_id) is not bytes or len(object_id) != OBJECT_ID_LEN:

@@ -79,10 +79,11 @@ def validate_options(options: dict) -> dict:
     if not isinstance(max_retries, int) or max_retries < -1:
         raise ValueError(f"max_retries must be an integer >= -1, got {max_retries!r}")
     retry = merged["retry_exceptions"]
-    if not isinstance(retry, bool):
-        if not isinstance(retry, (list, tuple)) or not all(
-                isinstance(t, type) and issubclass(t, BaseException) for t in retry):
-            raise TypeError("retry_exceptions must be a bool or a list of exception types")
+    if not isinstance(retry, bool) and (
+        not isinstance(retry, (list, tuple))
+        or not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry)
+    ):
+        raise TypeError("retry_exceptions must be a bool or a list of exception types")
     return merged
 
 

@@ -65,7 +65,7 @@ class SerializedValue:
     shared memory (one memcpy per piece).
     """
 
-    __slots__ = ("format", "metadata", "head", "buffers", "offsets", "size", "contained_refs")
+    __slots__ = ("buffers", "contained_refs", "format", "head", "metadata", "offsets", "size")
 
     def __init__(self, fmt, metadata, head, buffers, offsets, size, contained_refs):
         self.format = fmt

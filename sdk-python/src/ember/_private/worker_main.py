@@ -112,7 +112,7 @@ class Worker:
                 self.rt.flush()
             except exceptions.LocalRayletDiedError:
                 return
-            except Exception:  # noqa: BLE001 - never kill the flusher; the main loop sends later
+            except Exception:
                 logger.debug("deferred flush failed", exc_info=True)
 
     # -- one task --------------------------------------------------------
@@ -181,7 +181,7 @@ class Worker:
                 f"the node sent no code for function {task.spec.function.name} ({fid.hex()})")
         try:
             function = cloudpickle.loads(payload)
-        except BaseException as exc:  # noqa: BLE001 - reported to the submitter
+        except BaseException as exc:
             raise _FunctionLoadError(
                 f"failed to load function {task.spec.function.name}:\n{traceback.format_exc()}") from exc
         self.functions[fid] = function
