@@ -146,6 +146,18 @@ impl GpuInstances {
         Some(vec![best])
     }
 
+    /// Whether `acquire(units)` would succeed now.
+    pub fn can_acquire(&self, units: i64) -> bool {
+        if units <= 0 {
+            return true;
+        }
+        if units >= UNIT {
+            let whole = self.free.iter().filter(|&&f| f == UNIT).count();
+            return whole >= (units / UNIT) as usize;
+        }
+        self.free.iter().any(|&f| f >= units)
+    }
+
     pub fn release(&mut self, devices: &[usize], units: i64) {
         if units >= UNIT {
             for &i in devices {
@@ -231,5 +243,16 @@ mod tests {
         assert_eq!(gpus.acquire(UNIT / 4).unwrap(), a);
         gpus.release(&whole, UNIT);
         assert_eq!(gpus.acquire(UNIT).unwrap(), whole);
+    }
+
+    #[test]
+    fn fragmented_fractions_do_not_fit_a_larger_fraction() {
+        // 0.4 free on each of two devices: 0.8 GPU in total, but not on one device.
+        let mut gpus = GpuInstances::new(2);
+        gpus.acquire(UNIT * 6 / 10).unwrap();
+        gpus.acquire(UNIT * 6 / 10).unwrap();
+        assert!(!gpus.can_acquire(UNIT * 8 / 10));
+        assert!(gpus.acquire(UNIT * 8 / 10).is_none());
+        assert!(gpus.can_acquire(UNIT * 4 / 10));
     }
 }

@@ -382,9 +382,11 @@ impl NodeCore {
             .or_insert((f.payload, desc.name));
     }
 
-    /// Periodic housekeeping: expire waits for store room.
+    /// Periodic housekeeping: expire waits for store room, stop workers
+    /// that idled too long.
     pub fn tick(&mut self, now: Instant) {
         self.expire_creates(now);
+        self.reap_idle_workers(now);
     }
 
     /// Stop starting workers and return every worker pid (to be killed).

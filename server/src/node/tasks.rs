@@ -265,7 +265,9 @@ impl NodeCore {
                     self.queues.get_mut(&class).map(|q| q.pop_front());
                     continue;
                 }
-                let worker = if self.available.contains(&class) {
+                let fits =
+                    self.available.contains(&class) && self.gpus.can_acquire(class.get("GPU"));
+                let worker = if fits {
                     match self.idle.pop() {
                         Some(w) => {
                             self.lease(w, &class);

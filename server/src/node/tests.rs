@@ -262,3 +262,31 @@ fn worker_death_retries_then_fails() {
     assert_eq!(value.format, v1::ValueFormat::Error as i32);
     assert_eq!(h.cpu_available(), 10_000);
 }
+
+#[test]
+fn workers_beyond_the_prestarted_number_stop_after_idling() {
+    let mut h = harness(1.0, 0);
+    let (id, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    h.start_requested_workers();
+    let _ = h.executed();
+    h.finish(0, id);
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    h.core.tick(later);
+    let closed = |rx: &mut UnboundedReceiver<Outgoing>| {
+        let mut closed = false;
+        while let Ok(o) = rx.try_recv() {
+            closed |= matches!(o, Outgoing::Close);
+        }
+        closed
+    };
+    assert!(
+        !closed(&mut h.workers[0].2),
+        "not yet: idle for a second only"
+    );
+    h.core.tick(later + std::time::Duration::from_secs(60));
+    assert!(
+        closed(&mut h.workers[0].2),
+        "the idle worker is told to exit"
+    );
+}

@@ -43,11 +43,16 @@ pub(super) struct WorkerEntry {
     pub tasks: VecDeque<TaskId>,
     /// When the first of `tasks` started (as far as the node knows).
     pub front_since: Instant,
+    /// When it last became idle.
+    pub idle_since: Instant,
     /// Its running task waits in get/wait; its CPU is lent out.
     pub blocked: bool,
     pub seen_functions: HashSet<Bytes>,
     pub seen_jobs: HashSet<JobId>,
 }
+
+/// Workers beyond the prestarted number exit after being idle this long.
+const IDLE_WORKER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Consecutive startup failures after which queued tasks are failed.
 const MAX_START_FAILURES: u32 = 3;
@@ -67,6 +72,7 @@ impl NodeCore {
                 lease: None,
                 tasks: VecDeque::new(),
                 front_since: Instant::now(),
+                idle_since: Instant::now(),
                 blocked: false,
                 seen_functions: HashSet::new(),
                 seen_jobs: HashSet::new(),
@@ -141,6 +147,7 @@ impl NodeCore {
         let blocked = std::mem::replace(&mut w.blocked, false);
         let lease = w.lease.take();
         w.state = WorkerState::Idle;
+        w.idle_since = Instant::now();
         if let Some(lease) = lease {
             self.return_lease(&lease, blocked);
         }
@@ -156,6 +163,36 @@ impl NodeCore {
         self.available.add(&back);
         self.gpus
             .release(&lease.gpu_devices, lease.request.get("GPU"));
+    }
+
+    /// Stop workers that have idled past the timeout while more than the
+    /// prestarted number exist (they were started for a burst or for blocked
+    /// tasks). Their connections close and `worker_died` forgets them.
+    pub(super) fn reap_idle_workers(&mut self, now: Instant) {
+        let mut excess = self.workers.len().saturating_sub(self.cfg.prestart_workers);
+        if excess == 0 {
+            return;
+        }
+        // `idle` is oldest first.
+        let mut keep = Vec::with_capacity(self.idle.len());
+        for wid in std::mem::take(&mut self.idle) {
+            let expired = self
+                .workers
+                .get(&wid)
+                .is_some_and(|w| now.duration_since(w.idle_since) > IDLE_WORKER_TIMEOUT);
+            if excess > 0 && expired {
+                excess -= 1;
+                if let Some(w) = self.workers.get(&wid) {
+                    tracing::debug!(worker = %wid, "stopping an idle worker");
+                    if let Some(conn) = w.conn {
+                        self.close(conn);
+                    }
+                }
+            } else {
+                keep.push(wid);
+            }
+        }
+        self.idle = keep;
     }
 
     /// The pool forked the process for `wid`.
