@@ -437,3 +437,99 @@ fn tasks_run_on_python_workers() {
         );
     }
 }
+
+#[test]
+fn remote_clients_use_the_grpc_stream() {
+    let node = start_node();
+    let token = node.info["token"].as_str().unwrap().to_string();
+    let address = node.info["address"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut anonymous = v1::node_service_client::NodeServiceClient::new(channel.clone());
+        let refused = anonymous
+            .get_cluster_status(v1::GetClusterStatusRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+        let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        let mut client = v1::node_service_client::NodeServiceClient::with_interceptor(
+            channel,
+            move |mut req: tonic::Request<()>| {
+                req.metadata_mut().insert("authorization", auth.clone());
+                Ok(req)
+            },
+        );
+        let id = put_id();
+        let ops = |ops: Vec<client_op::Op>| v1::ClientMessage {
+            ops: ops
+                .into_iter()
+                .map(|op| v1::ClientOp { op: Some(op) })
+                .collect(),
+        };
+        let outgoing = futures::stream::iter(vec![
+            ops(vec![client_op::Op::Hello(v1::Hello {
+                token: token.clone(),
+                kind: v1::ClientKind::Driver as i32,
+                language: v1::Language::Go as i32,
+                ..Default::default()
+            })]),
+            ops(vec![
+                client_op::Op::PutObject(v1::PutObject {
+                    object_id: id.to_vec().into(),
+                    value: Some(v1::ObjectValue {
+                        format: v1::ValueFormat::Msgpack as i32,
+                        body: Some(Body::InlineData(vec![0x2a].into())),
+                        ..Default::default()
+                    }),
+                }),
+                client_op::Op::GetObjects(v1::GetObjects {
+                    object_ids: vec![id.to_vec().into()],
+                }),
+            ]),
+        ])
+        // Keep the request stream open until the test has its answers.
+        .chain(futures::stream::pending());
+        let mut incoming = client.open_stream(outgoing).await.unwrap().into_inner();
+        let mut saw_hello = false;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), incoming.next())
+                .await
+                .expect("answer within 30 s")
+                .expect("stream open")
+                .unwrap();
+            for op in msg.ops.into_iter().filter_map(|o| o.op) {
+                match op {
+                    node_op::Op::HelloReply(_) => saw_hello = true,
+                    node_op::Op::ObjectReady(r) => {
+                        assert!(saw_hello);
+                        assert_eq!(r.object_id.as_ref(), id.as_bytes());
+                        assert_eq!(
+                            r.value.unwrap().body,
+                            Some(Body::InlineData(vec![0x2a].into()))
+                        );
+                        let status = client
+                            .get_cluster_status(v1::GetClusterStatusRequest {})
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .status
+                            .unwrap();
+                        assert_eq!(status.nodes.len(), 1);
+                        assert!(status.num_objects >= 1);
+                        return;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    });
+}
