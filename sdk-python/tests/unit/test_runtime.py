@@ -125,7 +125,8 @@ def test_put_refs_and_release(runtime, fake_node):
     assert ember.get(r) == {"k": 1}
     oid = r.binary()
     outer = ember.put([r])
-    assert list(fake_node.ops_of("put_object", 2)[-1].value.contained_refs) == [oid]
+    # put(1), put({"k": 1}), put([r]): wait for all three (the refused put sent its inner one)
+    assert list(fake_node.ops_of("put_object", 3)[-1].value.contained_refs) == [oid]
     del r, outer
     gc.collect()
     runtime.flush()
