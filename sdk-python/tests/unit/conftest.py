@@ -1,11 +1,10 @@
 import gc
 
 import pytest
+from fakenode import FakeNode
 
 from ember._private import state
 from ember._private.runtime import CoreRuntime
-
-from fakenode import FakeNode
 
 
 @pytest.fixture

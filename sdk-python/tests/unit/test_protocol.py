@@ -114,3 +114,66 @@ def test_connection_followers_are_woken(server):
     assert msg.ops[0].WhichOneof("op") == "worker_unblocked"
     peer.close()
     conn.close()
+
+
+def _read_client_frames(sock, n_ops, timeout=5.0):
+    """Read ClientMessage frames until ``n_ops`` ops arrived; return the op counts per frame."""
+    sock.settimeout(timeout)
+    data = b""
+    counts, seen = [], 0
+    while seen < n_ops:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        data += chunk
+        while len(data) >= 4:
+            (n,) = struct.unpack_from("<I", data)
+            if len(data) < 4 + n:
+                break
+            msg = local_pb2.ClientMessage.FromString(data[4:4 + n])
+            data = data[4 + n:]
+            counts.append(len(msg.ops))
+            seen += len(msg.ops)
+    return counts
+
+
+def test_bursts_of_submissions_are_coalesced(tmp_path):
+    path = str(tmp_path / "node.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    conn = Connection(path, lambda msg: None)
+    server, _ = listener.accept()
+    op = local_pb2.ClientOp(worker_unblocked=local_pb2.WorkerUnblocked()).SerializeToString()
+    # A lone call goes out at once, in a frame of its own.
+    conn.send_coalesced([op])
+    assert _read_client_frames(server, 1) == [1]
+    # A burst goes out in fewer frames, every op in order, without any other call.
+    import time
+
+    time.sleep(0.01)
+    for _ in range(200):
+        conn.send_coalesced([op])
+    counts = _read_client_frames(server, 200)
+    assert sum(counts) == 200
+    assert len(counts) < 50, counts
+    # Held ops go out before anything sent after them.
+    time.sleep(0.01)
+    conn.send_coalesced([op])
+    conn.send_coalesced([op])
+    marker = local_pb2.ClientOp(worker_blocked=local_pb2.WorkerBlocked()).SerializeToString()
+    conn.send([marker])
+    server.settimeout(5)
+    received = b""
+    ops = []
+    while len(ops) < 3:
+        received += server.recv(65536)
+        while len(received) >= 4:
+            (n,) = struct.unpack_from("<I", received)
+            if len(received) < 4 + n:
+                break
+            ops += [o.WhichOneof("op") for o in local_pb2.ClientMessage.FromString(received[4:4 + n]).ops]
+            received = received[4 + n:]
+    assert ops == ["worker_unblocked", "worker_unblocked", "worker_blocked"]
+    conn.close()
+    server.close()
+    listener.close()

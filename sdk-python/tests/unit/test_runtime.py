@@ -6,7 +6,7 @@ import pytest
 
 import ember
 from ember import exceptions
-from ember._private import api, serialization, state, wire
+from ember._private import serialization
 from ember._private.runtime import CoreRuntime
 from ember.v1 import common_pb2, local_pb2
 

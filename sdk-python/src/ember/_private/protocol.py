@@ -34,6 +34,12 @@ _monotonic = time.monotonic
 _OPS_TAG = b"\x0a"
 _INITIAL_BUFFER = 1 << 20
 _MAX_FRAME = 1 << 31
+#: A ``send_coalesced`` within this long of the previous send is part of a burst.
+_BURST_GAP_S = 50e-6
+#: A burst's ops are sent once this many are held ...
+_BURST_MAX_OPS = 64
+#: ... or this long after the first was held (by the flusher thread).
+_BURST_HOLD_S = 200e-6
 
 
 def encode_varint(value: int) -> bytes:
@@ -117,23 +123,87 @@ class Connection:
         self._end = 0
         # Why the connection is dead (None while it is alive).
         self._dead: BaseException | None = None
+        # Ops held back by send_coalesced (a burst of submissions), sent
+        # with the next send, before any wait, or by the flusher thread.
+        self._held: list[bytes] = []
+        self._last_send = 0.0
+        self._held_event: threading.Event | None = None
 
     # -- sending ---------------------------------------------------------
+
+    def send_coalesced(self, ops: list[bytes]) -> None:
+        """Send ``ops`` now, or, in a burst of calls, hold them to go out in one
+        frame with the next ops.
+
+        The first call after a pause sends at once (no added latency); calls
+        that follow within ``_BURST_GAP_S`` are held until ``_BURST_MAX_OPS``
+        are held, another ``send`` or ``wait_until`` happens, or the flusher
+        thread sends them ``_BURST_HOLD_S`` later.
+        """
+        now = _monotonic()
+        with self._send_lock:
+            held = self._held
+            burst = now - self._last_send < _BURST_GAP_S
+            self._last_send = now
+            if burst or held:
+                held.extend(ops)
+                if len(held) < _BURST_MAX_OPS:
+                    self._wake_flusher()
+                    return
+                ops, self._held = held, []
+            self._send_locked(ops)
+
+    @property
+    def holds_ops(self) -> bool:
+        """Whether ``send_coalesced`` holds ops not yet sent."""
+        return bool(self._held)
+
+    def flush_held(self) -> None:
+        """Send held ops now."""
+        if self._held:
+            with self._send_lock:
+                if self._held:
+                    ops, self._held = self._held, []
+                    self._send_locked(ops)
+
+    def _wake_flusher(self) -> None:
+        event = self._held_event
+        if event is None:
+            event = self._held_event = threading.Event()
+            threading.Thread(target=self._flush_held_loop, args=(event,), name="ember-submit-flusher",
+                             daemon=True).start()
+        event.set()
+
+    def _flush_held_loop(self, event: threading.Event) -> None:
+        while self._dead is None:
+            event.wait()
+            time.sleep(_BURST_HOLD_S)
+            event.clear()
+            try:
+                self.flush_held()
+            except LocalRayletDiedError:
+                return
 
     def send(self, ops: list[bytes]) -> None:
         """Send one ``ClientMessage`` holding ``ops`` (encoded ``ClientOp``s)."""
         with self._send_lock:
-            wrap = self.wrap_ops
-            if wrap is not None:
-                ops = wrap(ops)
-                if not ops:
-                    return
-            frame = encode_frame(ops)
-            try:
-                self._sock.sendall(frame)
-            except OSError as exc:
-                self._mark_dead(self._closed_error())
-                raise self._closed_error() from exc
+            if self._held:
+                ops, self._held = self._held + ops, []
+            self._send_locked(ops)
+
+    def _send_locked(self, ops: list[bytes]) -> None:
+        """Send ``ops`` (plus what ``wrap_ops`` adds); the send lock is held."""
+        wrap = self.wrap_ops
+        if wrap is not None:
+            ops = wrap(ops)
+            if not ops:
+                return
+        frame = encode_frame(ops)
+        try:
+            self._sock.sendall(frame)
+        except OSError as exc:
+            self._mark_dead(self._closed_error())
+            raise self._closed_error() from exc
 
     # -- receiving -------------------------------------------------------
 
@@ -147,6 +217,8 @@ class Connection:
         Returns ``True`` once the predicate holds, ``False`` on timeout. Raises
         ``LocalRayletDiedError`` once the connection is closed.
         """
+        if self._held:
+            self.flush_held()
         deadline = None if timeout is None else _monotonic() + timeout
         read_lock = self._read_lock
         cond = self._cond

@@ -206,7 +206,7 @@ class CoreRuntime:
 
     def flush(self) -> None:
         """Send pending results and reference updates now."""
-        if self._finished or self._released or self._adds or self._pending_removes:
+        if self._finished or self._released or self._adds or self._pending_removes or self.conn.holds_ops:
             self.conn.send([])
 
     def add_borrowed_ref(self, object_id: bytes) -> None:
@@ -307,7 +307,7 @@ class CoreRuntime:
         if return_ids:
             self._add_owned_refs(return_ids)
             self._requested.update(return_ids)
-        self.conn.send(ops)
+        self.conn.send_coalesced(ops)
         # `temps` (large arguments put for this task) is dropped here: the task holds them now.
         del temps
         return [new_owned_ref(self, oid) for oid in return_ids]
