@@ -78,15 +78,20 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// 30% of physical memory, as Ray does.
-pub fn default_object_store_memory() -> u64 {
+/// Bytes of physical memory on this machine.
+pub fn physical_memory() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if pages <= 0 || page <= 0 {
-        return 2 << 30;
+        return 8 << 30;
     }
-    (pages as u64 * page as u64) * 3 / 10
+    pages as u64 * page as u64
+}
+
+/// 30% of physical memory, as Ray does.
+pub fn default_object_store_memory() -> u64 {
+    physical_memory() * 3 / 10
 }
 
 /// `$EMBER_TMPDIR`, else `/tmp/ember-<uid>`.

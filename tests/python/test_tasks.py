@@ -278,3 +278,23 @@ def test_quick_tasks_do_not_wait_behind_a_slow_one(cluster):
     assert len(ready) == len(quick), "quick tasks were held behind the slow one"
     assert max(ember.get(quick)) - start < 3
     ember.get(slow)
+
+
+def test_memory_is_a_schedulable_resource(cluster):
+    total = ember.cluster_resources()
+    assert total["memory"] > 0 and total["object_store_memory"] > 0
+
+    @ember.remote(memory=100 * 1024 * 1024)
+    def small_heap():
+        return "fits"
+
+    assert ember.get(small_heap.remote(), timeout=30) == "fits"
+
+    @ember.remote(memory=1 << 60)
+    def huge_heap():
+        return "never"
+
+    huge = huge_heap.remote()
+    ready, _ = ember.wait([huge], timeout=0.5)
+    assert ready == [], "a task asking for more memory than the node has stays pending"
+    ember.cancel(huge)
