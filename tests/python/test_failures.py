@@ -416,3 +416,18 @@ def test_worker_that_dies_at_startup_is_a_clear_error(tmp_path):
     assert "ERROR" in out.stdout, out.stdout + out.stderr
     assert "worker" in out.stdout.lower()
     assert "PUT 3" in out.stdout
+
+
+def test_large_binary_memoryview_is_zero_copy(cluster):
+    data = os.urandom(8 << 20)
+    got = ember.get(ember.put(memoryview(data)))
+    assert isinstance(got, memoryview) and got.readonly
+    assert got == data
+    arr = np.frombuffer(got, dtype=np.uint8)
+    addr = arr.__array_interface__["data"][0]
+    shm_path = _session()["shm_path"]
+    with open("/proc/self/maps") as f:
+        regions = [line.split() for line in f if shm_path in line]
+    assert any(int(r[0].split("-")[0], 16) <= addr < int(r[0].split("-")[1], 16) for r in regions)
+    # bytes keep Ray's type: they come back as bytes.
+    assert ember.get(ember.put(data)) == data

@@ -11,7 +11,11 @@ Formats (``common_pb2.ValueFormat``):
   Empty ``metadata`` means the whole data is the pickle (no buffers).
   Reading slices a memoryview of the data, so numpy arrays come back without a
   copy (read-only when the data is read-only, as shared memory is mapped).
-* ``RAW``: ``bytes``/``bytearray`` values as they are (``get`` returns ``bytes``).
+* ``RAW``: ``bytes``/``bytearray`` values as they are (``get`` returns
+  ``bytes``, one copy, since a ``bytes`` object owns its memory). A
+  ``memoryview`` is stored as RAW with metadata ``b"memoryview"`` and comes
+  back as a read-only ``memoryview``: for large binary data that is the
+  zero-copy path (the view lies in the shared mapping).
 * ``MSGPACK``, ``ARROW``: cross-language values (read only here for now).
 * ``ERROR``: a serialized ``TaskError``; reading it raises the mapped exception.
 
@@ -35,6 +39,8 @@ PICKLE = common_pb2.PICKLE
 MSGPACK = common_pb2.MSGPACK
 ARROW = common_pb2.ARROW
 RAW = common_pb2.RAW
+#: RAW metadata of a value that was a memoryview (and comes back as one).
+MEMORYVIEW = b"memoryview"
 ERROR = common_pb2.ERROR
 
 LAYOUT_VERSION = 1
@@ -105,6 +111,9 @@ def serialize(value) -> SerializedValue:
     vtype = type(value)
     if vtype is bytes or vtype is bytearray:
         return SerializedValue(RAW, b"", value, (), (), len(value), ())
+    if vtype is memoryview:
+        view = value.cast("B") if value.c_contiguous else memoryview(value.tobytes())
+        return SerializedValue(RAW, MEMORYVIEW, view, (), (), view.nbytes, ())
     if vtype in _PLAIN_TYPES:
         data = pickle.dumps(value, 5)
         return SerializedValue(PICKLE, b"", data, (), (), len(data), ())
@@ -169,6 +178,8 @@ def deserialize(fmt: int, metadata: bytes, data):
         view = data if type(data) is memoryview else memoryview(data)
         return pickle.loads(view[:pickle_len], buffers=[view[o: o + n] for o, n in entries])
     if fmt == RAW:
+        if metadata == MEMORYVIEW:
+            return (data if type(data) is memoryview else memoryview(data)).toreadonly()
         return data if type(data) is bytes else bytes(data)
     if fmt == ERROR:
         raise error_from_data(data)
