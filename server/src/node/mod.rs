@@ -138,9 +138,9 @@ impl NodeCore {
         total_map.insert("GPU".into(), node.num_gpus);
         total_map.insert("object_store_memory".into(), store.capacity() as f64);
         // Like Ray: memory for tasks' heaps is what the object store leaves.
-        total_map
-            .entry("memory".into())
-            .or_insert_with(|| crate::config::physical_memory().saturating_sub(store.capacity()) as f64);
+        total_map.entry("memory".into()).or_insert_with(|| {
+            crate::config::physical_memory().saturating_sub(store.capacity()) as f64
+        });
         let total = ResourceSet::from_map(&total_map)
             .map_err(|e| NodeError::InvalidArgument(e.to_string()))?;
         Ok(Self {
