@@ -73,7 +73,17 @@ async fn run_fork_server(
         .append(true)
         .open(log_path)
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let mut child = tokio::process::Command::new(&cfg.python)
+    let mut command = tokio::process::Command::new(&cfg.python);
+    // SAFETY: prctl is async-signal-safe; it makes the fork server (and,
+    // through the same setting in it, every worker) die with this node even
+    // when the node is killed with SIGKILL.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .args(["-m", "ember._private.forkserver"])
         .env("EMBER_NODE_SOCKET", &cfg.socket)
         .env("EMBER_TOKEN", &cfg.token)

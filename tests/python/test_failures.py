@@ -428,6 +428,47 @@ def test_large_binary_memoryview_is_zero_copy(cluster):
     shm_path = _session()["shm_path"]
     with open("/proc/self/maps") as f:
         regions = [line.split() for line in f if shm_path in line]
-    assert any(int(r[0].split("-")[0], 16) <= addr < int(r[0].split("-")[1], 16) for r in regions)
+    assert any(
+        int(r[0].split("-")[0], 16) <= addr < int(r[0].split("-")[1], 16)
+        for r in regions
+    )
     # bytes keep Ray's type: they come back as bytes.
     assert ember.get(ember.put(data)) == data
+
+
+def test_killed_node_is_reported_and_leaves_no_workers():
+    out = run_driver(
+        """
+        import os, signal, time
+        import psutil
+        import ember
+        ember.init(num_cpus=2)
+
+        @ember.remote
+        def slow():
+            time.sleep(60)
+
+        ref = slow.remote()
+        from ember._private import api
+        node = psutil.Process(api._local_node.process.pid)
+        deadline = time.time() + 30
+        while len(node.children(recursive=True)) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        family = node.children(recursive=True)
+        print("FAMILY", len(family))
+        time.sleep(0.3)
+        node.kill()
+        start = time.time()
+        try:
+            ember.get(ref, timeout=30)
+        except ember.exceptions.RayError as e:
+            print("ERROR", type(e).__name__, round(time.time() - start, 1))
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        print("ALIVE", len(alive))
+        ember.shutdown()
+        """,
+        timeout=120,
+    )
+    assert "FAMILY 3" in out.stdout, out.stdout + out.stderr
+    assert "ERROR LocalRayletDiedError" in out.stdout, out.stdout + out.stderr
+    assert "ALIVE 0" in out.stdout, out.stdout + out.stderr

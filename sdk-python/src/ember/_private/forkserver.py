@@ -37,6 +37,7 @@ except ImportError:
 
 def _child(worker_id: str, env: dict) -> None:
     """In the forked child: detach from the command pipes, apply env, run the worker."""
+    _die_with_parent()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -54,6 +55,20 @@ def _child(worker_id: str, env: dict) -> None:
     # Forked children share numpy's global random state: give each its own.
     numpy.random.seed()
     worker_main.main(worker_id)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the fork server, which
+    itself dies with the node) exits, so a killed node leaves no workers."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class _LineWriter:
