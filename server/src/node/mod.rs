@@ -123,6 +123,8 @@ pub struct NodeCore {
     last_start_failure: String,
     /// Set when shutting down: no more workers are started.
     stopping: bool,
+    /// Tasks done when memory was last given back to the OS (see `tick`).
+    trimmed_at: u64,
 }
 
 impl NodeCore {
@@ -167,6 +169,7 @@ impl NodeCore {
             start_failures: 0,
             last_start_failure: String::new(),
             stopping: false,
+            trimmed_at: 0,
         })
     }
 
@@ -391,6 +394,22 @@ impl NodeCore {
     pub fn tick(&mut self, now: Instant) {
         self.expire_creates(now);
         self.reap_idle_workers(now);
+        self.trim_when_idle();
+    }
+
+    /// Once a burst of work is over (no task left), give the memory its
+    /// tables grew to back to the OS, so an idle node stays small.
+    fn trim_when_idle(&mut self) {
+        let done = self.counters.finished + self.counters.failed;
+        if !self.tasks.is_empty() || done == self.trimmed_at {
+            return;
+        }
+        self.trimmed_at = done;
+        self.tasks.shrink_to_fit();
+        self.objects.shrink_to_fit();
+        self.queues.shrink_to_fit();
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
     }
 
     /// Stop starting workers and return every worker pid (to be killed).
