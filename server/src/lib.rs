@@ -189,8 +189,7 @@ pub async fn run_node(
     tracing::info!("shutting down");
     let pids = local::lock(&core).begin_shutdown();
     for pid in pids {
-        // SAFETY: plain kill(2) of our worker processes.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        node::signal_worker(pid, libc::SIGKILL);
     }
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())

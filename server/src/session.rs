@@ -99,6 +99,10 @@ pub fn live_sessions(root: &Path) -> Vec<SessionInfo> {
 }
 
 pub fn process_alive(pid: u32) -> bool {
+    // 0 and negative values name process groups, 1 is init: never ours.
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return false;
+    }
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }

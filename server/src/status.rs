@@ -84,6 +84,39 @@ pub fn render(status: &v1::ClusterStatus) -> String {
             );
         }
     }
+    if !status.actors.is_empty() {
+        let _ = writeln!(out, "Actors ({}):", status.actors.len());
+        let mut actors: Vec<&v1::ActorInfo> = status.actors.iter().collect();
+        actors.sort_by_key(|a| (a.state, a.actor_id.clone()));
+        for a in actors {
+            let creation = a.creation.clone().unwrap_or_default();
+            let state = v1::ActorState::try_from(a.state)
+                .map(|s| s.as_str_name().to_lowercase())
+                .unwrap_or_else(|_| "unknown".into());
+            let name = if creation.name.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " name={:?} namespace={:?}",
+                    creation.name, creation.namespace
+                )
+            };
+            let cause = if a.death_cause.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.death_cause)
+            };
+            let _ = writeln!(
+                out,
+                "  {} {}{} {state}{} (restarts {})",
+                hex::encode(&a.actor_id),
+                creation.class_name,
+                name,
+                cause,
+                a.num_restarts
+            );
+        }
+    }
     let (cap, used) = status.nodes.iter().fold((0, 0), |(c, u), n| {
         (c + n.object_store_capacity, u + n.object_store_used)
     });
@@ -124,6 +157,7 @@ mod tests {
                 resources: [("tpu".to_string(), 1.0)].into_iter().collect(),
             }],
             num_objects: 0,
+            actors: vec![],
         };
         let text = render(&status);
         assert!(text.contains("CPU: 1.0 / 2.0"), "{text}");

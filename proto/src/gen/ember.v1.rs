@@ -115,6 +115,72 @@ pub struct TaskSpec {
     pub retry_exception_allowlist: ::prost::alloc::vec::Vec<
         ::prost::alloc::string::String,
     >,
+    /// Actor method calls: the actor (empty for a plain task).
+    #[prost(bytes = "bytes", tag = "12")]
+    pub actor_id: ::prost::bytes::Bytes,
+    /// Actor method calls: the method's name.
+    #[prost(string, tag = "13")]
+    pub method_name: ::prost::alloc::string::String,
+    /// Set on the task that creates an actor: `function` is the class and the
+    /// arguments go to its constructor; `resources` are what placing it needs.
+    #[prost(message, optional, tag = "14")]
+    pub actor_creation: ::core::option::Option<ActorCreation>,
+    /// Actor method calls: the concurrency group (empty = the default group).
+    #[prost(string, tag = "15")]
+    pub concurrency_group: ::prost::alloc::string::String,
+}
+/// How an actor is made and kept.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ActorCreation {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub actor_id: ::prost::bytes::Bytes,
+    /// Empty for an anonymous actor.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
+    /// Outlives its owner (the driver or worker that created it) until killed.
+    #[prost(bool, tag = "4")]
+    pub detached: bool,
+    /// Restarts after its worker dies (-1 = unlimited).
+    #[prost(int32, tag = "5")]
+    pub max_restarts: i32,
+    /// Times a method call in flight when the worker died is sent again (-1 = unlimited).
+    #[prost(int32, tag = "6")]
+    pub max_task_retries: i32,
+    /// Calls run at once (0 = the default: 1, or 1000 for an async actor).
+    #[prost(uint32, tag = "7")]
+    pub max_concurrency: u32,
+    /// The class has async methods: they run on one event loop.
+    #[prost(bool, tag = "8")]
+    pub is_async: bool,
+    /// Named concurrency groups -> their max concurrency.
+    #[prost(map = "string, uint32", tag = "9")]
+    pub concurrency_groups: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        u32,
+    >,
+    /// With a name: return the existing actor of that name instead of failing.
+    #[prost(bool, tag = "10")]
+    pub get_if_exists: bool,
+    /// Resources the actor holds while it lives (TaskSpec.resources are those
+    /// needed to place it; Ray's default places with 1 CPU and holds none).
+    #[prost(map = "string, double", tag = "11")]
+    pub held_resources: ::std::collections::HashMap<::prost::alloc::string::String, f64>,
+    #[prost(string, tag = "12")]
+    pub class_name: ::prost::alloc::string::String,
+    /// Method metadata, so handles made elsewhere (get_actor) know them.
+    #[prost(message, repeated, tag = "13")]
+    pub methods: ::prost::alloc::vec::Vec<ActorMethod>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ActorMethod {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub num_returns: u32,
+    #[prost(string, tag = "3")]
+    pub concurrency_group: ::prost::alloc::string::String,
 }
 /// A node's resources: name -> amount.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -229,6 +295,13 @@ pub enum ErrorKind {
     Unauthenticated = 11,
     /// get() gave up waiting.
     GetTimeout = 12,
+    /// The actor is dead (killed, crashed past its restarts, exited, or its
+    /// owner died); the message says why.
+    ActorDied = 13,
+    /// No actor (or other named thing) exists under that name.
+    NotFound = 14,
+    /// The name is already taken.
+    AlreadyExists = 15,
 }
 impl ErrorKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -250,6 +323,9 @@ impl ErrorKind {
             Self::Internal => "INTERNAL",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::GetTimeout => "GET_TIMEOUT",
+            Self::ActorDied => "ACTOR_DIED",
+            Self::NotFound => "NOT_FOUND",
+            Self::AlreadyExists => "ALREADY_EXISTS",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -268,6 +344,9 @@ impl ErrorKind {
             "INTERNAL" => Some(Self::Internal),
             "UNAUTHENTICATED" => Some(Self::Unauthenticated),
             "GET_TIMEOUT" => Some(Self::GetTimeout),
+            "ACTOR_DIED" => Some(Self::ActorDied),
+            "NOT_FOUND" => Some(Self::NotFound),
+            "ALREADY_EXISTS" => Some(Self::AlreadyExists),
             _ => None,
         }
     }
@@ -323,7 +402,10 @@ pub struct ClientMessage {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ClientOp {
-    #[prost(oneof = "client_op::Op", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(
+        oneof = "client_op::Op",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+    )]
     pub op: ::core::option::Option<client_op::Op>,
 }
 /// Nested message and enum types in `ClientOp`.
@@ -356,6 +438,12 @@ pub mod client_op {
         InfoRequest(super::InfoRequest),
         #[prost(message, tag = "13")]
         AbortObject(super::AbortObject),
+        #[prost(message, tag = "14")]
+        CreateActor(super::CreateActor),
+        #[prost(message, tag = "15")]
+        GetActor(super::GetActor),
+        #[prost(message, tag = "16")]
+        KillActor(super::KillActor),
     }
 }
 /// Sent by the node: a batch of ops.
@@ -366,7 +454,7 @@ pub struct NodeMessage {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NodeOp {
-    #[prost(oneof = "node_op::Op", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "node_op::Op", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub op: ::core::option::Option<node_op::Op>,
 }
 /// Nested message and enum types in `NodeOp`.
@@ -389,6 +477,8 @@ pub mod node_op {
         /// Something the user should see (an infeasible task, a failing worker).
         #[prost(message, tag = "7")]
         Warning(super::Warning),
+        #[prost(message, tag = "8")]
+        ActorReply(super::ActorReply),
     }
 }
 /// Make a function known to the node (and the head's function table) before
@@ -501,6 +591,64 @@ pub struct ExecuteTask {
     #[prost(string, repeated, tag = "5")]
     pub code_search_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
+/// Create an actor: `spec.actor_creation` is set, `spec.function` names the
+/// class. With a `request_id`, the node answers ActorReply (the actor, or the
+/// existing one for get_if_exists) or ErrorReply (ALREADY_EXISTS); with 0 it
+/// answers nothing (anonymous actors: the handle needs no round trip).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreateActor {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub spec: ::core::option::Option<TaskSpec>,
+}
+/// Look up a named actor: ActorReply, or ErrorReply{NOT_FOUND}.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetActor {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
+}
+/// Kill an actor's worker. With no_restart it is dead for good; without,
+/// it restarts if its max_restarts allows.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KillActor {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub actor_id: ::prost::bytes::Bytes,
+    #[prost(bool, tag = "2")]
+    pub no_restart: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ActorReply {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub actor: ::core::option::Option<ActorInfo>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ActorInfo {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub actor_id: ::prost::bytes::Bytes,
+    #[prost(enumeration = "ActorState", tag = "2")]
+    pub state: i32,
+    /// The class, as the creation task named it.
+    #[prost(message, optional, tag = "3")]
+    pub class_function: ::core::option::Option<FunctionDescriptor>,
+    #[prost(message, optional, tag = "4")]
+    pub creation: ::core::option::Option<ActorCreation>,
+    /// Why it died (DEAD only).
+    #[prost(string, tag = "5")]
+    pub death_cause: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "6")]
+    pub num_restarts: u32,
+    #[prost(bytes = "bytes", tag = "7")]
+    pub node_id: ::prost::bytes::Bytes,
+    #[prost(uint32, tag = "8")]
+    pub pid: u32,
+}
 /// A task's result (worker -> node). One value per return; on failure each
 /// return holds the same ERROR value.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -512,6 +660,9 @@ pub struct TaskFinished {
     /// The function raised and the error may be retried (retry_exceptions).
     #[prost(bool, tag = "3")]
     pub retryable_error: bool,
+    /// The actor method called exit_actor(): the actor ends after this call.
+    #[prost(bool, tag = "4")]
+    pub actor_exit: bool,
 }
 /// The worker's running task waits for objects (get/wait): the node lends its
 /// CPU to other work. Tasks queued on the worker that have not started are
@@ -609,6 +760,8 @@ pub struct ClusterStatus {
     pub infeasible: ::prost::alloc::vec::Vec<InfeasibleTask>,
     #[prost(uint64, tag = "4")]
     pub num_objects: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub actors: ::prost::alloc::vec::Vec<ActorInfo>,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -637,6 +790,42 @@ impl ClientKind {
             "CLIENT_KIND_UNSPECIFIED" => Some(Self::Unspecified),
             "DRIVER" => Some(Self::Driver),
             "WORKER" => Some(Self::Worker),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ActorState {
+    Unspecified = 0,
+    /// Waiting for resources or a worker, or running its constructor.
+    Pending = 1,
+    Alive = 2,
+    Restarting = 3,
+    Dead = 4,
+}
+impl ActorState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ACTOR_STATE_UNSPECIFIED",
+            Self::Pending => "PENDING",
+            Self::Alive => "ALIVE",
+            Self::Restarting => "RESTARTING",
+            Self::Dead => "DEAD",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ACTOR_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "PENDING" => Some(Self::Pending),
+            "ALIVE" => Some(Self::Alive),
+            "RESTARTING" => Some(Self::Restarting),
+            "DEAD" => Some(Self::Dead),
             _ => None,
         }
     }

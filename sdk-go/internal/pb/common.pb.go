@@ -175,6 +175,13 @@ const (
 	ErrorKind_UNAUTHENTICATED ErrorKind = 11
 	// get() gave up waiting.
 	ErrorKind_GET_TIMEOUT ErrorKind = 12
+	// The actor is dead (killed, crashed past its restarts, exited, or its
+	// owner died); the message says why.
+	ErrorKind_ACTOR_DIED ErrorKind = 13
+	// No actor (or other named thing) exists under that name.
+	ErrorKind_NOT_FOUND ErrorKind = 14
+	// The name is already taken.
+	ErrorKind_ALREADY_EXISTS ErrorKind = 15
 )
 
 // Enum value maps for ErrorKind.
@@ -193,6 +200,9 @@ var (
 		10: "INTERNAL",
 		11: "UNAUTHENTICATED",
 		12: "GET_TIMEOUT",
+		13: "ACTOR_DIED",
+		14: "NOT_FOUND",
+		15: "ALREADY_EXISTS",
 	}
 	ErrorKind_value = map[string]int32{
 		"ERROR_KIND_UNSPECIFIED": 0,
@@ -208,6 +218,9 @@ var (
 		"INTERNAL":               10,
 		"UNAUTHENTICATED":        11,
 		"GET_TIMEOUT":            12,
+		"ACTOR_DIED":             13,
+		"NOT_FOUND":              14,
+		"ALREADY_EXISTS":         15,
 	}
 )
 
@@ -654,8 +667,17 @@ type TaskSpec struct {
 	// When retry_exceptions is set, only these exception type names are retried
 	// (empty = any).
 	RetryExceptionAllowlist []string `protobuf:"bytes,11,rep,name=retry_exception_allowlist,json=retryExceptionAllowlist,proto3" json:"retry_exception_allowlist,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// Actor method calls: the actor (empty for a plain task).
+	ActorId []byte `protobuf:"bytes,12,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Actor method calls: the method's name.
+	MethodName string `protobuf:"bytes,13,opt,name=method_name,json=methodName,proto3" json:"method_name,omitempty"`
+	// Set on the task that creates an actor: `function` is the class and the
+	// arguments go to its constructor; `resources` are what placing it needs.
+	ActorCreation *ActorCreation `protobuf:"bytes,14,opt,name=actor_creation,json=actorCreation,proto3" json:"actor_creation,omitempty"`
+	// Actor method calls: the concurrency group (empty = the default group).
+	ConcurrencyGroup string `protobuf:"bytes,15,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -765,6 +787,246 @@ func (x *TaskSpec) GetRetryExceptionAllowlist() []string {
 	return nil
 }
 
+func (x *TaskSpec) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetMethodName() string {
+	if x != nil {
+		return x.MethodName
+	}
+	return ""
+}
+
+func (x *TaskSpec) GetActorCreation() *ActorCreation {
+	if x != nil {
+		return x.ActorCreation
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetConcurrencyGroup() string {
+	if x != nil {
+		return x.ConcurrencyGroup
+	}
+	return ""
+}
+
+// How an actor is made and kept.
+type ActorCreation struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ActorId []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// Empty for an anonymous actor.
+	Name      string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Outlives its owner (the driver or worker that created it) until killed.
+	Detached bool `protobuf:"varint,4,opt,name=detached,proto3" json:"detached,omitempty"`
+	// Restarts after its worker dies (-1 = unlimited).
+	MaxRestarts int32 `protobuf:"varint,5,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`
+	// Times a method call in flight when the worker died is sent again (-1 = unlimited).
+	MaxTaskRetries int32 `protobuf:"varint,6,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"`
+	// Calls run at once (0 = the default: 1, or 1000 for an async actor).
+	MaxConcurrency uint32 `protobuf:"varint,7,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	// The class has async methods: they run on one event loop.
+	IsAsync bool `protobuf:"varint,8,opt,name=is_async,json=isAsync,proto3" json:"is_async,omitempty"`
+	// Named concurrency groups -> their max concurrency.
+	ConcurrencyGroups map[string]uint32 `protobuf:"bytes,9,rep,name=concurrency_groups,json=concurrencyGroups,proto3" json:"concurrency_groups,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// With a name: return the existing actor of that name instead of failing.
+	GetIfExists bool `protobuf:"varint,10,opt,name=get_if_exists,json=getIfExists,proto3" json:"get_if_exists,omitempty"`
+	// Resources the actor holds while it lives (TaskSpec.resources are those
+	// needed to place it; Ray's default places with 1 CPU and holds none).
+	HeldResources map[string]float64 `protobuf:"bytes,11,rep,name=held_resources,json=heldResources,proto3" json:"held_resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	ClassName     string             `protobuf:"bytes,12,opt,name=class_name,json=className,proto3" json:"class_name,omitempty"`
+	// Method metadata, so handles made elsewhere (get_actor) know them.
+	Methods       []*ActorMethod `protobuf:"bytes,13,rep,name=methods,proto3" json:"methods,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorCreation) Reset() {
+	*x = ActorCreation{}
+	mi := &file_ember_v1_common_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorCreation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorCreation) ProtoMessage() {}
+
+func (x *ActorCreation) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_common_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorCreation.ProtoReflect.Descriptor instead.
+func (*ActorCreation) Descriptor() ([]byte, []int) {
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ActorCreation) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorCreation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorCreation) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorCreation) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorCreation) GetMaxRestarts() int32 {
+	if x != nil {
+		return x.MaxRestarts
+	}
+	return 0
+}
+
+func (x *ActorCreation) GetMaxTaskRetries() int32 {
+	if x != nil {
+		return x.MaxTaskRetries
+	}
+	return 0
+}
+
+func (x *ActorCreation) GetMaxConcurrency() uint32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *ActorCreation) GetIsAsync() bool {
+	if x != nil {
+		return x.IsAsync
+	}
+	return false
+}
+
+func (x *ActorCreation) GetConcurrencyGroups() map[string]uint32 {
+	if x != nil {
+		return x.ConcurrencyGroups
+	}
+	return nil
+}
+
+func (x *ActorCreation) GetGetIfExists() bool {
+	if x != nil {
+		return x.GetIfExists
+	}
+	return false
+}
+
+func (x *ActorCreation) GetHeldResources() map[string]float64 {
+	if x != nil {
+		return x.HeldResources
+	}
+	return nil
+}
+
+func (x *ActorCreation) GetClassName() string {
+	if x != nil {
+		return x.ClassName
+	}
+	return ""
+}
+
+func (x *ActorCreation) GetMethods() []*ActorMethod {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+type ActorMethod struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	NumReturns       uint32                 `protobuf:"varint,2,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	ConcurrencyGroup string                 `protobuf:"bytes,3,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ActorMethod) Reset() {
+	*x = ActorMethod{}
+	mi := &file_ember_v1_common_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorMethod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorMethod) ProtoMessage() {}
+
+func (x *ActorMethod) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_common_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorMethod.ProtoReflect.Descriptor instead.
+func (*ActorMethod) Descriptor() ([]byte, []int) {
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ActorMethod) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorMethod) GetNumReturns() uint32 {
+	if x != nil {
+		return x.NumReturns
+	}
+	return 0
+}
+
+func (x *ActorMethod) GetConcurrencyGroup() string {
+	if x != nil {
+		return x.ConcurrencyGroup
+	}
+	return ""
+}
+
 // A node's resources: name -> amount.
 type ResourceSet struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -775,7 +1037,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_ember_v1_common_proto_msgTypes[6]
+	mi := &file_ember_v1_common_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1049,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_common_proto_msgTypes[6]
+	mi := &file_ember_v1_common_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1062,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_ember_v1_common_proto_rawDescGZIP(), []int{6}
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResourceSet) GetAmounts() map[string]float64 {
@@ -844,7 +1106,7 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"object_ref\x18\x01 \x01(\fR\tobjectRef\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.ember.v1.ObjectValueR\x05value\x12\x18\n" +
-	"\akeyword\x18\x03 \x01(\tR\akeyword\"\xfd\x03\n" +
+	"\akeyword\x18\x03 \x01(\tR\akeyword\"\xa6\x05\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12$\n" +
@@ -859,10 +1121,42 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\x10retry_exceptions\x18\t \x01(\bR\x0fretryExceptions\x12\x12\n" +
 	"\x04name\x18\n" +
 	" \x01(\tR\x04name\x12:\n" +
-	"\x19retry_exception_allowlist\x18\v \x03(\tR\x17retryExceptionAllowlist\x1a<\n" +
+	"\x19retry_exception_allowlist\x18\v \x03(\tR\x17retryExceptionAllowlist\x12\x19\n" +
+	"\bactor_id\x18\f \x01(\fR\aactorId\x12\x1f\n" +
+	"\vmethod_name\x18\r \x01(\tR\n" +
+	"methodName\x12>\n" +
+	"\x0eactor_creation\x18\x0e \x01(\v2\x17.ember.v1.ActorCreationR\ractorCreation\x12+\n" +
+	"\x11concurrency_group\x18\x0f \x01(\tR\x10concurrencyGroup\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb7\x05\n" +
+	"\rActorCreation\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bdetached\x18\x04 \x01(\bR\bdetached\x12!\n" +
+	"\fmax_restarts\x18\x05 \x01(\x05R\vmaxRestarts\x12(\n" +
+	"\x10max_task_retries\x18\x06 \x01(\x05R\x0emaxTaskRetries\x12'\n" +
+	"\x0fmax_concurrency\x18\a \x01(\rR\x0emaxConcurrency\x12\x19\n" +
+	"\bis_async\x18\b \x01(\bR\aisAsync\x12]\n" +
+	"\x12concurrency_groups\x18\t \x03(\v2..ember.v1.ActorCreation.ConcurrencyGroupsEntryR\x11concurrencyGroups\x12\"\n" +
+	"\rget_if_exists\x18\n" +
+	" \x01(\bR\vgetIfExists\x12Q\n" +
+	"\x0eheld_resources\x18\v \x03(\v2*.ember.v1.ActorCreation.HeldResourcesEntryR\rheldResources\x12\x1d\n" +
+	"\n" +
+	"class_name\x18\f \x01(\tR\tclassName\x12/\n" +
+	"\amethods\x18\r \x03(\v2\x15.ember.v1.ActorMethodR\amethods\x1aD\n" +
+	"\x16ConcurrencyGroupsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a@\n" +
+	"\x12HeldResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"o\n" +
+	"\vActorMethod\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vnum_returns\x18\x02 \x01(\rR\n" +
+	"numReturns\x12+\n" +
+	"\x11concurrency_group\x18\x03 \x01(\tR\x10concurrencyGroup\"\x87\x01\n" +
 	"\vResourceSet\x12<\n" +
 	"\aamounts\x18\x01 \x03(\v2\".ember.v1.ResourceSet.AmountsEntryR\aamounts\x1a:\n" +
 	"\fAmountsEntry\x12\x10\n" +
@@ -881,7 +1175,7 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\aMSGPACK\x10\x02\x12\t\n" +
 	"\x05ARROW\x10\x03\x12\a\n" +
 	"\x03RAW\x10\x04\x12\t\n" +
-	"\x05ERROR\x10\x05*\x9b\x02\n" +
+	"\x05ERROR\x10\x05*\xce\x02\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vTASK_FAILED\x10\x01\x12\x12\n" +
@@ -896,7 +1190,11 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\bINTERNAL\x10\n" +
 	"\x12\x13\n" +
 	"\x0fUNAUTHENTICATED\x10\v\x12\x0f\n" +
-	"\vGET_TIMEOUT\x10\fB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
+	"\vGET_TIMEOUT\x10\f\x12\x0e\n" +
+	"\n" +
+	"ACTOR_DIED\x10\r\x12\r\n" +
+	"\tNOT_FOUND\x10\x0e\x12\x12\n" +
+	"\x0eALREADY_EXISTS\x10\x0fB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
 
 var (
 	file_ember_v1_common_proto_rawDescOnce sync.Once
@@ -911,7 +1209,7 @@ func file_ember_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_ember_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ember_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_ember_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_ember_v1_common_proto_goTypes = []any{
 	(Language)(0),              // 0: ember.v1.Language
 	(ValueFormat)(0),           // 1: ember.v1.ValueFormat
@@ -922,9 +1220,13 @@ var file_ember_v1_common_proto_goTypes = []any{
 	(*FunctionDescriptor)(nil), // 6: ember.v1.FunctionDescriptor
 	(*TaskArg)(nil),            // 7: ember.v1.TaskArg
 	(*TaskSpec)(nil),           // 8: ember.v1.TaskSpec
-	(*ResourceSet)(nil),        // 9: ember.v1.ResourceSet
-	nil,                        // 10: ember.v1.TaskSpec.ResourcesEntry
-	nil,                        // 11: ember.v1.ResourceSet.AmountsEntry
+	(*ActorCreation)(nil),      // 9: ember.v1.ActorCreation
+	(*ActorMethod)(nil),        // 10: ember.v1.ActorMethod
+	(*ResourceSet)(nil),        // 11: ember.v1.ResourceSet
+	nil,                        // 12: ember.v1.TaskSpec.ResourcesEntry
+	nil,                        // 13: ember.v1.ActorCreation.ConcurrencyGroupsEntry
+	nil,                        // 14: ember.v1.ActorCreation.HeldResourcesEntry
+	nil,                        // 15: ember.v1.ResourceSet.AmountsEntry
 }
 var file_ember_v1_common_proto_depIdxs = []int32{
 	2,  // 0: ember.v1.TaskError.kind:type_name -> ember.v1.ErrorKind
@@ -935,13 +1237,17 @@ var file_ember_v1_common_proto_depIdxs = []int32{
 	5,  // 5: ember.v1.TaskArg.value:type_name -> ember.v1.ObjectValue
 	6,  // 6: ember.v1.TaskSpec.function:type_name -> ember.v1.FunctionDescriptor
 	7,  // 7: ember.v1.TaskSpec.args:type_name -> ember.v1.TaskArg
-	10, // 8: ember.v1.TaskSpec.resources:type_name -> ember.v1.TaskSpec.ResourcesEntry
-	11, // 9: ember.v1.ResourceSet.amounts:type_name -> ember.v1.ResourceSet.AmountsEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 8: ember.v1.TaskSpec.resources:type_name -> ember.v1.TaskSpec.ResourcesEntry
+	9,  // 9: ember.v1.TaskSpec.actor_creation:type_name -> ember.v1.ActorCreation
+	13, // 10: ember.v1.ActorCreation.concurrency_groups:type_name -> ember.v1.ActorCreation.ConcurrencyGroupsEntry
+	14, // 11: ember.v1.ActorCreation.held_resources:type_name -> ember.v1.ActorCreation.HeldResourcesEntry
+	10, // 12: ember.v1.ActorCreation.methods:type_name -> ember.v1.ActorMethod
+	15, // 13: ember.v1.ResourceSet.amounts:type_name -> ember.v1.ResourceSet.AmountsEntry
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_common_proto_init() }
@@ -959,7 +1265,7 @@ func file_ember_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_common_proto_rawDesc), len(file_ember_v1_common_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -83,6 +83,62 @@ func (ClientKind) EnumDescriptor() ([]byte, []int) {
 	return file_ember_v1_local_proto_rawDescGZIP(), []int{0}
 }
 
+type ActorState int32
+
+const (
+	ActorState_ACTOR_STATE_UNSPECIFIED ActorState = 0
+	// Waiting for resources or a worker, or running its constructor.
+	ActorState_PENDING    ActorState = 1
+	ActorState_ALIVE      ActorState = 2
+	ActorState_RESTARTING ActorState = 3
+	ActorState_DEAD       ActorState = 4
+)
+
+// Enum value maps for ActorState.
+var (
+	ActorState_name = map[int32]string{
+		0: "ACTOR_STATE_UNSPECIFIED",
+		1: "PENDING",
+		2: "ALIVE",
+		3: "RESTARTING",
+		4: "DEAD",
+	}
+	ActorState_value = map[string]int32{
+		"ACTOR_STATE_UNSPECIFIED": 0,
+		"PENDING":                 1,
+		"ALIVE":                   2,
+		"RESTARTING":              3,
+		"DEAD":                    4,
+	}
+)
+
+func (x ActorState) Enum() *ActorState {
+	p := new(ActorState)
+	*p = x
+	return p
+}
+
+func (x ActorState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActorState) Descriptor() protoreflect.EnumDescriptor {
+	return file_ember_v1_local_proto_enumTypes[1].Descriptor()
+}
+
+func (ActorState) Type() protoreflect.EnumType {
+	return &file_ember_v1_local_proto_enumTypes[1]
+}
+
+func (x ActorState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActorState.Descriptor instead.
+func (ActorState) EnumDescriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{1}
+}
+
 type InfoKind int32
 
 const (
@@ -114,11 +170,11 @@ func (x InfoKind) String() string {
 }
 
 func (InfoKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_ember_v1_local_proto_enumTypes[1].Descriptor()
+	return file_ember_v1_local_proto_enumTypes[2].Descriptor()
 }
 
 func (InfoKind) Type() protoreflect.EnumType {
-	return &file_ember_v1_local_proto_enumTypes[1]
+	return &file_ember_v1_local_proto_enumTypes[2]
 }
 
 func (x InfoKind) Number() protoreflect.EnumNumber {
@@ -127,7 +183,7 @@ func (x InfoKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use InfoKind.Descriptor instead.
 func (InfoKind) EnumDescriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{1}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{2}
 }
 
 type Hello struct {
@@ -385,6 +441,9 @@ type ClientOp struct {
 	//	*ClientOp_WorkerUnblocked
 	//	*ClientOp_InfoRequest
 	//	*ClientOp_AbortObject
+	//	*ClientOp_CreateActor
+	//	*ClientOp_GetActor
+	//	*ClientOp_KillActor
 	Op            isClientOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -544,6 +603,33 @@ func (x *ClientOp) GetAbortObject() *AbortObject {
 	return nil
 }
 
+func (x *ClientOp) GetCreateActor() *CreateActor {
+	if x != nil {
+		if x, ok := x.Op.(*ClientOp_CreateActor); ok {
+			return x.CreateActor
+		}
+	}
+	return nil
+}
+
+func (x *ClientOp) GetGetActor() *GetActor {
+	if x != nil {
+		if x, ok := x.Op.(*ClientOp_GetActor); ok {
+			return x.GetActor
+		}
+	}
+	return nil
+}
+
+func (x *ClientOp) GetKillActor() *KillActor {
+	if x != nil {
+		if x, ok := x.Op.(*ClientOp_KillActor); ok {
+			return x.KillActor
+		}
+	}
+	return nil
+}
+
 type isClientOp_Op interface {
 	isClientOp_Op()
 }
@@ -600,6 +686,18 @@ type ClientOp_AbortObject struct {
 	AbortObject *AbortObject `protobuf:"bytes,13,opt,name=abort_object,json=abortObject,proto3,oneof"`
 }
 
+type ClientOp_CreateActor struct {
+	CreateActor *CreateActor `protobuf:"bytes,14,opt,name=create_actor,json=createActor,proto3,oneof"`
+}
+
+type ClientOp_GetActor struct {
+	GetActor *GetActor `protobuf:"bytes,15,opt,name=get_actor,json=getActor,proto3,oneof"`
+}
+
+type ClientOp_KillActor struct {
+	KillActor *KillActor `protobuf:"bytes,16,opt,name=kill_actor,json=killActor,proto3,oneof"`
+}
+
 func (*ClientOp_Hello) isClientOp_Op() {}
 
 func (*ClientOp_RegisterFunction) isClientOp_Op() {}
@@ -625,6 +723,12 @@ func (*ClientOp_WorkerUnblocked) isClientOp_Op() {}
 func (*ClientOp_InfoRequest) isClientOp_Op() {}
 
 func (*ClientOp_AbortObject) isClientOp_Op() {}
+
+func (*ClientOp_CreateActor) isClientOp_Op() {}
+
+func (*ClientOp_GetActor) isClientOp_Op() {}
+
+func (*ClientOp_KillActor) isClientOp_Op() {}
 
 // Sent by the node: a batch of ops.
 type NodeMessage struct {
@@ -682,6 +786,7 @@ type NodeOp struct {
 	//	*NodeOp_InfoReply
 	//	*NodeOp_Error
 	//	*NodeOp_Warning
+	//	*NodeOp_ActorReply
 	Op            isNodeOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -787,6 +892,15 @@ func (x *NodeOp) GetWarning() *Warning {
 	return nil
 }
 
+func (x *NodeOp) GetActorReply() *ActorReply {
+	if x != nil {
+		if x, ok := x.Op.(*NodeOp_ActorReply); ok {
+			return x.ActorReply
+		}
+	}
+	return nil
+}
+
 type isNodeOp_Op interface {
 	isNodeOp_Op()
 }
@@ -821,6 +935,10 @@ type NodeOp_Warning struct {
 	Warning *Warning `protobuf:"bytes,7,opt,name=warning,proto3,oneof"`
 }
 
+type NodeOp_ActorReply struct {
+	ActorReply *ActorReply `protobuf:"bytes,8,opt,name=actor_reply,json=actorReply,proto3,oneof"`
+}
+
 func (*NodeOp_HelloReply) isNodeOp_Op() {}
 
 func (*NodeOp_ObjectReady) isNodeOp_Op() {}
@@ -834,6 +952,8 @@ func (*NodeOp_InfoReply) isNodeOp_Op() {}
 func (*NodeOp_Error) isNodeOp_Op() {}
 
 func (*NodeOp_Warning) isNodeOp_Op() {}
+
+func (*NodeOp_ActorReply) isNodeOp_Op() {}
 
 // Make a function known to the node (and the head's function table) before
 // tasks name it. Idempotent.
@@ -1461,6 +1581,331 @@ func (x *ExecuteTask) GetCodeSearchPath() []string {
 	return nil
 }
 
+// Create an actor: `spec.actor_creation` is set, `spec.function` names the
+// class. With a `request_id`, the node answers ActorReply (the actor, or the
+// existing one for get_if_exists) or ErrorReply (ALREADY_EXISTS); with 0 it
+// answers nothing (anonymous actors: the handle needs no round trip).
+type CreateActor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Spec          *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateActor) Reset() {
+	*x = CreateActor{}
+	mi := &file_ember_v1_local_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateActor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateActor) ProtoMessage() {}
+
+func (x *CreateActor) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateActor.ProtoReflect.Descriptor instead.
+func (*CreateActor) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateActor) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *CreateActor) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// Look up a named actor: ActorReply, or ErrorReply{NOT_FOUND}.
+type GetActor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActor) Reset() {
+	*x = GetActor{}
+	mi := &file_ember_v1_local_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActor) ProtoMessage() {}
+
+func (x *GetActor) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActor.ProtoReflect.Descriptor instead.
+func (*GetActor) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetActor) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *GetActor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetActor) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+// Kill an actor's worker. With no_restart it is dead for good; without,
+// it restarts if its max_restarts allows.
+type KillActor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	NoRestart     bool                   `protobuf:"varint,2,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillActor) Reset() {
+	*x = KillActor{}
+	mi := &file_ember_v1_local_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillActor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillActor) ProtoMessage() {}
+
+func (x *KillActor) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillActor.ProtoReflect.Descriptor instead.
+func (*KillActor) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *KillActor) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *KillActor) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
+}
+
+type ActorReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Actor         *ActorInfo             `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorReply) Reset() {
+	*x = ActorReply{}
+	mi := &file_ember_v1_local_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorReply) ProtoMessage() {}
+
+func (x *ActorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorReply.ProtoReflect.Descriptor instead.
+func (*ActorReply) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ActorReply) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *ActorReply) GetActor() *ActorInfo {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type ActorInfo struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ActorId []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	State   ActorState             `protobuf:"varint,2,opt,name=state,proto3,enum=ember.v1.ActorState" json:"state,omitempty"`
+	// The class, as the creation task named it.
+	ClassFunction *FunctionDescriptor `protobuf:"bytes,3,opt,name=class_function,json=classFunction,proto3" json:"class_function,omitempty"`
+	Creation      *ActorCreation      `protobuf:"bytes,4,opt,name=creation,proto3" json:"creation,omitempty"`
+	// Why it died (DEAD only).
+	DeathCause    string `protobuf:"bytes,5,opt,name=death_cause,json=deathCause,proto3" json:"death_cause,omitempty"`
+	NumRestarts   uint32 `protobuf:"varint,6,opt,name=num_restarts,json=numRestarts,proto3" json:"num_restarts,omitempty"`
+	NodeId        []byte `protobuf:"bytes,7,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Pid           uint32 `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorInfo) Reset() {
+	*x = ActorInfo{}
+	mi := &file_ember_v1_local_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorInfo) ProtoMessage() {}
+
+func (x *ActorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
+func (*ActorInfo) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ActorInfo) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetState() ActorState {
+	if x != nil {
+		return x.State
+	}
+	return ActorState_ACTOR_STATE_UNSPECIFIED
+}
+
+func (x *ActorInfo) GetClassFunction() *FunctionDescriptor {
+	if x != nil {
+		return x.ClassFunction
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetCreation() *ActorCreation {
+	if x != nil {
+		return x.Creation
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetDeathCause() string {
+	if x != nil {
+		return x.DeathCause
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNumRestarts() uint32 {
+	if x != nil {
+		return x.NumRestarts
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 // A task's result (worker -> node). One value per return; on failure each
 // return holds the same ERROR value.
 type TaskFinished struct {
@@ -1469,13 +1914,15 @@ type TaskFinished struct {
 	Returns []*ObjectValue         `protobuf:"bytes,2,rep,name=returns,proto3" json:"returns,omitempty"`
 	// The function raised and the error may be retried (retry_exceptions).
 	RetryableError bool `protobuf:"varint,3,opt,name=retryable_error,json=retryableError,proto3" json:"retryable_error,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The actor method called exit_actor(): the actor ends after this call.
+	ActorExit     bool `protobuf:"varint,4,opt,name=actor_exit,json=actorExit,proto3" json:"actor_exit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskFinished) Reset() {
 	*x = TaskFinished{}
-	mi := &file_ember_v1_local_proto_msgTypes[17]
+	mi := &file_ember_v1_local_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1934,7 @@ func (x *TaskFinished) String() string {
 func (*TaskFinished) ProtoMessage() {}
 
 func (x *TaskFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[17]
+	mi := &file_ember_v1_local_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1947,7 @@ func (x *TaskFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskFinished.ProtoReflect.Descriptor instead.
 func (*TaskFinished) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{17}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskFinished) GetTaskId() []byte {
@@ -1524,6 +1971,13 @@ func (x *TaskFinished) GetRetryableError() bool {
 	return false
 }
 
+func (x *TaskFinished) GetActorExit() bool {
+	if x != nil {
+		return x.ActorExit
+	}
+	return false
+}
+
 // The worker's running task waits for objects (get/wait): the node lends its
 // CPU to other work. Tasks queued on the worker that have not started are
 // handed back to be run elsewhere.
@@ -1536,7 +1990,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_ember_v1_local_proto_msgTypes[18]
+	mi := &file_ember_v1_local_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +2002,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[18]
+	mi := &file_ember_v1_local_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +2015,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{18}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WorkerBlocked) GetReturnedTaskIds() [][]byte {
@@ -1579,7 +2033,7 @@ type WorkerUnblocked struct {
 
 func (x *WorkerUnblocked) Reset() {
 	*x = WorkerUnblocked{}
-	mi := &file_ember_v1_local_proto_msgTypes[19]
+	mi := &file_ember_v1_local_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +2045,7 @@ func (x *WorkerUnblocked) String() string {
 func (*WorkerUnblocked) ProtoMessage() {}
 
 func (x *WorkerUnblocked) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[19]
+	mi := &file_ember_v1_local_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +2058,7 @@ func (x *WorkerUnblocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerUnblocked.ProtoReflect.Descriptor instead.
 func (*WorkerUnblocked) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{19}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{24}
 }
 
 type InfoRequest struct {
@@ -1617,7 +2071,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_ember_v1_local_proto_msgTypes[20]
+	mi := &file_ember_v1_local_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +2083,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[20]
+	mi := &file_ember_v1_local_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +2096,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{20}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InfoRequest) GetRequestId() uint64 {
@@ -1669,7 +2123,7 @@ type InfoReply struct {
 
 func (x *InfoReply) Reset() {
 	*x = InfoReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[21]
+	mi := &file_ember_v1_local_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +2135,7 @@ func (x *InfoReply) String() string {
 func (*InfoReply) ProtoMessage() {}
 
 func (x *InfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[21]
+	mi := &file_ember_v1_local_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +2148,7 @@ func (x *InfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoReply.ProtoReflect.Descriptor instead.
 func (*InfoReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{21}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InfoReply) GetRequestId() uint64 {
@@ -1721,7 +2175,7 @@ type ErrorReply struct {
 
 func (x *ErrorReply) Reset() {
 	*x = ErrorReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[22]
+	mi := &file_ember_v1_local_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +2187,7 @@ func (x *ErrorReply) String() string {
 func (*ErrorReply) ProtoMessage() {}
 
 func (x *ErrorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[22]
+	mi := &file_ember_v1_local_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +2200,7 @@ func (x *ErrorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorReply.ProtoReflect.Descriptor instead.
 func (*ErrorReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{22}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ErrorReply) GetRequestId() uint64 {
@@ -1772,7 +2226,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_ember_v1_local_proto_msgTypes[23]
+	mi := &file_ember_v1_local_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2238,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[23]
+	mi := &file_ember_v1_local_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +2251,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{23}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1825,7 +2279,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_ember_v1_local_proto_msgTypes[24]
+	mi := &file_ember_v1_local_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2291,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[24]
+	mi := &file_ember_v1_local_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2304,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{24}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeInfo) GetNodeId() []byte {
@@ -1929,7 +2383,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_ember_v1_local_proto_msgTypes[25]
+	mi := &file_ember_v1_local_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2395,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[25]
+	mi := &file_ember_v1_local_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2408,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{25}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskCounts) GetPending() uint64 {
@@ -2003,7 +2457,7 @@ type InfeasibleTask struct {
 
 func (x *InfeasibleTask) Reset() {
 	*x = InfeasibleTask{}
-	mi := &file_ember_v1_local_proto_msgTypes[26]
+	mi := &file_ember_v1_local_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2469,7 @@ func (x *InfeasibleTask) String() string {
 func (*InfeasibleTask) ProtoMessage() {}
 
 func (x *InfeasibleTask) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[26]
+	mi := &file_ember_v1_local_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2482,7 @@ func (x *InfeasibleTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfeasibleTask.ProtoReflect.Descriptor instead.
 func (*InfeasibleTask) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{26}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *InfeasibleTask) GetTaskId() []byte {
@@ -2058,13 +2512,14 @@ type ClusterStatus struct {
 	Tasks         *TaskCounts            `protobuf:"bytes,2,opt,name=tasks,proto3" json:"tasks,omitempty"`
 	Infeasible    []*InfeasibleTask      `protobuf:"bytes,3,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
 	NumObjects    uint64                 `protobuf:"varint,4,opt,name=num_objects,json=numObjects,proto3" json:"num_objects,omitempty"`
+	Actors        []*ActorInfo           `protobuf:"bytes,5,rep,name=actors,proto3" json:"actors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_ember_v1_local_proto_msgTypes[27]
+	mi := &file_ember_v1_local_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2531,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[27]
+	mi := &file_ember_v1_local_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2544,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{27}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterStatus) GetNodes() []*NodeInfo {
@@ -2120,6 +2575,13 @@ func (x *ClusterStatus) GetNumObjects() uint64 {
 	return 0
 }
 
+func (x *ClusterStatus) GetActors() []*ActorInfo {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
 var File_ember_v1_local_proto protoreflect.FileDescriptor
 
 const file_ember_v1_local_proto_rawDesc = "" +
@@ -2144,7 +2606,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x10max_inline_bytes\x18\x06 \x01(\x04R\x0emaxInlineBytes\x12!\n" +
 	"\fnode_address\x18\a \x01(\tR\vnodeAddress\"5\n" +
 	"\rClientMessage\x12$\n" +
-	"\x03ops\x18\x01 \x03(\v2\x12.ember.v1.ClientOpR\x03ops\"\x9b\x06\n" +
+	"\x03ops\x18\x01 \x03(\v2\x12.ember.v1.ClientOpR\x03ops\"\xc0\a\n" +
 	"\bClientOp\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.ember.v1.HelloH\x00R\x05hello\x12I\n" +
 	"\x11register_function\x18\x02 \x01(\v2\x1a.ember.v1.RegisterFunctionH\x00R\x10registerFunction\x127\n" +
@@ -2164,10 +2626,14 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	" \x01(\v2\x17.ember.v1.WorkerBlockedH\x00R\rworkerBlocked\x12F\n" +
 	"\x10worker_unblocked\x18\v \x01(\v2\x19.ember.v1.WorkerUnblockedH\x00R\x0fworkerUnblocked\x12:\n" +
 	"\finfo_request\x18\f \x01(\v2\x15.ember.v1.InfoRequestH\x00R\vinfoRequest\x12:\n" +
-	"\fabort_object\x18\r \x01(\v2\x15.ember.v1.AbortObjectH\x00R\vabortObjectB\x04\n" +
+	"\fabort_object\x18\r \x01(\v2\x15.ember.v1.AbortObjectH\x00R\vabortObject\x12:\n" +
+	"\fcreate_actor\x18\x0e \x01(\v2\x15.ember.v1.CreateActorH\x00R\vcreateActor\x121\n" +
+	"\tget_actor\x18\x0f \x01(\v2\x12.ember.v1.GetActorH\x00R\bgetActor\x124\n" +
+	"\n" +
+	"kill_actor\x18\x10 \x01(\v2\x13.ember.v1.KillActorH\x00R\tkillActorB\x04\n" +
 	"\x02op\"1\n" +
 	"\vNodeMessage\x12\"\n" +
-	"\x03ops\x18\x01 \x03(\v2\x10.ember.v1.NodeOpR\x03ops\"\xa1\x03\n" +
+	"\x03ops\x18\x01 \x03(\v2\x10.ember.v1.NodeOpR\x03ops\"\xda\x03\n" +
 	"\x06NodeOp\x127\n" +
 	"\vhello_reply\x18\x01 \x01(\v2\x14.ember.v1.HelloReplyH\x00R\n" +
 	"helloReply\x12:\n" +
@@ -2177,7 +2643,9 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\n" +
 	"info_reply\x18\x05 \x01(\v2\x13.ember.v1.InfoReplyH\x00R\tinfoReply\x12,\n" +
 	"\x05error\x18\x06 \x01(\v2\x14.ember.v1.ErrorReplyH\x00R\x05error\x12-\n" +
-	"\awarning\x18\a \x01(\v2\x11.ember.v1.WarningH\x00R\awarningB\x04\n" +
+	"\awarning\x18\a \x01(\v2\x11.ember.v1.WarningH\x00R\awarning\x127\n" +
+	"\vactor_reply\x18\b \x01(\v2\x14.ember.v1.ActorReplyH\x00R\n" +
+	"actorReplyB\x04\n" +
 	"\x02op\"f\n" +
 	"\x10RegisterFunction\x128\n" +
 	"\bfunction\x18\x01 \x01(\v2\x1c.ember.v1.FunctionDescriptorR\bfunction\x12\x18\n" +
@@ -2225,11 +2693,41 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x10code_search_path\x18\x05 \x03(\tR\x0ecodeSearchPath\x1aD\n" +
 	"\x16AssignedResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"T\n" +
+	"\vCreateActor\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12&\n" +
+	"\x04spec\x18\x02 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\"[\n" +
+	"\bGetActor\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"E\n" +
+	"\tKillActor\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\x02 \x01(\bR\tnoRestart\"V\n" +
+	"\n" +
+	"ActorReply\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12)\n" +
+	"\x05actor\x18\x02 \x01(\v2\x13.ember.v1.ActorInfoR\x05actor\"\xbb\x02\n" +
+	"\tActorInfo\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12*\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x14.ember.v1.ActorStateR\x05state\x12C\n" +
+	"\x0eclass_function\x18\x03 \x01(\v2\x1c.ember.v1.FunctionDescriptorR\rclassFunction\x123\n" +
+	"\bcreation\x18\x04 \x01(\v2\x17.ember.v1.ActorCreationR\bcreation\x12\x1f\n" +
+	"\vdeath_cause\x18\x05 \x01(\tR\n" +
+	"deathCause\x12!\n" +
+	"\fnum_restarts\x18\x06 \x01(\rR\vnumRestarts\x12\x17\n" +
+	"\anode_id\x18\a \x01(\fR\x06nodeId\x12\x10\n" +
+	"\x03pid\x18\b \x01(\rR\x03pid\"\xa0\x01\n" +
 	"\fTaskFinished\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12/\n" +
 	"\areturns\x18\x02 \x03(\v2\x15.ember.v1.ObjectValueR\areturns\x12'\n" +
-	"\x0fretryable_error\x18\x03 \x01(\bR\x0eretryableError\";\n" +
+	"\x0fretryable_error\x18\x03 \x01(\bR\x0eretryableError\x12\x1d\n" +
+	"\n" +
+	"actor_exit\x18\x04 \x01(\bR\tactorExit\";\n" +
 	"\rWorkerBlocked\x12*\n" +
 	"\x11returned_task_ids\x18\x01 \x03(\fR\x0freturnedTaskIds\"\x11\n" +
 	"\x0fWorkerUnblocked\"T\n" +
@@ -2280,7 +2778,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\tresources\x18\x03 \x03(\v2'.ember.v1.InfeasibleTask.ResourcesEntryR\tresources\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xed\x01\n" +
 	"\rClusterStatus\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.ember.v1.NodeInfoR\x05nodes\x12*\n" +
 	"\x05tasks\x18\x02 \x01(\v2\x14.ember.v1.TaskCountsR\x05tasks\x128\n" +
@@ -2288,14 +2786,23 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"infeasible\x18\x03 \x03(\v2\x18.ember.v1.InfeasibleTaskR\n" +
 	"infeasible\x12\x1f\n" +
 	"\vnum_objects\x18\x04 \x01(\x04R\n" +
-	"numObjects*A\n" +
+	"numObjects\x12+\n" +
+	"\x06actors\x18\x05 \x03(\v2\x13.ember.v1.ActorInfoR\x06actors*A\n" +
 	"\n" +
 	"ClientKind\x12\x1b\n" +
 	"\x17CLIENT_KIND_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06DRIVER\x10\x01\x12\n" +
 	"\n" +
-	"\x06WORKER\x10\x02*9\n" +
+	"\x06WORKER\x10\x02*[\n" +
+	"\n" +
+	"ActorState\x12\x1b\n" +
+	"\x17ACTOR_STATE_UNSPECIFIED\x10\x00\x12\v\n" +
+	"\aPENDING\x10\x01\x12\t\n" +
+	"\x05ALIVE\x10\x02\x12\x0e\n" +
+	"\n" +
+	"RESTARTING\x10\x03\x12\b\n" +
+	"\x04DEAD\x10\x04*9\n" +
 	"\bInfoKind\x12\x19\n" +
 	"\x15INFO_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eCLUSTER_STATUS\x10\x01B2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
@@ -2312,97 +2819,114 @@ func file_ember_v1_local_proto_rawDescGZIP() []byte {
 	return file_ember_v1_local_proto_rawDescData
 }
 
-var file_ember_v1_local_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_ember_v1_local_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_ember_v1_local_proto_goTypes = []any{
 	(ClientKind)(0),            // 0: ember.v1.ClientKind
-	(InfoKind)(0),              // 1: ember.v1.InfoKind
-	(*Hello)(nil),              // 2: ember.v1.Hello
-	(*HelloReply)(nil),         // 3: ember.v1.HelloReply
-	(*ClientMessage)(nil),      // 4: ember.v1.ClientMessage
-	(*ClientOp)(nil),           // 5: ember.v1.ClientOp
-	(*NodeMessage)(nil),        // 6: ember.v1.NodeMessage
-	(*NodeOp)(nil),             // 7: ember.v1.NodeOp
-	(*RegisterFunction)(nil),   // 8: ember.v1.RegisterFunction
-	(*SubmitTask)(nil),         // 9: ember.v1.SubmitTask
-	(*RefUpdate)(nil),          // 10: ember.v1.RefUpdate
-	(*GetObjects)(nil),         // 11: ember.v1.GetObjects
-	(*PutObject)(nil),          // 12: ember.v1.PutObject
-	(*CreateObject)(nil),       // 13: ember.v1.CreateObject
-	(*CreateObjectReply)(nil),  // 14: ember.v1.CreateObjectReply
-	(*AbortObject)(nil),        // 15: ember.v1.AbortObject
-	(*CancelTask)(nil),         // 16: ember.v1.CancelTask
-	(*ObjectReady)(nil),        // 17: ember.v1.ObjectReady
-	(*ExecuteTask)(nil),        // 18: ember.v1.ExecuteTask
-	(*TaskFinished)(nil),       // 19: ember.v1.TaskFinished
-	(*WorkerBlocked)(nil),      // 20: ember.v1.WorkerBlocked
-	(*WorkerUnblocked)(nil),    // 21: ember.v1.WorkerUnblocked
-	(*InfoRequest)(nil),        // 22: ember.v1.InfoRequest
-	(*InfoReply)(nil),          // 23: ember.v1.InfoReply
-	(*ErrorReply)(nil),         // 24: ember.v1.ErrorReply
-	(*Warning)(nil),            // 25: ember.v1.Warning
-	(*NodeInfo)(nil),           // 26: ember.v1.NodeInfo
-	(*TaskCounts)(nil),         // 27: ember.v1.TaskCounts
-	(*InfeasibleTask)(nil),     // 28: ember.v1.InfeasibleTask
-	(*ClusterStatus)(nil),      // 29: ember.v1.ClusterStatus
-	nil,                        // 30: ember.v1.ExecuteTask.AssignedResourcesEntry
-	nil,                        // 31: ember.v1.NodeInfo.ResourcesTotalEntry
-	nil,                        // 32: ember.v1.NodeInfo.ResourcesAvailableEntry
-	nil,                        // 33: ember.v1.InfeasibleTask.ResourcesEntry
-	(Language)(0),              // 34: ember.v1.Language
-	(*FunctionDescriptor)(nil), // 35: ember.v1.FunctionDescriptor
-	(*TaskSpec)(nil),           // 36: ember.v1.TaskSpec
-	(*ObjectValue)(nil),        // 37: ember.v1.ObjectValue
-	(*ShmLocation)(nil),        // 38: ember.v1.ShmLocation
-	(*TaskError)(nil),          // 39: ember.v1.TaskError
+	(ActorState)(0),            // 1: ember.v1.ActorState
+	(InfoKind)(0),              // 2: ember.v1.InfoKind
+	(*Hello)(nil),              // 3: ember.v1.Hello
+	(*HelloReply)(nil),         // 4: ember.v1.HelloReply
+	(*ClientMessage)(nil),      // 5: ember.v1.ClientMessage
+	(*ClientOp)(nil),           // 6: ember.v1.ClientOp
+	(*NodeMessage)(nil),        // 7: ember.v1.NodeMessage
+	(*NodeOp)(nil),             // 8: ember.v1.NodeOp
+	(*RegisterFunction)(nil),   // 9: ember.v1.RegisterFunction
+	(*SubmitTask)(nil),         // 10: ember.v1.SubmitTask
+	(*RefUpdate)(nil),          // 11: ember.v1.RefUpdate
+	(*GetObjects)(nil),         // 12: ember.v1.GetObjects
+	(*PutObject)(nil),          // 13: ember.v1.PutObject
+	(*CreateObject)(nil),       // 14: ember.v1.CreateObject
+	(*CreateObjectReply)(nil),  // 15: ember.v1.CreateObjectReply
+	(*AbortObject)(nil),        // 16: ember.v1.AbortObject
+	(*CancelTask)(nil),         // 17: ember.v1.CancelTask
+	(*ObjectReady)(nil),        // 18: ember.v1.ObjectReady
+	(*ExecuteTask)(nil),        // 19: ember.v1.ExecuteTask
+	(*CreateActor)(nil),        // 20: ember.v1.CreateActor
+	(*GetActor)(nil),           // 21: ember.v1.GetActor
+	(*KillActor)(nil),          // 22: ember.v1.KillActor
+	(*ActorReply)(nil),         // 23: ember.v1.ActorReply
+	(*ActorInfo)(nil),          // 24: ember.v1.ActorInfo
+	(*TaskFinished)(nil),       // 25: ember.v1.TaskFinished
+	(*WorkerBlocked)(nil),      // 26: ember.v1.WorkerBlocked
+	(*WorkerUnblocked)(nil),    // 27: ember.v1.WorkerUnblocked
+	(*InfoRequest)(nil),        // 28: ember.v1.InfoRequest
+	(*InfoReply)(nil),          // 29: ember.v1.InfoReply
+	(*ErrorReply)(nil),         // 30: ember.v1.ErrorReply
+	(*Warning)(nil),            // 31: ember.v1.Warning
+	(*NodeInfo)(nil),           // 32: ember.v1.NodeInfo
+	(*TaskCounts)(nil),         // 33: ember.v1.TaskCounts
+	(*InfeasibleTask)(nil),     // 34: ember.v1.InfeasibleTask
+	(*ClusterStatus)(nil),      // 35: ember.v1.ClusterStatus
+	nil,                        // 36: ember.v1.ExecuteTask.AssignedResourcesEntry
+	nil,                        // 37: ember.v1.NodeInfo.ResourcesTotalEntry
+	nil,                        // 38: ember.v1.NodeInfo.ResourcesAvailableEntry
+	nil,                        // 39: ember.v1.InfeasibleTask.ResourcesEntry
+	(Language)(0),              // 40: ember.v1.Language
+	(*FunctionDescriptor)(nil), // 41: ember.v1.FunctionDescriptor
+	(*TaskSpec)(nil),           // 42: ember.v1.TaskSpec
+	(*ObjectValue)(nil),        // 43: ember.v1.ObjectValue
+	(*ShmLocation)(nil),        // 44: ember.v1.ShmLocation
+	(*ActorCreation)(nil),      // 45: ember.v1.ActorCreation
+	(*TaskError)(nil),          // 46: ember.v1.TaskError
 }
 var file_ember_v1_local_proto_depIdxs = []int32{
 	0,  // 0: ember.v1.Hello.kind:type_name -> ember.v1.ClientKind
-	34, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
-	5,  // 2: ember.v1.ClientMessage.ops:type_name -> ember.v1.ClientOp
-	2,  // 3: ember.v1.ClientOp.hello:type_name -> ember.v1.Hello
-	8,  // 4: ember.v1.ClientOp.register_function:type_name -> ember.v1.RegisterFunction
-	9,  // 5: ember.v1.ClientOp.submit_task:type_name -> ember.v1.SubmitTask
-	10, // 6: ember.v1.ClientOp.ref_update:type_name -> ember.v1.RefUpdate
-	11, // 7: ember.v1.ClientOp.get_objects:type_name -> ember.v1.GetObjects
-	12, // 8: ember.v1.ClientOp.put_object:type_name -> ember.v1.PutObject
-	13, // 9: ember.v1.ClientOp.create_object:type_name -> ember.v1.CreateObject
-	16, // 10: ember.v1.ClientOp.cancel_task:type_name -> ember.v1.CancelTask
-	19, // 11: ember.v1.ClientOp.task_finished:type_name -> ember.v1.TaskFinished
-	20, // 12: ember.v1.ClientOp.worker_blocked:type_name -> ember.v1.WorkerBlocked
-	21, // 13: ember.v1.ClientOp.worker_unblocked:type_name -> ember.v1.WorkerUnblocked
-	22, // 14: ember.v1.ClientOp.info_request:type_name -> ember.v1.InfoRequest
-	15, // 15: ember.v1.ClientOp.abort_object:type_name -> ember.v1.AbortObject
-	7,  // 16: ember.v1.NodeMessage.ops:type_name -> ember.v1.NodeOp
-	3,  // 17: ember.v1.NodeOp.hello_reply:type_name -> ember.v1.HelloReply
-	17, // 18: ember.v1.NodeOp.object_ready:type_name -> ember.v1.ObjectReady
-	18, // 19: ember.v1.NodeOp.execute_task:type_name -> ember.v1.ExecuteTask
-	14, // 20: ember.v1.NodeOp.create_object_reply:type_name -> ember.v1.CreateObjectReply
-	23, // 21: ember.v1.NodeOp.info_reply:type_name -> ember.v1.InfoReply
-	24, // 22: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
-	25, // 23: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
-	35, // 24: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
-	36, // 25: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
-	37, // 26: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
-	38, // 27: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
-	37, // 28: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
-	36, // 29: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
-	30, // 30: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
-	37, // 31: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
-	1,  // 32: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
-	29, // 33: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
-	39, // 34: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
-	31, // 35: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
-	32, // 36: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
-	33, // 37: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
-	26, // 38: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
-	27, // 39: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
-	28, // 40: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	40, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
+	6,  // 2: ember.v1.ClientMessage.ops:type_name -> ember.v1.ClientOp
+	3,  // 3: ember.v1.ClientOp.hello:type_name -> ember.v1.Hello
+	9,  // 4: ember.v1.ClientOp.register_function:type_name -> ember.v1.RegisterFunction
+	10, // 5: ember.v1.ClientOp.submit_task:type_name -> ember.v1.SubmitTask
+	11, // 6: ember.v1.ClientOp.ref_update:type_name -> ember.v1.RefUpdate
+	12, // 7: ember.v1.ClientOp.get_objects:type_name -> ember.v1.GetObjects
+	13, // 8: ember.v1.ClientOp.put_object:type_name -> ember.v1.PutObject
+	14, // 9: ember.v1.ClientOp.create_object:type_name -> ember.v1.CreateObject
+	17, // 10: ember.v1.ClientOp.cancel_task:type_name -> ember.v1.CancelTask
+	25, // 11: ember.v1.ClientOp.task_finished:type_name -> ember.v1.TaskFinished
+	26, // 12: ember.v1.ClientOp.worker_blocked:type_name -> ember.v1.WorkerBlocked
+	27, // 13: ember.v1.ClientOp.worker_unblocked:type_name -> ember.v1.WorkerUnblocked
+	28, // 14: ember.v1.ClientOp.info_request:type_name -> ember.v1.InfoRequest
+	16, // 15: ember.v1.ClientOp.abort_object:type_name -> ember.v1.AbortObject
+	20, // 16: ember.v1.ClientOp.create_actor:type_name -> ember.v1.CreateActor
+	21, // 17: ember.v1.ClientOp.get_actor:type_name -> ember.v1.GetActor
+	22, // 18: ember.v1.ClientOp.kill_actor:type_name -> ember.v1.KillActor
+	8,  // 19: ember.v1.NodeMessage.ops:type_name -> ember.v1.NodeOp
+	4,  // 20: ember.v1.NodeOp.hello_reply:type_name -> ember.v1.HelloReply
+	18, // 21: ember.v1.NodeOp.object_ready:type_name -> ember.v1.ObjectReady
+	19, // 22: ember.v1.NodeOp.execute_task:type_name -> ember.v1.ExecuteTask
+	15, // 23: ember.v1.NodeOp.create_object_reply:type_name -> ember.v1.CreateObjectReply
+	29, // 24: ember.v1.NodeOp.info_reply:type_name -> ember.v1.InfoReply
+	30, // 25: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
+	31, // 26: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
+	23, // 27: ember.v1.NodeOp.actor_reply:type_name -> ember.v1.ActorReply
+	41, // 28: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
+	42, // 29: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
+	43, // 30: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
+	44, // 31: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
+	43, // 32: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
+	42, // 33: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
+	36, // 34: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
+	42, // 35: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
+	24, // 36: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
+	1,  // 37: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
+	41, // 38: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
+	45, // 39: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
+	43, // 40: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
+	2,  // 41: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
+	35, // 42: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
+	46, // 43: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
+	37, // 44: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
+	38, // 45: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
+	39, // 46: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
+	32, // 47: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
+	33, // 48: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
+	34, // 49: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
+	24, // 50: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
+	51, // [51:51] is the sub-list for method output_type
+	51, // [51:51] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_local_proto_init() }
@@ -2425,6 +2949,9 @@ func file_ember_v1_local_proto_init() {
 		(*ClientOp_WorkerUnblocked)(nil),
 		(*ClientOp_InfoRequest)(nil),
 		(*ClientOp_AbortObject)(nil),
+		(*ClientOp_CreateActor)(nil),
+		(*ClientOp_GetActor)(nil),
+		(*ClientOp_KillActor)(nil),
 	}
 	file_ember_v1_local_proto_msgTypes[5].OneofWrappers = []any{
 		(*NodeOp_HelloReply)(nil),
@@ -2434,14 +2961,15 @@ func file_ember_v1_local_proto_init() {
 		(*NodeOp_InfoReply)(nil),
 		(*NodeOp_Error)(nil),
 		(*NodeOp_Warning)(nil),
+		(*NodeOp_ActorReply)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_local_proto_rawDesc), len(file_ember_v1_local_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   32,
+			NumEnums:      3,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -16,6 +16,7 @@
 //! (counting a retry for the running one); retries exhausted, the returns
 //! become `ERROR` values.
 
+mod actors;
 mod objects;
 mod tasks;
 #[cfg(test)]
@@ -29,7 +30,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ember_flight_store::Store;
 use ember_proto::v1::{self, node_op, NodeOp};
-use ember_proto::{JobId, NodeId, ObjectId, TaskId, WorkerId};
+use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use tokio::sync::mpsc;
 
 use crate::config::NodeConfig;
@@ -101,6 +102,11 @@ pub struct NodeCore {
     next_job: u32,
     /// Job id -> directories its workers add to sys.path.
     jobs: HashMap<JobId, Vec<String>>,
+    /// Job id -> its namespace (named actors live in one).
+    namespaces: HashMap<JobId, String>,
+    actors: HashMap<ActorId, actors::ActorEntry>,
+    /// (namespace, name) -> the named actor.
+    actor_names: HashMap<(String, String), ActorId>,
     /// function_id -> (serialized function, display name).
     functions: HashMap<Bytes, (Bytes, String)>,
     tasks: HashMap<TaskId, tasks::TaskEntry>,
@@ -153,6 +159,9 @@ impl NodeCore {
             next_conn: 1,
             next_job: 1,
             jobs: HashMap::new(),
+            namespaces: HashMap::new(),
+            actors: HashMap::new(),
+            actor_names: HashMap::new(),
             functions: HashMap::new(),
             tasks: HashMap::new(),
             objects: HashMap::new(),
@@ -251,6 +260,12 @@ impl NodeCore {
                 let job = JobId(self.next_job.to_le_bytes());
                 self.next_job += 1;
                 self.jobs.insert(job, hello.code_search_path.clone());
+                let namespace = if hello.namespace.is_empty() {
+                    format!("anonymous-{}", job.hex())
+                } else {
+                    hello.namespace.clone()
+                };
+                self.namespaces.insert(job, namespace);
                 ConnKind::Driver(job)
             }
             _ => {
@@ -343,6 +358,9 @@ impl NodeCore {
                 Op::TaskFinished(f) => self.task_finished(conn, f),
                 Op::WorkerBlocked(b) => self.worker_blocked(conn, b),
                 Op::WorkerUnblocked(_) => self.worker_unblocked(conn),
+                Op::CreateActor(c) => self.create_actor(conn, c),
+                Op::GetActor(g) => self.get_actor(conn, g),
+                Op::KillActor(k) => self.kill_actor(k),
                 Op::InfoRequest(r) => {
                     let reply = v1::InfoReply {
                         request_id: r.request_id,
@@ -364,6 +382,7 @@ impl NodeCore {
         if let ConnKind::Worker(wid) = c.kind {
             self.worker_died(wid, "its connection to the node closed");
         }
+        self.owner_gone(conn);
         for id in c.subscribed {
             if let Some(o) = self.objects.get_mut(&id) {
                 o.subscribers.retain(|s| *s != conn);
@@ -457,6 +476,7 @@ impl NodeCore {
             tasks: Some(counts),
             infeasible,
             num_objects: stats.num_objects,
+            actors: self.all_actor_infos(),
         }
     }
 
@@ -468,6 +488,18 @@ impl NodeCore {
         }
         a
     }
+}
+
+/// Send `sig` to a worker process. Refuses pids that are not a single
+/// process of ours (0 and negative address process groups, 1 is init), so a
+/// bogus pid in a hello can never make the node signal its own group.
+pub fn signal_worker(pid: u32, sig: i32) {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        tracing::warn!(pid, sig, "refusing to signal an invalid pid");
+        return;
+    }
+    // SAFETY: kill(2) of one process id; no memory is involved.
+    unsafe { libc::kill(pid as i32, sig) };
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use ember_proto::v1::{self, node_op};
 use ember_proto::{ObjectId, TaskId, WorkerId};
 
+use super::actors::{call_actor, created_actor};
 use super::objects::to_wire;
 use super::{error_value, system_error, ConnId, ConnKind, NodeCore};
 use crate::resources::{self, ResourceSet};
@@ -104,7 +105,8 @@ impl NodeCore {
             .as_ref()
             .map(|f| f.function_id.clone())
             .unwrap_or_default();
-        if !self.functions.contains_key(&fid) {
+        let actor_call = call_actor(&spec);
+        if actor_call.is_none() && !self.functions.contains_key(&fid) {
             let name = spec
                 .function
                 .as_ref()
@@ -149,7 +151,9 @@ impl NodeCore {
             missing_args: missing,
         };
         self.tasks.insert(task_id, entry);
-        if missing == 0 {
+        if let Some(actor) = actor_call {
+            self.submit_actor_call(task_id, actor);
+        } else if missing == 0 {
             self.enqueue(task_id, false);
             self.dispatch();
         }
@@ -157,6 +161,9 @@ impl NodeCore {
 
     /// Check a spec; returns its resource request.
     fn validate(&self, spec: &v1::TaskSpec) -> Result<ResourceSet, String> {
+        if !spec.actor_id.is_empty() {
+            ember_proto::ActorId::from_bytes(&spec.actor_id).map_err(|e| e.to_string())?;
+        }
         if spec.num_returns > MAX_RETURNS {
             return Err(format!(
                 "num_returns {} exceeds {MAX_RETURNS}",
@@ -188,7 +195,7 @@ impl NodeCore {
         resources::task_request(&spec.resources).map_err(|e| e.to_string())
     }
 
-    fn job_of(&self, conn: ConnId) -> Vec<u8> {
+    pub(super) fn job_of(&self, conn: ConnId) -> Vec<u8> {
         match self.conns.get(&conn).map(|c| c.kind) {
             Some(ConnKind::Driver(job)) => job.to_vec(),
             Some(ConnKind::Worker(wid)) => self
@@ -209,8 +216,12 @@ impl NodeCore {
         };
         t.missing_args = t.missing_args.saturating_sub(1);
         if t.missing_args == 0 && t.state == TaskState::WaitingArgs {
-            self.enqueue(task_id, false);
-            self.dispatch();
+            if let Some(actor) = call_actor(&t.spec) {
+                self.pump_actor(actor);
+            } else {
+                self.enqueue(task_id, false);
+                self.dispatch();
+            }
         }
     }
 
@@ -278,6 +289,13 @@ impl NodeCore {
                             None
                         }
                     }
+                } else if self
+                    .tasks
+                    .get(&task_id)
+                    .is_some_and(|t| t.spec.actor_creation.is_some())
+                {
+                    // An actor gets a worker of its own.
+                    None
                 } else {
                     self.pipeline_target(&class)
                 };
@@ -292,7 +310,7 @@ impl NodeCore {
     }
 
     /// Send a task to a leased worker.
-    fn assign(&mut self, wid: WorkerId, task_id: TaskId) {
+    pub(super) fn assign(&mut self, wid: WorkerId, task_id: TaskId) {
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -352,6 +370,7 @@ impl NodeCore {
             None => (Vec::new(), Default::default()),
         };
         let Some(conn) = w.conn else { return };
+        let creating = created_actor(&spec);
         let exec = v1::ExecuteTask {
             spec: Some(spec),
             function_payload,
@@ -360,6 +379,10 @@ impl NodeCore {
             code_search_path,
         };
         self.send(conn, node_op::Op::ExecuteTask(exec));
+        if let Some(actor) = creating {
+            self.make_actor_worker(wid, actor);
+            self.actor_placed(actor, wid);
+        }
     }
 
     pub(super) fn task_finished(&mut self, conn: ConnId, done: v1::TaskFinished) {
@@ -382,10 +405,21 @@ impl NodeCore {
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        if t.cancelled {
+        let creating = created_actor(&t.spec);
+        let calling = call_actor(&t.spec);
+        if let Some(actor) = creating {
+            let first = done.returns.first().cloned();
+            if t.cancelled {
+                self.discard_returns(task_id, &done.returns);
+                self.finish_cancelled(task_id);
+            } else {
+                self.complete(task_id, done.returns);
+            }
+            self.actor_created(actor, first.as_ref());
+        } else if t.cancelled {
             self.discard_returns(task_id, &done.returns);
             self.finish_cancelled(task_id);
-        } else if done.retryable_error && t.retries_left != 0 {
+        } else if done.retryable_error && t.retries_left != 0 && calling.is_none() {
             if t.retries_left > 0 {
                 t.retries_left -= 1;
             }
@@ -395,12 +429,15 @@ impl NodeCore {
         } else {
             self.complete(task_id, done.returns);
         }
+        if let (Some(actor), true) = (calling, done.actor_exit) {
+            self.actor_exited(actor);
+        }
         self.worker_maybe_idle(wid);
         self.dispatch();
     }
 
     /// Store a finished task's returns and wake everyone waiting for them.
-    fn complete(&mut self, task_id: TaskId, returns: Vec<v1::ObjectValue>) {
+    pub(super) fn complete(&mut self, task_id: TaskId, returns: Vec<v1::ObjectValue>) {
         let Some(t) = self.tasks.remove(&task_id) else {
             return;
         };
@@ -478,7 +515,7 @@ impl NodeCore {
         self.complete(task_id, vec![value; n]);
     }
 
-    fn finish_cancelled(&mut self, task_id: TaskId) {
+    pub(super) fn finish_cancelled(&mut self, task_id: TaskId) {
         let name = self
             .tasks
             .get(&task_id)
@@ -596,6 +633,17 @@ impl NodeCore {
             return;
         }
         t.cancelled = true;
+        if let Some(actor) = call_actor(&t.spec) {
+            // A call still queued for its actor ends now; one the actor runs
+            // finishes, and its result is replaced by the cancellation.
+            if !matches!(t.state, TaskState::Assigned(_)) {
+                if let Some(a) = self.actors.get_mut(&actor) {
+                    a.queue.retain(|q| *q != task_id);
+                }
+                self.finish_cancelled(task_id);
+            }
+            return;
+        }
         match t.state {
             TaskState::WaitingArgs | TaskState::Queued | TaskState::Infeasible => {
                 self.finish_cancelled(task_id);
@@ -619,8 +667,7 @@ impl NodeCore {
                         let _ = std::fs::create_dir_all(&dir);
                         let _ = std::fs::write(dir.join(pid.to_string()), task_id.hex());
                     }
-                    // SAFETY: plain kill(2) on the worker's pid.
-                    unsafe { libc::kill(pid as i32, sig) };
+                    super::signal_worker(pid, sig);
                 }
             }
         }

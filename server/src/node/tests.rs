@@ -141,6 +141,7 @@ impl Harness {
                 ..Default::default()
             }],
             retryable_error: false,
+            actor_exit: false,
         };
         self.core.handle_ops(conn, vec![op(Op::TaskFinished(done))]);
     }
@@ -289,4 +290,185 @@ fn workers_beyond_the_prestarted_number_stop_after_idling() {
         closed(&mut h.workers[0].2),
         "the idle worker is told to exit"
     );
+}
+
+fn actor_creation(name: &str, max_restarts: i32) -> (ember_proto::ActorId, TaskId, v1::ClientOp) {
+    let actor = ember_proto::ActorId::random();
+    let task = TaskId::random();
+    let spec = v1::TaskSpec {
+        task_id: task.to_vec().into(),
+        function: Some(v1::FunctionDescriptor {
+            function_id: FUNCTION_ID.to_vec().into(),
+            ..Default::default()
+        }),
+        num_returns: 1,
+        resources: [("CPU".to_string(), 1.0)].into_iter().collect(),
+        actor_creation: Some(v1::ActorCreation {
+            actor_id: actor.to_vec().into(),
+            name: name.into(),
+            max_restarts,
+            max_task_retries: 0,
+            class_name: "Counter".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let request_id = if name.is_empty() { 0 } else { 1 };
+    (
+        actor,
+        task,
+        op(Op::CreateActor(v1::CreateActor {
+            request_id,
+            spec: Some(spec),
+        })),
+    )
+}
+
+fn actor_call(actor: ember_proto::ActorId) -> (TaskId, v1::ClientOp) {
+    let id = TaskId::random();
+    let spec = v1::TaskSpec {
+        task_id: id.to_vec().into(),
+        function: Some(v1::FunctionDescriptor {
+            function_id: FUNCTION_ID.to_vec().into(),
+            ..Default::default()
+        }),
+        num_returns: 1,
+        actor_id: actor.to_vec().into(),
+        method_name: "inc".into(),
+        ..Default::default()
+    };
+    (id, op(Op::SubmitTask(v1::SubmitTask { spec: Some(spec) })))
+}
+
+fn driver_errors(h: &mut Harness) -> Vec<v1::TaskError> {
+    let mut out = Vec::new();
+    while let Ok(Outgoing::Op(o)) = h.driver_rx.try_recv() {
+        match o.op {
+            Some(node_op::Op::ObjectReady(r)) => {
+                let v = r.value.unwrap();
+                if v.format == v1::ValueFormat::Error as i32 {
+                    if let Some(v1::object_value::Body::InlineData(d)) = v.body {
+                        out.push(prost::Message::decode(d).unwrap());
+                    }
+                }
+            }
+            Some(node_op::Op::Error(e)) => out.push(e.error.unwrap()),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn actor_calls_reach_its_worker_in_order_and_it_holds_no_cpu_by_default() {
+    let mut h = harness(1.0, 8);
+    let (actor, creation, create) = actor_creation("", 0);
+    h.core.handle_ops(h.driver, vec![create]);
+    let calls: Vec<TaskId> = (0..5)
+        .map(|_| {
+            let (id, call) = actor_call(actor);
+            h.core.handle_ops(h.driver, vec![call]);
+            id
+        })
+        .collect();
+    h.start_requested_workers();
+    assert_eq!(h.executed()[0], vec![creation]);
+    assert_eq!(h.cpu_available(), 10_000, "placed with 1 CPU, holds none");
+    h.finish(0, creation);
+    assert_eq!(
+        h.executed()[0],
+        calls,
+        "calls follow creation, in submission order"
+    );
+    // A plain task does not land on the actor's worker.
+    let (t, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    h.start_requested_workers();
+    let sent = h.executed();
+    assert!(sent[0].is_empty() && sent[1] == vec![t]);
+}
+
+#[test]
+fn killed_actor_fails_calls_and_restarts_when_allowed() {
+    let mut h = harness(2.0, 0);
+    let (actor, creation, create) = actor_creation("", 1);
+    h.core.handle_ops(h.driver, vec![create]);
+    h.start_requested_workers();
+    let _ = h.executed();
+    h.finish(0, creation);
+    let (call, submit) = actor_call(actor);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert_eq!(h.executed()[0], vec![call]);
+    // The worker dies mid-call: one restart is allowed, the call is not retried.
+    let conn = h.workers[0].1;
+    h.core.remove_conn(conn);
+    assert_eq!(h.core.actors[&actor].state, v1::ActorState::Restarting);
+    assert!(driver_errors(&mut h)
+        .iter()
+        .any(|e| e.kind == v1::ErrorKind::ActorDied as i32));
+    h.start_requested_workers();
+    let sent = h.executed();
+    let recreated = sent
+        .iter()
+        .flatten()
+        .next()
+        .copied()
+        .expect("creation runs again");
+    let w = sent.iter().position(|s| !s.is_empty()).unwrap();
+    h.finish(w, recreated);
+    assert_eq!(h.core.actors[&actor].state, v1::ActorState::Alive);
+    // Killed for good: later calls fail at once.
+    h.core.handle_ops(
+        h.driver,
+        vec![op(Op::KillActor(v1::KillActor {
+            actor_id: actor.to_vec().into(),
+            no_restart: true,
+        }))],
+    );
+    let conn = h.workers[w].1;
+    h.core.remove_conn(conn);
+    let (_, submit) = actor_call(actor);
+    h.core.handle_ops(h.driver, vec![submit]);
+    let errors = driver_errors(&mut h);
+    assert!(errors
+        .iter()
+        .any(|e| e.kind == v1::ErrorKind::ActorDied as i32 && e.message.contains("ember.kill")));
+    assert_eq!(h.cpu_available(), 20_000);
+}
+
+#[test]
+fn names_are_unique_per_namespace_and_die_with_their_owner() {
+    let mut h = harness(2.0, 0);
+    let (_, _, create) = actor_creation("svc", 0);
+    h.core.handle_ops(h.driver, vec![create]);
+    let (_, _, again) = actor_creation("svc", 0);
+    h.core.handle_ops(h.driver, vec![again]);
+    let errors = driver_errors(&mut h);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.kind == v1::ErrorKind::AlreadyExists as i32),
+        "{errors:?}"
+    );
+    let lookup = op(Op::GetActor(v1::GetActor {
+        request_id: 9,
+        name: "svc".into(),
+        namespace: String::new(),
+    }));
+    h.core.handle_ops(h.driver, vec![lookup]);
+    let mut found = false;
+    while let Ok(Outgoing::Op(o)) = h.driver_rx.try_recv() {
+        if let Some(node_op::Op::ActorReply(r)) = o.op {
+            found |= r.request_id == 9 && r.actor.unwrap().creation.unwrap().name == "svc";
+        }
+    }
+    assert!(found);
+    // The driver exits: its (non-detached) actor dies and its name is free.
+    let driver = h.driver;
+    h.core.remove_conn(driver);
+    assert!(h
+        .core
+        .actors
+        .values()
+        .all(|a| a.state == v1::ActorState::Dead));
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ember_proto::v1;
-use ember_proto::{JobId, TaskId, WorkerId};
+use ember_proto::{ActorId, JobId, TaskId, WorkerId};
 
 use super::{system_error, ConnId, ConnKind, NodeCore};
 use crate::resources::ResourceSet;
@@ -26,6 +26,8 @@ pub(super) enum WorkerState {
     Starting,
     Idle,
     Leased,
+    /// Dedicated to an actor for the rest of its life.
+    Actor,
 }
 
 /// Resources a leased worker holds for the tasks of one class.
@@ -47,6 +49,8 @@ pub(super) struct WorkerEntry {
     pub idle_since: Instant,
     /// Its running task waits in get/wait; its CPU is lent out.
     pub blocked: bool,
+    /// The actor it runs, once it is an actor's worker.
+    pub actor: Option<ActorId>,
     pub seen_functions: HashSet<Bytes>,
     pub seen_jobs: HashSet<JobId>,
 }
@@ -74,6 +78,7 @@ impl NodeCore {
                 front_since: Instant::now(),
                 idle_since: Instant::now(),
                 blocked: false,
+                actor: None,
                 seen_functions: HashSet::new(),
                 seen_jobs: HashSet::new(),
             },
@@ -133,6 +138,27 @@ impl NodeCore {
                 request: class.clone(),
                 gpu_devices,
             });
+        }
+    }
+
+    /// The worker just got an actor's creation: from now on it holds the
+    /// resources the actor keeps (not those it needed to be placed) and runs
+    /// nothing else.
+    pub(super) fn make_actor_worker(&mut self, wid: WorkerId, actor: ActorId) {
+        let held = self
+            .actors
+            .get(&actor)
+            .and_then(|a| ResourceSet::from_map(&a.creation.held_resources).ok())
+            .unwrap_or_default();
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
+        w.state = WorkerState::Actor;
+        w.actor = Some(actor);
+        if let Some(lease) = w.lease.as_mut() {
+            self.available.add(&lease.request);
+            self.available.subtract(&held);
+            lease.request = held;
         }
     }
 
@@ -201,8 +227,7 @@ impl NodeCore {
             Some(w) => w.pid = Some(pid),
             None => {
                 // Forgotten while starting (shutdown): do not leave it running.
-                // SAFETY: plain kill(2).
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                super::signal_worker(pid, libc::SIGKILL);
             }
         }
     }
@@ -216,7 +241,11 @@ impl NodeCore {
             return false;
         }
         w.conn = Some(conn);
-        w.pid = Some(pid);
+        // The fork server's report is authoritative; a hello's pid fills in
+        // only when that has not arrived, and never as 0 or 1.
+        if w.pid.is_none() && pid > 1 {
+            w.pid = Some(pid);
+        }
         w.state = WorkerState::Idle;
         self.idle.push(wid);
         self.start_failures = 0;
@@ -274,6 +303,11 @@ impl NodeCore {
         }
         let pid = w.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
         let tasks = std::mem::take(&mut w.tasks);
+        if let Some(actor) = w.actor {
+            self.actor_worker_died(actor, tasks, &format!("{pid}{why}"));
+            self.dispatch();
+            return;
+        }
         if !tasks.is_empty() {
             tracing::warn!(worker = %wid, tasks = tasks.len(), "worker died with tasks assigned");
         }
@@ -303,13 +337,15 @@ impl NodeCore {
                 continue;
             };
             if let Some(pos) = w.tasks.iter().position(|t| *t == task_id) {
-                if pos > 0 {
+                // An actor's calls are bound to it: never handed back.
+                if pos > 0 && w.actor.is_none() {
                     w.tasks.remove(pos);
                     handed_back.push(task_id);
                 }
             }
         }
-        let newly_blocked = !w.blocked && w.state == WorkerState::Leased;
+        let newly_blocked =
+            !w.blocked && matches!(w.state, WorkerState::Leased | WorkerState::Actor);
         if newly_blocked {
             w.blocked = true;
             let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);

@@ -38,6 +38,9 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERNAL: _ClassVar[ErrorKind]
     UNAUTHENTICATED: _ClassVar[ErrorKind]
     GET_TIMEOUT: _ClassVar[ErrorKind]
+    ACTOR_DIED: _ClassVar[ErrorKind]
+    NOT_FOUND: _ClassVar[ErrorKind]
+    ALREADY_EXISTS: _ClassVar[ErrorKind]
 LANGUAGE_UNSPECIFIED: Language
 PYTHON: Language
 GO: Language
@@ -61,6 +64,9 @@ WORKER_START_FAILED: ErrorKind
 INTERNAL: ErrorKind
 UNAUTHENTICATED: ErrorKind
 GET_TIMEOUT: ErrorKind
+ACTOR_DIED: ErrorKind
+NOT_FOUND: ErrorKind
+ALREADY_EXISTS: ErrorKind
 
 class TaskError(_message.Message):
     __slots__ = ("kind", "type_name", "message", "traceback", "language", "payload", "task_id", "function_name")
@@ -125,7 +131,7 @@ class TaskArg(_message.Message):
     def __init__(self, object_ref: _Optional[bytes] = ..., value: _Optional[_Union[ObjectValue, _Mapping]] = ..., keyword: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist", "actor_id", "method_name", "actor_creation", "concurrency_group")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +150,10 @@ class TaskSpec(_message.Message):
     RETRY_EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RETRY_EXCEPTION_ALLOWLIST_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_CREATION_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -155,7 +165,65 @@ class TaskSpec(_message.Message):
     retry_exceptions: bool
     name: str
     retry_exception_allowlist: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ...) -> None: ...
+    actor_id: bytes
+    method_name: str
+    actor_creation: ActorCreation
+    concurrency_group: str
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., actor_creation: _Optional[_Union[ActorCreation, _Mapping]] = ..., concurrency_group: _Optional[str] = ...) -> None: ...
+
+class ActorCreation(_message.Message):
+    __slots__ = ("actor_id", "name", "namespace", "detached", "max_restarts", "max_task_retries", "max_concurrency", "is_async", "concurrency_groups", "get_if_exists", "held_resources", "class_name", "methods")
+    class ConcurrencyGroupsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class HeldResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    GET_IF_EXISTS_FIELD_NUMBER: _ClassVar[int]
+    HELD_RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    name: str
+    namespace: str
+    detached: bool
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int
+    is_async: bool
+    concurrency_groups: _containers.ScalarMap[str, int]
+    get_if_exists: bool
+    held_resources: _containers.ScalarMap[str, float]
+    class_name: str
+    methods: _containers.RepeatedCompositeFieldContainer[ActorMethod]
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., detached: _Optional[bool] = ..., max_restarts: _Optional[int] = ..., max_task_retries: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., is_async: _Optional[bool] = ..., concurrency_groups: _Optional[_Mapping[str, int]] = ..., get_if_exists: _Optional[bool] = ..., held_resources: _Optional[_Mapping[str, float]] = ..., class_name: _Optional[str] = ..., methods: _Optional[_Iterable[_Union[ActorMethod, _Mapping]]] = ...) -> None: ...
+
+class ActorMethod(_message.Message):
+    __slots__ = ("name", "num_returns", "concurrency_group")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_RETURNS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_returns: int
+    concurrency_group: str
+    def __init__(self, name: _Optional[str] = ..., num_returns: _Optional[int] = ..., concurrency_group: _Optional[str] = ...) -> None: ...
 
 class ResourceSet(_message.Message):
     __slots__ = ("amounts",)

@@ -14,6 +14,14 @@ class ClientKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIVER: _ClassVar[ClientKind]
     WORKER: _ClassVar[ClientKind]
 
+class ActorState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTOR_STATE_UNSPECIFIED: _ClassVar[ActorState]
+    PENDING: _ClassVar[ActorState]
+    ALIVE: _ClassVar[ActorState]
+    RESTARTING: _ClassVar[ActorState]
+    DEAD: _ClassVar[ActorState]
+
 class InfoKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     INFO_KIND_UNSPECIFIED: _ClassVar[InfoKind]
@@ -21,6 +29,11 @@ class InfoKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 CLIENT_KIND_UNSPECIFIED: ClientKind
 DRIVER: ClientKind
 WORKER: ClientKind
+ACTOR_STATE_UNSPECIFIED: ActorState
+PENDING: ActorState
+ALIVE: ActorState
+RESTARTING: ActorState
+DEAD: ActorState
 INFO_KIND_UNSPECIFIED: InfoKind
 CLUSTER_STATUS: InfoKind
 
@@ -67,7 +80,7 @@ class ClientMessage(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[ClientOp, _Mapping]]] = ...) -> None: ...
 
 class ClientOp(_message.Message):
-    __slots__ = ("hello", "register_function", "submit_task", "ref_update", "get_objects", "put_object", "create_object", "cancel_task", "task_finished", "worker_blocked", "worker_unblocked", "info_request", "abort_object")
+    __slots__ = ("hello", "register_function", "submit_task", "ref_update", "get_objects", "put_object", "create_object", "cancel_task", "task_finished", "worker_blocked", "worker_unblocked", "info_request", "abort_object", "create_actor", "get_actor", "kill_actor")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REGISTER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TASK_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +94,9 @@ class ClientOp(_message.Message):
     WORKER_UNBLOCKED_FIELD_NUMBER: _ClassVar[int]
     INFO_REQUEST_FIELD_NUMBER: _ClassVar[int]
     ABORT_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_ACTOR_FIELD_NUMBER: _ClassVar[int]
+    GET_ACTOR_FIELD_NUMBER: _ClassVar[int]
+    KILL_ACTOR_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     register_function: RegisterFunction
     submit_task: SubmitTask
@@ -94,7 +110,10 @@ class ClientOp(_message.Message):
     worker_unblocked: WorkerUnblocked
     info_request: InfoRequest
     abort_object: AbortObject
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., register_function: _Optional[_Union[RegisterFunction, _Mapping]] = ..., submit_task: _Optional[_Union[SubmitTask, _Mapping]] = ..., ref_update: _Optional[_Union[RefUpdate, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., create_object: _Optional[_Union[CreateObject, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., worker_blocked: _Optional[_Union[WorkerBlocked, _Mapping]] = ..., worker_unblocked: _Optional[_Union[WorkerUnblocked, _Mapping]] = ..., info_request: _Optional[_Union[InfoRequest, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ...) -> None: ...
+    create_actor: CreateActor
+    get_actor: GetActor
+    kill_actor: KillActor
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., register_function: _Optional[_Union[RegisterFunction, _Mapping]] = ..., submit_task: _Optional[_Union[SubmitTask, _Mapping]] = ..., ref_update: _Optional[_Union[RefUpdate, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., create_object: _Optional[_Union[CreateObject, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., worker_blocked: _Optional[_Union[WorkerBlocked, _Mapping]] = ..., worker_unblocked: _Optional[_Union[WorkerUnblocked, _Mapping]] = ..., info_request: _Optional[_Union[InfoRequest, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., create_actor: _Optional[_Union[CreateActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActor, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
     __slots__ = ("ops",)
@@ -103,7 +122,7 @@ class NodeMessage(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[NodeOp, _Mapping]]] = ...) -> None: ...
 
 class NodeOp(_message.Message):
-    __slots__ = ("hello_reply", "object_ready", "execute_task", "create_object_reply", "info_reply", "error", "warning")
+    __slots__ = ("hello_reply", "object_ready", "execute_task", "create_object_reply", "info_reply", "error", "warning", "actor_reply")
     HELLO_REPLY_FIELD_NUMBER: _ClassVar[int]
     OBJECT_READY_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_TASK_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +130,7 @@ class NodeOp(_message.Message):
     INFO_REPLY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WARNING_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_REPLY_FIELD_NUMBER: _ClassVar[int]
     hello_reply: HelloReply
     object_ready: ObjectReady
     execute_task: ExecuteTask
@@ -118,7 +138,8 @@ class NodeOp(_message.Message):
     info_reply: InfoReply
     error: ErrorReply
     warning: Warning
-    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., object_ready: _Optional[_Union[ObjectReady, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., create_object_reply: _Optional[_Union[CreateObjectReply, _Mapping]] = ..., info_reply: _Optional[_Union[InfoReply, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., warning: _Optional[_Union[Warning, _Mapping]] = ...) -> None: ...
+    actor_reply: ActorReply
+    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., object_ready: _Optional[_Union[ObjectReady, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., create_object_reply: _Optional[_Union[CreateObjectReply, _Mapping]] = ..., info_reply: _Optional[_Union[InfoReply, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., warning: _Optional[_Union[Warning, _Mapping]] = ..., actor_reply: _Optional[_Union[ActorReply, _Mapping]] = ...) -> None: ...
 
 class RegisterFunction(_message.Message):
     __slots__ = ("function", "payload")
@@ -223,15 +244,71 @@ class ExecuteTask(_message.Message):
     code_search_path: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., function_payload: _Optional[bytes] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., assigned_resources: _Optional[_Mapping[str, float]] = ..., code_search_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class CreateActor(_message.Message):
+    __slots__ = ("request_id", "spec")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    spec: _common_pb2.TaskSpec
+    def __init__(self, request_id: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+
+class GetActor(_message.Message):
+    __slots__ = ("request_id", "name", "namespace")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    name: str
+    namespace: str
+    def __init__(self, request_id: _Optional[int] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+
+class KillActor(_message.Message):
+    __slots__ = ("actor_id", "no_restart")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_RESTART_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    no_restart: bool
+    def __init__(self, actor_id: _Optional[bytes] = ..., no_restart: _Optional[bool] = ...) -> None: ...
+
+class ActorReply(_message.Message):
+    __slots__ = ("request_id", "actor")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    actor: ActorInfo
+    def __init__(self, request_id: _Optional[int] = ..., actor: _Optional[_Union[ActorInfo, _Mapping]] = ...) -> None: ...
+
+class ActorInfo(_message.Message):
+    __slots__ = ("actor_id", "state", "class_function", "creation", "death_cause", "num_restarts", "node_id", "pid")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    CREATION_FIELD_NUMBER: _ClassVar[int]
+    DEATH_CAUSE_FIELD_NUMBER: _ClassVar[int]
+    NUM_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    state: ActorState
+    class_function: _common_pb2.FunctionDescriptor
+    creation: _common_pb2.ActorCreation
+    death_cause: str
+    num_restarts: int
+    node_id: bytes
+    pid: int
+    def __init__(self, actor_id: _Optional[bytes] = ..., state: _Optional[_Union[ActorState, str]] = ..., class_function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., creation: _Optional[_Union[_common_pb2.ActorCreation, _Mapping]] = ..., death_cause: _Optional[str] = ..., num_restarts: _Optional[int] = ..., node_id: _Optional[bytes] = ..., pid: _Optional[int] = ...) -> None: ...
+
 class TaskFinished(_message.Message):
-    __slots__ = ("task_id", "returns", "retryable_error")
+    __slots__ = ("task_id", "returns", "retryable_error", "actor_exit")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RETURNS_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_EXIT_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     returns: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectValue]
     retryable_error: bool
-    def __init__(self, task_id: _Optional[bytes] = ..., returns: _Optional[_Iterable[_Union[_common_pb2.ObjectValue, _Mapping]]] = ..., retryable_error: _Optional[bool] = ...) -> None: ...
+    actor_exit: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., returns: _Optional[_Iterable[_Union[_common_pb2.ObjectValue, _Mapping]]] = ..., retryable_error: _Optional[bool] = ..., actor_exit: _Optional[bool] = ...) -> None: ...
 
 class WorkerBlocked(_message.Message):
     __slots__ = ("returned_task_ids",)
@@ -341,13 +418,15 @@ class InfeasibleTask(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., name: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("nodes", "tasks", "infeasible", "num_objects")
+    __slots__ = ("nodes", "tasks", "infeasible", "num_objects", "actors")
     NODES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     INFEASIBLE_FIELD_NUMBER: _ClassVar[int]
     NUM_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    ACTORS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     tasks: TaskCounts
     infeasible: _containers.RepeatedCompositeFieldContainer[InfeasibleTask]
     num_objects: int
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[InfeasibleTask, _Mapping]]] = ..., num_objects: _Optional[int] = ...) -> None: ...
+    actors: _containers.RepeatedCompositeFieldContainer[ActorInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[InfeasibleTask, _Mapping]]] = ..., num_objects: _Optional[int] = ..., actors: _Optional[_Iterable[_Union[ActorInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,528 @@
+//! Actors: the actor table, creation on a dedicated worker, method calls
+//! forwarded to the actor's worker in the order they were submitted,
+//! restarts after a worker dies, kills, named actors and namespaces, and the
+//! death of an actor whose owner exits (unless it is detached).
+//!
+//! An actor's creation is a task (`TaskSpec.actor_creation` set) that goes
+//! through the normal path: arguments, the scheduler (with the placement
+//! resources), a worker. When it is assigned, the worker's lease switches to
+//! the resources the actor holds and the worker becomes the actor's for good.
+
+use std::collections::VecDeque;
+
+use ember_proto::v1::{self, node_op};
+use ember_proto::{ActorId, ObjectId, TaskId, WorkerId};
+
+use super::tasks::TaskState;
+use super::{system_error, ConnId, ConnKind, NodeCore};
+
+pub(super) struct ActorEntry {
+    /// The creation task's spec, submitted again (with a new task id) on restart.
+    pub creation_spec: v1::TaskSpec,
+    pub creation: v1::ActorCreation,
+    pub owner: ConnId,
+    pub namespace: String,
+    pub state: v1::ActorState,
+    pub worker: Option<WorkerId>,
+    pub pid: u32,
+    pub death_cause: String,
+    /// The ERROR value `__init__` raised: every call returns it.
+    pub init_error: Option<v1::ObjectValue>,
+    pub num_restarts: u32,
+    pub restarts_left: i32,
+    /// Calls not yet sent to the worker, in submission order.
+    pub queue: VecDeque<TaskId>,
+    /// The creation task now in flight.
+    pub creation_task: Option<TaskId>,
+}
+
+impl NodeCore {
+    /// The namespace a connection's unqualified names live in.
+    pub(super) fn namespace_of(&self, conn: ConnId) -> String {
+        let job = match self.conns.get(&conn).map(|c| c.kind) {
+            Some(ConnKind::Driver(job)) => Some(job),
+            Some(ConnKind::Worker(_)) => ember_proto::JobId::from_bytes(&self.job_of(conn)).ok(),
+            _ => None,
+        };
+        job.and_then(|j| self.namespaces.get(&j).cloned())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn create_actor(&mut self, conn: ConnId, req: v1::CreateActor) {
+        let reply_error = |core: &mut Self, kind: v1::ErrorKind, message: String| {
+            core.send_error(conn, req.request_id, system_error(kind, message));
+        };
+        let Some(spec) = req.spec else {
+            return reply_error(
+                self,
+                v1::ErrorKind::InvalidArgument,
+                "create_actor without a spec".into(),
+            );
+        };
+        let Some(creation) = spec.actor_creation.clone() else {
+            return reply_error(
+                self,
+                v1::ErrorKind::InvalidArgument,
+                "create_actor spec lacks actor_creation".into(),
+            );
+        };
+        let Ok(actor_id) = ActorId::from_bytes(&creation.actor_id) else {
+            return reply_error(
+                self,
+                v1::ErrorKind::InvalidArgument,
+                "actor_creation.actor_id must be 16 bytes".into(),
+            );
+        };
+        if let Err(e) = crate::resources::ResourceSet::from_map(&creation.held_resources) {
+            return reply_error(
+                self,
+                v1::ErrorKind::InvalidArgument,
+                format!("held_resources: {e}"),
+            );
+        }
+        if self.actors.contains_key(&actor_id) {
+            return reply_error(
+                self,
+                v1::ErrorKind::AlreadyExists,
+                format!("actor {actor_id} already exists"),
+            );
+        }
+        let namespace = if creation.namespace.is_empty() {
+            self.namespace_of(conn)
+        } else {
+            creation.namespace.clone()
+        };
+        if !creation.name.is_empty() {
+            let key = (namespace.clone(), creation.name.clone());
+            if let Some(existing) = self.actor_names.get(&key).copied() {
+                let alive = self
+                    .actors
+                    .get(&existing)
+                    .is_some_and(|a| a.state != v1::ActorState::Dead);
+                if alive {
+                    if creation.get_if_exists {
+                        let info = self.actor_info(existing);
+                        self.send(
+                            conn,
+                            node_op::Op::ActorReply(v1::ActorReply {
+                                request_id: req.request_id,
+                                actor: info,
+                            }),
+                        );
+                    } else {
+                        reply_error(
+                            self,
+                            v1::ErrorKind::AlreadyExists,
+                            format!(
+                                "The name {} (namespace={namespace}) is already taken.",
+                                creation.name
+                            ),
+                        );
+                    }
+                    return;
+                }
+            }
+            self.actor_names.insert(key, actor_id);
+        }
+        let entry = ActorEntry {
+            creation_spec: spec.clone(),
+            restarts_left: creation.max_restarts,
+            creation,
+            owner: conn,
+            namespace,
+            state: v1::ActorState::Pending,
+            worker: None,
+            pid: 0,
+            death_cause: String::new(),
+            init_error: None,
+            num_restarts: 0,
+            queue: VecDeque::new(),
+            creation_task: TaskId::from_bytes(&spec.task_id).ok(),
+        };
+        self.actors.insert(actor_id, entry);
+        if req.request_id != 0 {
+            let info = self.actor_info(actor_id);
+            self.send(
+                conn,
+                node_op::Op::ActorReply(v1::ActorReply {
+                    request_id: req.request_id,
+                    actor: info,
+                }),
+            );
+        }
+        self.submit(conn, v1::SubmitTask { spec: Some(spec) });
+    }
+
+    pub(super) fn get_actor(&mut self, conn: ConnId, req: v1::GetActor) {
+        let namespace = if req.namespace.is_empty() {
+            self.namespace_of(conn)
+        } else {
+            req.namespace.clone()
+        };
+        let found = self
+            .actor_names
+            .get(&(namespace.clone(), req.name.clone()))
+            .copied()
+            .filter(|id| {
+                self.actors
+                    .get(id)
+                    .is_some_and(|a| a.state != v1::ActorState::Dead)
+            });
+        match found {
+            Some(id) => {
+                let info = self.actor_info(id);
+                self.send(
+                    conn,
+                    node_op::Op::ActorReply(v1::ActorReply {
+                        request_id: req.request_id,
+                        actor: info,
+                    }),
+                );
+            }
+            None => self.send_error(
+                conn,
+                req.request_id,
+                system_error(
+                    v1::ErrorKind::NotFound,
+                    format!(
+                        "Failed to look up actor with name '{}' in namespace '{namespace}'",
+                        req.name
+                    ),
+                ),
+            ),
+        }
+    }
+
+    pub(super) fn actor_info(&self, id: ActorId) -> Option<v1::ActorInfo> {
+        let a = self.actors.get(&id)?;
+        let mut creation = a.creation.clone();
+        creation.namespace = a.namespace.clone();
+        Some(v1::ActorInfo {
+            actor_id: id.to_vec().into(),
+            state: a.state as i32,
+            class_function: a.creation_spec.function.clone(),
+            creation: Some(creation),
+            death_cause: a.death_cause.clone(),
+            num_restarts: a.num_restarts,
+            node_id: self.node_id.to_vec().into(),
+            pid: a.pid,
+        })
+    }
+
+    pub(super) fn all_actor_infos(&self) -> Vec<v1::ActorInfo> {
+        self.actors
+            .keys()
+            .filter_map(|id| self.actor_info(*id))
+            .collect()
+    }
+
+    /// A method call was submitted (its args may still be missing).
+    pub(super) fn submit_actor_call(&mut self, task_id: TaskId, actor_id: ActorId) {
+        match self.actors.get_mut(&actor_id) {
+            Some(a) => a.queue.push_back(task_id),
+            None => {
+                let err = system_error(
+                    v1::ErrorKind::ActorDied,
+                    format!("no actor {actor_id} exists on this node (it may have been created elsewhere or never)"),
+                );
+                self.fail_task(task_id, err);
+                return;
+            }
+        }
+        self.pump_actor(actor_id);
+    }
+
+    /// Send the actor the calls at the front of its queue whose arguments
+    /// exist (in order: a call waiting for arguments holds back later ones),
+    /// or fail them all if the actor is dead.
+    pub(super) fn pump_actor(&mut self, actor_id: ActorId) {
+        let Some(a) = self.actors.get(&actor_id) else {
+            return;
+        };
+        match a.state {
+            v1::ActorState::Dead => {
+                let queued: Vec<TaskId> = self
+                    .actors
+                    .get_mut(&actor_id)
+                    .map(|a| a.queue.drain(..).collect())
+                    .unwrap_or_default();
+                for task in queued {
+                    self.fail_actor_call(actor_id, task);
+                }
+            }
+            v1::ActorState::Alive => {
+                let Some(worker) = a.worker else { return };
+                loop {
+                    let Some(a) = self.actors.get_mut(&actor_id) else {
+                        return;
+                    };
+                    let Some(&task) = a.queue.front() else { return };
+                    let Some(t) = self.tasks.get(&task) else {
+                        a.queue.pop_front();
+                        continue;
+                    };
+                    if t.missing_args > 0 {
+                        return;
+                    }
+                    a.queue.pop_front();
+                    if t.cancelled {
+                        self.finish_cancelled(task);
+                        continue;
+                    }
+                    self.assign(worker, task);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A call to a dead actor: its returns get the death (or `__init__`'s error).
+    fn fail_actor_call(&mut self, actor_id: ActorId, task: TaskId) {
+        let Some(a) = self.actors.get(&actor_id) else {
+            return;
+        };
+        if let Some(init_error) = a.init_error.clone() {
+            let n = self
+                .tasks
+                .get(&task)
+                .map(|t| t.spec.num_returns as usize)
+                .unwrap_or(0);
+            self.complete(task, vec![init_error; n]);
+            return;
+        }
+        let class = a.creation.class_name.clone();
+        let err = system_error(
+            v1::ErrorKind::ActorDied,
+            format!("The actor {class} ({actor_id}) died: {}", a.death_cause),
+        );
+        self.fail_task(task, err);
+    }
+
+    /// The creation task was assigned to `wid`: the worker is the actor's.
+    pub(super) fn actor_placed(&mut self, actor_id: ActorId, wid: WorkerId) {
+        let pid = self.workers.get(&wid).and_then(|w| w.pid).unwrap_or(0);
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            a.worker = Some(wid);
+            a.pid = pid;
+        }
+    }
+
+    /// The creation task finished: alive, or dead with `__init__`'s error.
+    pub(super) fn actor_created(&mut self, actor_id: ActorId, result: Option<&v1::ObjectValue>) {
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        a.creation_task = None;
+        if a.state == v1::ActorState::Dead {
+            return;
+        }
+        match result {
+            Some(v) if v.format == v1::ValueFormat::Error as i32 => {
+                a.state = v1::ActorState::Dead;
+                a.death_cause = "its constructor (__init__) raised an exception".into();
+                a.init_error = Some(v.clone());
+                let worker = a.worker.take();
+                if let Some(pid) = worker
+                    .and_then(|w| self.workers.get(&w))
+                    .and_then(|w| w.pid)
+                {
+                    super::signal_worker(pid, libc::SIGKILL);
+                }
+            }
+            _ => a.state = v1::ActorState::Alive,
+        }
+        self.pump_actor(actor_id);
+    }
+
+    /// `ember.kill`: with `no_restart` the actor is dead for good.
+    pub(super) fn kill_actor(&mut self, req: v1::KillActor) {
+        let Ok(actor_id) = ActorId::from_bytes(&req.actor_id) else {
+            return;
+        };
+        self.kill_actor_with(
+            actor_id,
+            req.no_restart,
+            "it was killed with ember.kill()".into(),
+        );
+    }
+
+    pub(super) fn kill_actor_with(&mut self, actor_id: ActorId, no_restart: bool, cause: String) {
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        if a.state == v1::ActorState::Dead {
+            return;
+        }
+        if no_restart {
+            a.state = v1::ActorState::Dead;
+            a.death_cause = cause;
+        }
+        let worker = a.worker;
+        let creation_task = a.creation_task;
+        let pid = worker
+            .and_then(|w| self.workers.get(&w))
+            .and_then(|w| w.pid);
+        match pid {
+            // Its death is handled when its connection closes.
+            Some(pid) => super::signal_worker(pid, libc::SIGKILL),
+            None if no_restart => {
+                // Not placed yet: drop the pending creation.
+                if let Some(task) = creation_task {
+                    if let Some(t) = self.tasks.get_mut(&task) {
+                        t.cancelled = true;
+                        if !matches!(t.state, TaskState::Assigned(_)) {
+                            self.finish_cancelled(task);
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        self.pump_actor(actor_id);
+    }
+
+    /// The actor's worker died with `in_flight` calls (and maybe the
+    /// creation) sent to it.
+    pub(super) fn actor_worker_died(
+        &mut self,
+        actor_id: ActorId,
+        in_flight: VecDeque<TaskId>,
+        why: &str,
+    ) {
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        a.worker = None;
+        a.pid = 0;
+        let creation_task = a.creation_task.take();
+        if a.state != v1::ActorState::Dead {
+            if a.restarts_left != 0 {
+                if a.restarts_left > 0 {
+                    a.restarts_left -= 1;
+                }
+                a.num_restarts += 1;
+                a.state = v1::ActorState::Restarting;
+            } else {
+                a.state = v1::ActorState::Dead;
+                a.death_cause = format!(
+                    "its worker process died ({why}) and it may not restart (max_restarts={})",
+                    a.creation.max_restarts
+                );
+            }
+        }
+        let restarting = a.state == v1::ActorState::Restarting;
+        // The creation that was running: done with, one way or the other.
+        if let Some(task) = creation_task {
+            if self.tasks.contains_key(&task) {
+                let err = system_error(
+                    v1::ErrorKind::ActorDied,
+                    format!("actor creation interrupted: {why}"),
+                );
+                self.fail_task(task, err);
+            }
+        }
+        // Calls in flight: sent again after the restart while their retries
+        // last, else failed.
+        let mut retry = Vec::new();
+        for task in in_flight {
+            if Some(task) == creation_task {
+                continue;
+            }
+            let Some(t) = self.tasks.get_mut(&task) else {
+                continue;
+            };
+            if restarting && t.retries_left != 0 && !t.cancelled {
+                if t.retries_left > 0 {
+                    t.retries_left -= 1;
+                }
+                t.state = TaskState::Queued;
+                retry.push(task);
+            } else if restarting {
+                let err = system_error(
+                    v1::ErrorKind::ActorDied,
+                    format!(
+                        "the actor's worker died ({why}) while running this call and max_task_retries \
+                         does not allow sending it again; the actor is restarting"
+                    ),
+                );
+                self.fail_task(task, err);
+            } else {
+                self.fail_actor_call(actor_id, task);
+            }
+        }
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            for task in retry.into_iter().rev() {
+                a.queue.push_front(task);
+            }
+        }
+        if restarting {
+            self.restart_actor(actor_id);
+        } else {
+            self.pump_actor(actor_id);
+        }
+    }
+
+    /// Run the constructor again on a new worker.
+    fn restart_actor(&mut self, actor_id: ActorId) {
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        let mut spec = a.creation_spec.clone();
+        let task_id = TaskId::random();
+        spec.task_id = task_id.to_vec().into();
+        a.creation_task = Some(task_id);
+        let owner = a.owner;
+        tracing::info!(actor = %actor_id, restarts = a.num_restarts, "restarting actor");
+        self.submit(owner, v1::SubmitTask { spec: Some(spec) });
+        // Nobody holds the new creation's return: let it go when done.
+        if let Some(c) = self.conns.get_mut(&owner) {
+            c.held.remove(&ObjectId::for_return(task_id, 0));
+        }
+        if let Some(o) = self.objects.get_mut(&ObjectId::for_return(task_id, 0)) {
+            o.holders = o.holders.saturating_sub(1);
+        }
+    }
+
+    /// The method called `exit_actor()`: the actor ends, without restart.
+    pub(super) fn actor_exited(&mut self, actor_id: ActorId) {
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            a.state = v1::ActorState::Dead;
+            a.death_cause = "it called exit_actor()".into();
+        }
+        self.pump_actor(actor_id);
+    }
+
+    /// A connection closed: the non-detached actors it owned die with it.
+    pub(super) fn owner_gone(&mut self, conn: ConnId) {
+        let owned: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, a)| {
+                a.owner == conn && !a.creation.detached && a.state != v1::ActorState::Dead
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in owned {
+            self.kill_actor_with(
+                id,
+                true,
+                "its owner (the driver or worker that created it) exited".into(),
+            );
+        }
+    }
+}
+
+/// The actor id of a method call's spec, if it is one.
+pub(super) fn call_actor(spec: &v1::TaskSpec) -> Option<ActorId> {
+    if spec.actor_id.is_empty() {
+        return None;
+    }
+    ActorId::from_bytes(&spec.actor_id).ok()
+}
+
+/// The actor a creation task makes, if it is one.
+pub(super) fn created_actor(spec: &v1::TaskSpec) -> Option<ActorId> {
+    spec.actor_creation
+        .as_ref()
+        .and_then(|c| ActorId::from_bytes(&c.actor_id).ok())
+}
