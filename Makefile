@@ -101,9 +101,11 @@ test-examples: build ## run the examples (short settings) and a quick benchmark 
 	$(VENV_PY) examples/zeros_dot.py
 	$(VENV_PY) examples/rollouts.py --iterations 2
 	$(VENV_PY) benches/bench_core.py --quick
+	$(VENV_PY) benches/bench_actors.py --quick
 
-bench: build ## build, then run benches/bench_core.py
+bench: build ## build, then run benches/bench_core.py and benches/bench_actors.py
 	$(VENV_PY) benches/bench_core.py
+	$(VENV_PY) benches/bench_actors.py
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)

@@ -94,15 +94,31 @@ impl NodeCore {
     /// what fits, within the pool's limit.
     pub(super) fn want_workers(&mut self, class: &ResourceSet) {
         let queued = self.queues.get(class).map(|q| q.len()).unwrap_or(0);
+        // An actor's placement holds its CPU only for a moment: every queued
+        // creation can use a worker of its own at once.
+        let creations = self
+            .queues
+            .get(class)
+            .map(|q| {
+                q.iter()
+                    .filter(|t| {
+                        self.tasks
+                            .get(t)
+                            .is_some_and(|t| t.spec.actor_creation.is_some())
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
         let cpu = class.get("CPU");
         let fits = if cpu > 0 {
             (self.available.get("CPU") / cpu).max(0) as usize
         } else {
             queued
         };
-        let wanted = queued.min(fits.max(1));
+        let wanted = queued.min(fits.max(1)).max(creations);
         let starting = self.count_state(WorkerState::Starting);
-        let room = self.cfg.max_workers.saturating_sub(self.workers.len());
+        // Actors' workers are their own: they do not count against the pool.
+        let room = self.cfg.max_workers.saturating_sub(self.task_workers());
         for _ in 0..wanted.saturating_sub(starting).min(room) {
             self.spawn_worker();
         }
@@ -125,6 +141,11 @@ impl NodeCore {
             })
             .min_by_key(|(_, w)| w.tasks.len())
             .map(|(id, _)| *id)
+    }
+
+    /// Workers not dedicated to an actor.
+    fn task_workers(&self) -> usize {
+        self.workers.values().filter(|w| w.actor.is_none()).count()
     }
 
     /// Give an idle worker the resources of one task of `class`.
@@ -159,6 +180,10 @@ impl NodeCore {
             self.available.add(&lease.request);
             self.available.subtract(&held);
             lease.request = held;
+        }
+        // Keep the task pool at its prestarted size.
+        if self.task_workers() < self.cfg.prestart_workers {
+            self.spawn_worker();
         }
     }
 
@@ -195,7 +220,9 @@ impl NodeCore {
     /// prestarted number exist (they were started for a burst or for blocked
     /// tasks). Their connections close and `worker_died` forgets them.
     pub(super) fn reap_idle_workers(&mut self, now: Instant) {
-        let mut excess = self.workers.len().saturating_sub(self.cfg.prestart_workers);
+        let mut excess = self
+            .task_workers()
+            .saturating_sub(self.cfg.prestart_workers);
         if excess == 0 {
             return;
         }
