@@ -10,10 +10,21 @@ An existing Ray program runs on ember by changing one import::
 
     print(ray.get([square.remote(i) for i in range(4)]))
 
-Actors are not supported yet (``@remote`` on a class raises NotImplementedError).
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+            return self.n
+
+    c = Counter.remote()
+    print(ray.get([c.inc.remote() for _ in range(3)]))
 """
 
-from ember import exceptions
+from ember import actor, exceptions, util
+from ember._private.actor import get_actor, kill, method
 from ember._private.api import (
     RayContext,
     available_resources,
@@ -41,18 +52,23 @@ __all__ = [
     "RemoteFunction",
     "RuntimeContext",
     "__version__",
+    "actor",
     "available_resources",
     "cancel",
     "cluster_resources",
     "exceptions",
     "get",
+    "get_actor",
     "get_gpu_ids",
     "get_runtime_context",
     "init",
     "is_initialized",
+    "kill",
+    "method",
     "nodes",
     "put",
     "remote",
     "shutdown",
+    "util",
     "wait",
 ]

@@ -16,7 +16,10 @@ Tree::
     ├── LocalRayletDiedError
     ├── RuntimeEnvSetupError
     ├── CrossLanguageError
-    ├── RayActorError / ActorDiedError
+    ├── RayActorError
+    │   ├── ActorDiedError      the actor is dead (killed, crashed, exited)
+    │   └── ActorUnavailableError
+    ├── ActorUnschedulableError
     ├── UnknownFunctionError    (ember)
     └── AuthenticationError     (ember)
 
@@ -32,6 +35,8 @@ from ember.v1 import common_pb2
 
 __all__ = [
     "ActorDiedError",
+    "ActorUnavailableError",
+    "ActorUnschedulableError",
     "AuthenticationError",
     "CrossLanguageError",
     "GetTimeoutError",
@@ -205,11 +210,35 @@ class CrossLanguageError(RayError):
 
 
 class RayActorError(RayError):
-    """The actor died (actors are not supported yet; defined for compatibility)."""
+    """An actor method could not run because of the actor (it died or cannot be reached)."""
+
+    def __init__(self, error_msg: str = "The actor died unexpectedly before finishing this task.",
+                 actor_id: str | None = None):
+        self.error_msg = error_msg
+        self.actor_id = actor_id
+        super().__init__(error_msg)
+
+    def __str__(self) -> str:
+        return self.error_msg
 
 
 class ActorDiedError(RayActorError):
-    """The actor died and will not be restarted."""
+    """The actor is dead and will not be restarted (killed, crashed past its restarts,
+    exited, or its owner died); the message says why."""
+
+    BASE_ERROR_MSG = "The actor died unexpectedly before finishing this task."
+
+    def __init__(self, error_msg: str = BASE_ERROR_MSG, actor_id: str | None = None):
+        super().__init__(error_msg, actor_id)
+        self.base_error_msg = error_msg
+
+
+class ActorUnavailableError(RayActorError):
+    """The actor is temporarily unreachable (restarting); the call may be retried."""
+
+
+class ActorUnschedulableError(RayError):
+    """No node can ever place the actor."""
 
 
 class UnknownFunctionError(RayError):
@@ -237,6 +266,12 @@ ERROR_KIND_TO_EXCEPTION: dict[int, type[RayError]] = {
     _K.INTERNAL: RaySystemError,
     _K.UNAUTHENTICATED: AuthenticationError,
     _K.GET_TIMEOUT: GetTimeoutError,
+    _K.ACTOR_DIED: ActorDiedError,
+    # NOT_FOUND and ALREADY_EXISTS answer get_actor / named actor creation,
+    # which raise ValueError themselves (like Ray); as a stored value they
+    # would be a system error.
+    _K.NOT_FOUND: RaySystemError,
+    _K.ALREADY_EXISTS: RaySystemError,
 }
 
 

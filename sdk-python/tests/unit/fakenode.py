@@ -36,6 +36,7 @@ class FakeNode:
         self.listener.bind(self.path)
         self.listener.listen(4)
         self.auto_results = None  # callable(spec) -> value for SubmitTask, when set
+        self.actor_requests = None  # callable(op) -> NodeOp answering CreateActor/GetActor, when set
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -86,6 +87,10 @@ class FakeNode:
                 resources_total={"CPU": 4.0}, resources_available={"CPU": 3.0})])
             self.push(local_pb2.NodeOp(info_reply=local_pb2.InfoReply(
                 request_id=op.info_request.request_id, cluster_status=status)))
+        elif which in ("create_actor", "get_actor") and self.actor_requests is not None:
+            answer = self.actor_requests(op)
+            if answer is not None:
+                self.push(answer)
         elif which == "submit_task" and self.auto_results is not None:
             spec = op.submit_task.spec
             value = self.auto_results(spec)

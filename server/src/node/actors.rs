@@ -364,7 +364,16 @@ impl NodeCore {
             .and_then(|w| w.pid);
         match pid {
             // Its death is handled when its connection closes.
-            Some(pid) => super::signal_worker(pid, libc::SIGKILL),
+            Some(pid) => {
+                if let Some(a) = self.actors.get_mut(&actor_id) {
+                    if a.state != v1::ActorState::Dead && a.restarts_left != 0 {
+                        // Calls from now on wait for the restart instead of
+                        // reaching the worker that is about to die.
+                        a.state = v1::ActorState::Restarting;
+                    }
+                }
+                super::signal_worker(pid, libc::SIGKILL)
+            }
             None if no_restart => {
                 // Not placed yet: drop the pending creation.
                 if let Some(task) = creation_task {

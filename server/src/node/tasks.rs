@@ -426,6 +426,13 @@ impl NodeCore {
             tracing::info!(%task_id, retries_left = t.retries_left, "retrying task after an exception");
             self.discard_returns(task_id, &done.returns);
             self.enqueue(task_id, false);
+        } else if let (Some(actor), true) = (calling, done.actor_exit) {
+            // As in Ray, the call that exits the actor reports the actor's end.
+            let err = system_error(
+                v1::ErrorKind::ActorDied,
+                format!("The actor {actor} exited: it called exit_actor()"),
+            );
+            self.fail_task(task_id, err);
         } else {
             self.complete(task_id, done.returns);
         }

@@ -182,7 +182,8 @@ def is_initialized() -> bool:
 
 
 def remote(*args, **kwargs):
-    """Make a function remote: ``@ember.remote`` or ``@ember.remote(num_cpus=..., ...)``."""
+    """Make a function remote (or a class an actor): ``@ember.remote`` or
+    ``@ember.remote(num_cpus=..., ...)``."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
     if args:
@@ -195,7 +196,9 @@ def remote(*args, **kwargs):
 
 def _make_remote(target, options):
     if inspect.isclass(target):
-        raise NotImplementedError("actors are not supported yet")
+        from ember._private.actor import ActorClass
+
+        return ActorClass(target, options)
     if not (inspect.isfunction(target) or inspect.isbuiltin(target) or callable(target)):
         raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
     return RemoteFunction(target, options)
@@ -323,6 +326,8 @@ def get_gpu_ids() -> list[int]:
     task = rt.current_task if rt is not None else None
     if task is None:
         return []
+    if not task.gpu_ids and rt.actor_task is not None:
+        task = rt.actor_task  # an actor's GPUs are those its creation got
     out = []
     for gid in task.gpu_ids:
         out.append(int(gid) if gid.isdigit() else gid)

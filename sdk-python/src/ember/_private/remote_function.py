@@ -42,16 +42,8 @@ IGNORED_OPTIONS = frozenset({
 })
 
 
-def validate_options(options: dict) -> dict:
-    """Check task options like Ray does; return the complete option dict."""
-    merged = dict(DEFAULT_OPTIONS)
-    for key, value in options.items():
-        if key in DEFAULT_OPTIONS:
-            merged[key] = value
-        elif key in IGNORED_OPTIONS:
-            logger.debug("ember ignores the task option %s=%r", key, value)
-        else:
-            raise ValueError(f"Invalid option keyword {key} for remote functions. ")
+def check_resource_options(merged: dict) -> None:
+    """Check num_cpus, num_gpus, memory and resources like Ray does (tasks and actors)."""
     for key in ("num_cpus", "num_gpus", "memory"):
         value = merged[key]
         if value is None:
@@ -70,6 +62,19 @@ def validate_options(options: dict) -> dict:
         for name, amount in resources.items():
             if not isinstance(amount, (int, float)) or amount < 0:
                 raise ValueError(f"resource {name!r} must be a non-negative number, got {amount!r}")
+
+
+def validate_options(options: dict) -> dict:
+    """Check task options like Ray does; return the complete option dict."""
+    merged = dict(DEFAULT_OPTIONS)
+    for key, value in options.items():
+        if key in DEFAULT_OPTIONS:
+            merged[key] = value
+        elif key in IGNORED_OPTIONS:
+            logger.debug("ember ignores the task option %s=%r", key, value)
+        else:
+            raise ValueError(f"Invalid option keyword {key} for remote functions. ")
+    check_resource_options(merged)
     num_returns = merged["num_returns"]
     if num_returns in ("dynamic", "streaming"):
         raise NotImplementedError(f"num_returns={num_returns!r} is not supported yet")

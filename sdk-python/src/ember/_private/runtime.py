@@ -8,7 +8,13 @@ It owns the connection to the node and:
   out with the next message sent (``ObjectRef.__del__`` only queues the id);
 * the function-registration cache and task-id generator;
 * ``submit_task``, ``put``, ``get``, ``wait``, ``cancel``, ``cluster_status``;
+* actors: ``create_actor``, ``get_actor``, ``kill_actor`` (method calls are
+  ``submit_task`` with an actor's static spec);
 * for workers: the queue of ``ExecuteTask`` ops and the results not yet sent.
+
+The running task is ``current_task``: the task a worker's main loop runs, or,
+in a threaded or async actor, the call running in this thread or asyncio task
+(a context variable set by the worker for each concurrent call).
 
 All node messages are applied by ``_on_message``, called by whichever thread
 is reading (see protocol.py).
@@ -16,6 +22,7 @@ is reading (see protocol.py).
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import os
@@ -40,6 +47,10 @@ _FLUSH_THRESHOLD = 512
 
 def _op(**kwargs) -> bytes:
     return _ClientOp(**kwargs).SerializeToString()
+
+
+#: The actor method call running in this thread or asyncio task (concurrent actors only).
+current_call: contextvars.ContextVar = contextvars.ContextVar("ember_current_call", default=None)
 
 
 class CoreRuntime:
@@ -82,7 +93,13 @@ class CoreRuntime:
         # Worker state: tasks received and not started, results not yet sent.
         self.exec_queue: deque[local_pb2.ExecuteTask] = deque()
         self.blocked = False
-        self.current_task: local_pb2.ExecuteTask | None = None
+        self._current_task: local_pb2.ExecuteTask | None = None
+        # Actor workers: the actor's id and its creation ExecuteTask. Calls
+        # queued behind a blocked call stay here (they are bound to this actor).
+        self.actor_id: bytes = b""
+        self.actor_task: local_pb2.ExecuteTask | None = None
+        self._blocked_lock = threading.Lock()
+        self._blocked_count = 0
         self._finished: list[bytes] = []
         # Function code and job code paths seen in ExecuteTask ops (worker).
         self.function_payloads: dict[bytes, bytes] = {}
@@ -124,6 +141,16 @@ class CoreRuntime:
         self._job_field = wire.encode_job_id(self.job_id)
         self.conn.wrap_ops = self._wrap_ops
 
+    @property
+    def current_task(self) -> local_pb2.ExecuteTask | None:
+        """The task (or actor method call) running here; None in a driver or between tasks."""
+        call = current_call.get()
+        return call if call is not None else self._current_task
+
+    @current_task.setter
+    def current_task(self, task: local_pb2.ExecuteTask | None) -> None:
+        self._current_task = task
+
     # -- receiving -------------------------------------------------------
 
     def _on_message(self, msg: local_pb2.NodeMessage) -> None:
@@ -144,7 +171,7 @@ class CoreRuntime:
                     self.function_payloads[task.spec.function.function_id] = task.function_payload
                 if task.code_search_path:
                     self.code_search_path.extend(task.code_search_path)
-                if self.blocked:
+                if self.blocked and not self.actor_id:
                     if handback is None:
                         handback = []
                     handback.append(task.spec.task_id)
@@ -154,6 +181,8 @@ class CoreRuntime:
                 self._replies[op.create_object_reply.request_id] = op.create_object_reply
             elif which == "info_reply":
                 self._replies[op.info_reply.request_id] = op.info_reply
+            elif which == "actor_reply":
+                self._replies[op.actor_reply.request_id] = op.actor_reply
             elif which == "error":
                 self._on_error(op.error)
             elif which == "warning":
@@ -277,9 +306,10 @@ class CoreRuntime:
         return self._job_field
 
     def submit_task(self, fn, static_spec: bytes, num_returns: int, args, kwargs) -> list[ObjectRef]:
-        """Submit a task of ``fn`` (a ``FunctionHandle``); return its return refs without waiting."""
+        """Submit a task of ``fn`` (a ``FunctionHandle``; None for an actor method call, whose
+        ``static_spec`` names the actor); return its return refs without waiting."""
         ops = []
-        if fn.function_id not in self._registered:
+        if fn is not None and fn.function_id not in self._registered:
             self._registered.add(fn.function_id)
             ops.append(fn.register_op)
         task_id = self._task_ids.next()
@@ -289,6 +319,19 @@ class CoreRuntime:
             self._job_field if current is None else self.job_field(),
             wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
         ]
+        temps = self._encode_args(parts, args, kwargs) if args or kwargs else None
+        ops.append(wire.encode_submit(parts))
+        return_ids = ids.return_object_ids(task_id, num_returns)
+        if return_ids:
+            self._add_owned_refs(return_ids)
+            self._requested.update(return_ids)
+        self.conn.send_coalesced(ops)
+        # `temps` (large arguments put for this task) is dropped here: the task holds them now.
+        del temps
+        return [new_owned_ref(self, oid) for oid in return_ids]
+
+    def _encode_args(self, parts: list[bytes], args, kwargs):
+        """Append the ``TaskSpec.args`` entries; return the large arguments put for the call."""
         temps = None
         if args:
             for arg in args:
@@ -302,15 +345,7 @@ class CoreRuntime:
                     parts.append(wire.encode_ref_arg(arg._id, key))
                 else:
                     temps = self._encode_value_arg(parts, arg, key, temps)
-        ops.append(wire.encode_submit(parts))
-        return_ids = ids.return_object_ids(task_id, num_returns)
-        if return_ids:
-            self._add_owned_refs(return_ids)
-            self._requested.update(return_ids)
-        self.conn.send_coalesced(ops)
-        # `temps` (large arguments put for this task) is dropped here: the task holds them now.
-        del temps
-        return [new_owned_ref(self, oid) for oid in return_ids]
+        return temps
 
     def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps):
         ser = serialization.serialize(arg)
@@ -324,6 +359,62 @@ class CoreRuntime:
             temps = []
         temps.append(ref)
         return temps
+
+    # -- actors ----------------------------------------------------------
+
+    def create_actor(self, fn, static_spec: bytes, request_id: int, args, kwargs,
+                     timeout: float | None = None):
+        """Send ``CreateActor`` for the class ``fn`` (a ``FunctionHandle``, registered first).
+
+        ``static_spec`` is the encoded ``TaskSpec`` without ids and arguments.
+        With a ``request_id`` waits for the answer and returns ``(ActorInfo,
+        None)`` or ``(None, TaskError)``; with 0 returns ``(None, None)`` at once.
+        The creation's return object is not kept: its reference is dropped.
+        """
+        ops = []
+        if fn.function_id not in self._registered:
+            self._registered.add(fn.function_id)
+            ops.append(fn.register_op)
+        task_id = self._task_ids.next()
+        current = self.current_task
+        parts = [
+            static_spec,
+            self.job_field(),
+            wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
+        ]
+        temps = self._encode_args(parts, args, kwargs) if args or kwargs else None
+        ops.append(wire.encode_create_actor(request_id, parts))
+        # The submitter holds the creation's return (None, or the __init__ error,
+        # which the node also gives every method call): let it go at once.
+        ops.append(wire.encode_ref_update([], [ids.return_object_id(task_id, 0)]))
+        if not request_id:
+            self.send(ops)
+            del temps
+            return None, None
+        reply, error = self._call(ops, request_id, timeout)
+        del temps
+        return (reply.actor if reply is not None else None), error
+
+    def get_actor(self, name: str, namespace: str, timeout: float | None = None):
+        """Look up a named actor: ``(ActorInfo, None)`` or ``(None, TaskError)``."""
+        rid = next(self._request_ids)
+        op = _op(get_actor=local_pb2.GetActor(request_id=rid, name=name, namespace=namespace))
+        reply, error = self._call([op], rid, timeout)
+        return (reply.actor if reply is not None else None), error
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        """Ask the node to kill an actor's worker (no answer)."""
+        self.send([_op(kill_actor=local_pb2.KillActor(actor_id=actor_id, no_restart=no_restart))])
+
+    def _call(self, ops: list[bytes], rid: int, timeout: float | None):
+        """Send ``ops`` and wait for the reply (or ``ErrorReply``) to request ``rid``."""
+        self.send(ops)
+        replies, errors = self._replies, self._errors
+        if not self._wait(lambda: rid in replies or rid in errors, timeout):
+            raise exceptions.GetTimeoutError("the ember node did not answer in time")
+        if rid in errors:
+            return None, errors.pop(rid)
+        return replies.pop(rid), None
 
     def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
         """Ask the node to cancel a task."""
@@ -478,8 +569,20 @@ class CoreRuntime:
     # -- worker blocking -----------------------------------------------
 
     def _enter_blocked(self) -> bool:
-        """In a worker running a task: hand back queued tasks and tell the node we wait."""
-        if not self.is_worker or self.current_task is None or self.blocked:
+        """In a worker running a task: hand back queued tasks and tell the node we wait.
+
+        An actor's calls are bound to it and stay queued: its worker sends
+        ``WorkerBlocked`` with no tasks, once while any of its calls wait.
+        """
+        if not self.is_worker or self.current_task is None:
+            return False
+        if self.actor_id:
+            with self._blocked_lock:
+                self._blocked_count += 1
+                if self._blocked_count == 1:
+                    self.send([_op(worker_blocked=local_pb2.WorkerBlocked())])
+            return True
+        if self.blocked:
             return False
         self.blocked = True
         queued = [task.spec.task_id for task in self.exec_queue]
@@ -488,6 +591,12 @@ class CoreRuntime:
         return True
 
     def _exit_blocked(self) -> None:
+        if self.actor_id:
+            with self._blocked_lock:
+                self._blocked_count -= 1
+                if self._blocked_count == 0 and self.conn.alive:
+                    self.send([_op(worker_unblocked=local_pb2.WorkerUnblocked())])
+            return
         self.blocked = False
         if self.conn.alive:
             self.send([_op(worker_unblocked=local_pb2.WorkerUnblocked())])

@@ -35,21 +35,50 @@ class RuntimeContext:
         return task.spec.task_id.hex() if task is not None else None
 
     def get_actor_id(self) -> str | None:
-        """None: actors are not supported yet."""
-        return None
+        """The id (hex) of the actor this code runs in; None outside an actor."""
+        rt = self._rt
+        return rt.actor_id.hex() if rt is not None and rt.actor_id else None
+
+    def get_actor_name(self) -> str | None:
+        """The name of the actor this code runs in (None outside one; "" if anonymous)."""
+        rt = self._rt
+        if rt is None or rt.actor_task is None:
+            return None
+        return rt.actor_task.spec.actor_creation.name
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.get_actor_id()
+
+    @property
+    def current_actor(self):
+        """The handle of the actor this code runs in; RuntimeError outside an actor."""
+        rt = self._rt
+        if rt is None or rt.actor_task is None:
+            raise RuntimeError("This method is only available in an actor.")
+        from ember._private.actor import ActorHandle
+
+        return ActorHandle.from_creation(rt.actor_task.spec)
 
     def get_task_name(self) -> str | None:
         task = self._current()
         return task.spec.name if task is not None else None
 
+    def _holder(self):
+        """The task whose resources the running code holds (an actor's creation in an actor)."""
+        rt = self._rt
+        if rt is not None and rt.actor_task is not None:
+            return rt.actor_task
+        return self._current()
+
     def get_assigned_resources(self) -> dict[str, float]:
-        """The resources the running task holds ({} in a driver)."""
-        task = self._current()
+        """The resources the running task (or actor) holds ({} in a driver)."""
+        task = self._holder()
         return dict(task.assigned_resources) if task is not None else {}
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
-        """Accelerator ids of the running task, by kind."""
-        task = self._current()
+        """Accelerator ids of the running task (or actor), by kind."""
+        task = self._holder()
         return {"GPU": list(task.gpu_ids) if task is not None else []}
 
     def get_node_address(self) -> str:

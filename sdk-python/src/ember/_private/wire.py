@@ -1,4 +1,5 @@
-"""Hand-encoded protobuf for the hot-path ops (``SubmitTask``, ``TaskFinished``, ``RefUpdate``).
+"""Hand-encoded protobuf for the hot-path ops (``SubmitTask``, ``TaskFinished``, ``RefUpdate``,
+``CreateActor``).
 
 Building these with the generated classes costs a few microseconds per field
 set; concatenating pre-encoded pieces costs a fraction of that. Protobuf
@@ -19,6 +20,7 @@ from ember._private.protocol import encode_varint as varint
 _OP_SUBMIT_TASK = b"\x1a"  # 3
 _OP_REF_UPDATE = b"\x22"  # 4
 _OP_TASK_FINISHED = b"\x4a"  # 9
+_OP_CREATE_ACTOR = b"\x72"  # 14
 
 # TaskSpec (common.proto).
 _SPEC_TASK_ID = b"\x0a\x10"  # 1, 16 bytes
@@ -46,6 +48,11 @@ _SHM_SIZE = b"\x10"
 _FIN_TASK_ID = b"\x0a"
 _FIN_RETURN = b"\x12"
 _FIN_RETRYABLE = b"\x18\x01"
+_FIN_ACTOR_EXIT = b"\x20\x01"
+
+# CreateActor.
+_CREATE_REQUEST_ID = b"\x08"  # 1, varint
+_CREATE_SPEC = b"\x12"  # 2
 
 # RefUpdate.
 _REF_ADD = b"\x0a\x14"
@@ -121,13 +128,17 @@ def spec_task_fields(task_id: bytes, parent_task_id: bytes | None) -> bytes:
     return _SPEC_TASK_ID + task_id
 
 
-def encode_task_finished(task_id: bytes, returns: list[bytes], retryable: bool = False) -> bytes:
+def encode_task_finished(
+    task_id: bytes, returns: list[bytes], retryable: bool = False, actor_exit: bool = False
+) -> bytes:
     """A ``ClientOp{task_finished}`` from encoded return ``ObjectValue``s."""
     parts = [_FIN_TASK_ID, varint(len(task_id)), task_id]
     for value in returns:
         parts += (_FIN_RETURN, varint(len(value)), value)
     if retryable:
         parts.append(_FIN_RETRYABLE)
+    if actor_exit:
+        parts.append(_FIN_ACTOR_EXIT)
     body = b"".join(parts)
     return _OP_TASK_FINISHED + varint(len(body)) + body
 
@@ -141,3 +152,12 @@ def encode_ref_update(add: list[bytes], remove: list[bytes]) -> bytes:
         parts += (_REF_REMOVE, oid)
     body = b"".join(parts)
     return _OP_REF_UPDATE + varint(len(body)) + body
+
+
+def encode_create_actor(request_id: int, spec_parts: list[bytes]) -> bytes:
+    """A ``ClientOp{create_actor{request_id, spec}}`` from the encoded pieces of a ``TaskSpec``."""
+    spec = b"".join(spec_parts)
+    body = _CREATE_SPEC + varint(len(spec)) + spec
+    if request_id:
+        body = _CREATE_REQUEST_ID + varint(request_id) + body
+    return _OP_CREATE_ACTOR + varint(len(body)) + body

@@ -10,10 +10,27 @@ The loop takes ``ExecuteTask`` ops in order, runs each and queues its
 ``WorkerBlocked``). An exception is a value: every return holds the same
 ``ERROR`` value. SIGINT (sent by the node to cancel the running task) raises
 ``KeyboardInterrupt`` only while a task runs.
+
+Actors: an ``ExecuteTask`` with ``spec.actor_creation`` makes this worker the
+actor's for life. The constructor runs like a task (its one return is None,
+or the error, which then answers every later call too). Method calls
+(``spec.method_name``) then run
+
+* inline in the main loop, in order (a sync actor with max_concurrency 1);
+* on a thread pool per concurrency group (a sync actor with max_concurrency
+  > 1 or concurrency groups), the main loop dispatching while calls run;
+* on one asyncio event loop in its own thread (an async actor), each call a
+  task bounded by its group's semaphore (sync methods run on the loop too).
+
+Results from pool and loop threads are queued and flushed by that thread.
+``exit_actor()`` ends the call with ``TaskFinished{actor_exit}``, flushes and
+exits the process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -26,7 +43,8 @@ import cloudpickle
 
 from ember import exceptions
 from ember._private import ids, serialization, state, wire
-from ember._private.runtime import CoreRuntime
+from ember._private.actor import ActorExit, exit_actor
+from ember._private.runtime import CoreRuntime, current_call
 from ember.v1 import common_pb2
 
 _FLUSH_AFTER_S = 0.001
@@ -49,6 +67,15 @@ class Worker:
         self.paths_added: set[str] = set()
         # True while user code of a task runs: SIGINT then raises KeyboardInterrupt.
         self.running = False
+        # Actor state: the instance, or the encoded ERROR value of a failed
+        # constructor; how method calls are dispatched (None: inline).
+        self.actor = None
+        self.actor_error: bytes | None = None
+        self.dispatch = None
+        self._pools: dict[str, object] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._group_sizes: dict[str, int] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
 
     def _on_sigint(self, signum, frame):
         if not self.running:
@@ -89,6 +116,9 @@ class Worker:
                 task = rt.next_task()
             except exceptions.LocalRayletDiedError:
                 return
+            if self.dispatch is not None and task.spec.method_name:
+                self.dispatch(task)
+                continue
             self.execute(task)
             if first_unsent is None:
                 first_unsent = monotonic()
@@ -118,57 +148,235 @@ class Worker:
     # -- one task --------------------------------------------------------
 
     def execute(self, task) -> None:
-        """Run one ExecuteTask and queue its TaskFinished."""
+        """Run one ExecuteTask (a task, an actor's creation or an inline method call) and queue
+        its TaskFinished."""
         rt = self.rt
         spec = task.spec
         if task.code_search_path or rt.code_search_path:
-            paths = list(task.code_search_path) + rt.code_search_path
-            rt.code_search_path.clear()
-            for path in paths:
-                if path not in self.paths_added:
-                    self.paths_added.add(path)
-                    if path not in sys.path:
-                        sys.path.append(path)
+            self._add_code_paths(task)
+        if spec.HasField("actor_creation"):
+            self._create_actor(task)
+            return
+        if spec.method_name:
+            target = self._actor_method
+            gpu_ids = ()  # an actor's GPUs are set once, at creation
+        else:
+            target = self._load_function
+            gpu_ids = task.gpu_ids
         old_cuda = None
-        if task.gpu_ids:
+        if gpu_ids:
             old_cuda = os.environ.get("CUDA_VISIBLE_DEVICES")
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(task.gpu_ids)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
         rt.current_task = task
-        retryable = False
         try:
-            try:
-                function = self._load_function(task)
-                error_value = None
-                args, kwargs, error_value = self._resolve_args(spec)
-                if error_value is None:
-                    self.running = True
-                    try:
-                        result = function(*args, **kwargs)
-                    finally:
-                        self.running = False
-                    del args, kwargs
-                    returns = self._serialize_returns(spec, result)
-                    del result
-                else:
-                    returns = [error_value] * spec.num_returns
-            except KeyboardInterrupt:
-                self.running = False
-                returns = self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
-                                              f"task {spec.task_id.hex()} was cancelled", "", b"")
-            except _FunctionLoadError as exc:
-                returns = self._error_returns(spec, common_pb2.FUNCTION_LOAD_FAILED, "FunctionLoadError",
-                                              str(exc), str(exc), b"")
-            except BaseException as exc:  # noqa: BLE001 - user errors are values
-                self.running = False
-                returns, retryable = self._exception_returns(spec, exc)
+            returns, retryable, exiting, _ = self._call(task, target, True)
         finally:
             rt.current_task = None
-            if task.gpu_ids:
+            if gpu_ids:
                 if old_cuda is None:
                     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
                 else:
                     os.environ["CUDA_VISIBLE_DEVICES"] = old_cuda
-        rt.add_finished(wire.encode_task_finished(spec.task_id, returns, retryable))
+        rt.add_finished(wire.encode_task_finished(spec.task_id, returns, retryable, exiting))
+        if exiting:
+            self._exit_process()
+
+    def _add_code_paths(self, task) -> None:
+        rt = self.rt
+        paths = list(task.code_search_path) + rt.code_search_path
+        rt.code_search_path.clear()
+        for path in paths:
+            if path not in self.paths_added:
+                self.paths_added.add(path)
+                if path not in sys.path:
+                    sys.path.append(path)
+
+    def _call(self, task, target, interruptible: bool):
+        """Run ``target(task)(*args)``: (returns, retryable, actor exits, failed)."""
+        spec = task.spec
+        try:
+            function = target(task)
+            if type(function) is bytes:  # the actor's constructor failed: its error answers
+                return [function] * spec.num_returns, False, False, True
+            args, kwargs, error_value = self._resolve_args(spec)
+            if error_value is not None:
+                return [error_value] * spec.num_returns, False, False, True
+            if interruptible:
+                self.running = True
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    self.running = False
+            else:
+                result = function(*args, **kwargs)
+            del args, kwargs
+            return self._serialize_returns(spec, result), False, False, False
+        except KeyboardInterrupt:
+            if interruptible:
+                self.running = False
+            returns = self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
+                                          f"task {spec.task_id.hex()} was cancelled", "", b"")
+            return returns, False, False, True
+        except _FunctionLoadError as exc:
+            returns = self._error_returns(spec, common_pb2.FUNCTION_LOAD_FAILED, "FunctionLoadError",
+                                          str(exc), str(exc), b"")
+            return returns, False, False, True
+        except ActorExit:
+            if interruptible:
+                self.running = False
+            return self._none_returns(spec), False, True, False
+        except BaseException as exc:  # noqa: BLE001 - user errors are values
+            if interruptible:
+                self.running = False
+            returns, retryable = self._exception_returns(spec, exc)
+            return returns, retryable, False, True
+
+    # -- actors ------------------------------------------------------------
+
+    def _create_actor(self, task) -> None:
+        """Run the actor's constructor; keep the instance and choose how calls run."""
+        rt = self.rt
+        spec = task.spec
+        creation = spec.actor_creation
+        rt.actor_id = creation.actor_id or spec.actor_id
+        rt.actor_task = task
+        if task.gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(task.gpu_ids)
+        rt.current_task = task
+        try:
+            returns, retryable, exiting, failed = self._call(task, self._constructor, True)
+        finally:
+            rt.current_task = None
+        if failed and not exiting:
+            self.actor_error = returns[0] if returns else None
+        elif not exiting:
+            self._start_dispatch(creation)
+        rt.add_finished(wire.encode_task_finished(spec.task_id, returns, retryable, exiting))
+        if exiting:
+            self._exit_process()
+
+    def _constructor(self, task):
+        from ember._private.actor import ActorClass
+
+        cls = self._load_function(task)
+        if isinstance(cls, ActorClass):
+            cls = cls._cls
+
+        def construct(*args, **kwargs):
+            self.actor = cls(*args, **kwargs)
+
+        return construct
+
+    def _actor_method(self, task):
+        """The bound method a call names (or the constructor's error value)."""
+        name = task.spec.method_name
+        if self.actor_error is not None:
+            return self.actor_error
+        if name == "__ray_ready__":
+            return _ready
+        if name == "__ray_terminate__":
+            return exit_actor
+        if self.actor is None:
+            raise exceptions.RaySystemError(f"this worker runs no actor (method {name} called)")
+        return getattr(self.actor, name)
+
+    def _start_dispatch(self, creation) -> None:
+        is_async = creation.is_async
+        max_concurrency = creation.max_concurrency or (1000 if is_async else 1)
+        groups = dict(creation.concurrency_groups)
+        if is_async:
+            self._group_sizes = {"": max_concurrency, **groups}
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def run_loop():
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=run_loop, name="ember-actor-loop", daemon=True).start()
+            started.wait()
+            self._loop = loop
+            self.dispatch = self._dispatch_async
+        elif max_concurrency > 1 or groups:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pools = {"": ThreadPoolExecutor(max_concurrency, thread_name_prefix="ember-actor")}
+            for group, size in groups.items():
+                self._pools[group] = ThreadPoolExecutor(size, thread_name_prefix=f"ember-actor-{group}")
+            self.dispatch = self._dispatch_thread
+
+    def _dispatch_thread(self, task) -> None:
+        pools = self._pools
+        pool = pools.get(task.spec.concurrency_group) or pools[""]
+        pool.submit(self._run_threaded, task)
+
+    def _run_threaded(self, task) -> None:
+        token = current_call.set(task)
+        try:
+            returns, retryable, exiting, _ = self._call(task, self._actor_method, False)
+        finally:
+            current_call.reset(token)
+        self._send_finished(task.spec.task_id, returns, retryable, exiting)
+
+    def _dispatch_async(self, task) -> None:
+        asyncio.run_coroutine_threadsafe(self._run_async(task), self._loop)
+
+    async def _run_async(self, task) -> None:
+        spec = task.spec
+        group = spec.concurrency_group if spec.concurrency_group in self._group_sizes else ""
+        semaphore = self._semaphores.get(group)
+        if semaphore is None:
+            semaphore = self._semaphores[group] = asyncio.Semaphore(self._group_sizes[group])
+        async with semaphore:
+            current_call.set(task)  # this asyncio task's own context
+            retryable = exiting = False
+            try:
+                function = self._actor_method(task)
+                if type(function) is bytes:
+                    returns = [function] * spec.num_returns
+                else:
+                    args, kwargs, error_value = self._resolve_args(spec)
+                    if error_value is not None:
+                        returns = [error_value] * spec.num_returns
+                    else:
+                        result = function(*args, **kwargs)
+                        del args, kwargs
+                        if inspect.isawaitable(result):
+                            result = await result
+                        returns = self._serialize_returns(spec, result)
+            except ActorExit:
+                returns, exiting = self._none_returns(spec), True
+            except BaseException as exc:  # noqa: BLE001 - user errors (and cancellation) are values
+                returns, retryable = self._exception_returns(spec, exc)
+        self._send_finished(spec.task_id, returns, retryable, exiting)
+
+    def _send_finished(self, task_id: bytes, returns, retryable: bool, exiting: bool) -> None:
+        """From a pool or loop thread: queue a call's result and send it now."""
+        rt = self.rt
+        rt.add_finished(wire.encode_task_finished(task_id, returns, retryable, exiting))
+        if exiting:
+            self._exit_process()
+        try:
+            rt.flush()
+        except exceptions.LocalRayletDiedError:
+            pass  # the node is gone; the main loop ends too
+        except Exception:
+            logger.debug("sending an actor call's result failed", exc_info=True)
+
+    def _exit_process(self) -> None:
+        """exit_actor(): send what is pending (the exiting call's result first) and exit."""
+        _flush_stdio()
+        try:
+            self.rt.flush()
+        except BaseException:  # exiting regardless
+            logger.debug("flushing before exit_actor failed", exc_info=True)
+        os._exit(0)
+
+    def _none_returns(self, spec) -> list[bytes]:
+        ser = serialization.serialize(None)
+        value = wire.encode_value(ser.format, ser.metadata, ser.to_bytes())
+        return [value] * spec.num_returns
 
     def _load_function(self, task):
         fid = task.spec.function.function_id
@@ -271,6 +479,10 @@ class Worker:
             function_name=spec.function.name or spec.name)
         value = wire.encode_value(_ERROR, b"", err.SerializeToString())
         return [value] * spec.num_returns
+
+
+def _ready() -> bool:
+    return True
 
 
 def _value_bytes(value: common_pb2.ObjectValue) -> bytes:
