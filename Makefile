@@ -100,6 +100,8 @@ test-python: build ## pytest of sdk-python/tests and tests/python
 test-examples: build ## run the examples (short settings) and a quick benchmark pass
 	$(VENV_PY) examples/zeros_dot.py
 	$(VENV_PY) examples/rollouts.py --iterations 2
+	$(VENV_PY) examples/counter.py
+	$(VENV_PY) examples/parameter_server.py --iterations 10
 	$(VENV_PY) benches/bench_core.py --quick
 	$(VENV_PY) benches/bench_actors.py --quick
 
