@@ -7,9 +7,8 @@ Run: .venv/bin/python examples/parameter_server.py [--workers 4] [--iterations 2
 
 import argparse
 
-import numpy as np
-
 import ember as ray
+import numpy as np
 
 DIM = 50
 
