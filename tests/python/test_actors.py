@@ -502,3 +502,21 @@ def test_exit_actor(cluster):
         ember.get(q.ping.remote(), timeout=60)
     with pytest.raises(TypeError):
         ember.actor.exit_actor()  # not in an actor
+
+
+def test_status_lists_actors_with_state_and_death_cause(cluster):
+    alive = Counter.options(name="status-alive").remote()
+    dead = Counter.remote()
+    ember.get([alive.inc.remote(), dead.inc.remote()], timeout=60)
+    ember.kill(dead)
+    with pytest.raises(exceptions.ActorDiedError):
+        ember.get(dead.inc.remote(), timeout=30)
+    out = subprocess.run(check=False, args=[EMBER_BIN, "status", "--address", cluster["address"]],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    alive_line = next(line for line in lines if alive._actor_id.hex() in line)
+    dead_line = next(line for line in lines if dead._actor_id.hex() in line)
+    assert "alive" in alive_line and 'name="status-alive"' in alive_line, alive_line
+    assert "dead" in dead_line and "ember.kill" in dead_line, dead_line
+    ember.kill(alive)
