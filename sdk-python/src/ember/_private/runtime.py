@@ -308,6 +308,25 @@ class CoreRuntime:
     def submit_task(self, fn, static_spec: bytes, num_returns: int, args, kwargs) -> list[ObjectRef]:
         """Submit a task of ``fn`` (a ``FunctionHandle``; None for an actor method call, whose
         ``static_spec`` names the actor); return its return refs without waiting."""
+        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs)
+        ops.append(wire.encode_submit(parts))
+        return_ids = ids.return_object_ids(task_id, num_returns)
+        if return_ids:
+            self._add_owned_refs(return_ids)
+            self._requested.update(return_ids)
+        self.conn.send_coalesced(ops)
+        # `temps` (large arguments put for this task) is dropped here: the task holds them now.
+        del temps
+        return [new_owned_ref(self, oid) for oid in return_ids]
+
+    def _spec_parts(self, fn, static_spec: bytes, args, kwargs):
+        """The pieces of a new ``TaskSpec``: ``(ops, task_id, parts, temps)``.
+
+        ``ops`` starts with the function's registration when this process has
+        not sent it yet (``fn`` None: an actor call, nothing to register);
+        ``parts`` holds the static spec, job and task ids and the arguments;
+        ``temps`` keeps large arguments put for the call alive until it is sent.
+        """
         ops = []
         if fn is not None and fn.function_id not in self._registered:
             self._registered.add(fn.function_id)
@@ -320,15 +339,7 @@ class CoreRuntime:
             wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
         ]
         temps = self._encode_args(parts, args, kwargs) if args or kwargs else None
-        ops.append(wire.encode_submit(parts))
-        return_ids = ids.return_object_ids(task_id, num_returns)
-        if return_ids:
-            self._add_owned_refs(return_ids)
-            self._requested.update(return_ids)
-        self.conn.send_coalesced(ops)
-        # `temps` (large arguments put for this task) is dropped here: the task holds them now.
-        del temps
-        return [new_owned_ref(self, oid) for oid in return_ids]
+        return ops, task_id, parts, temps
 
     def _encode_args(self, parts: list[bytes], args, kwargs):
         """Append the ``TaskSpec.args`` entries; return the large arguments put for the call."""
@@ -371,18 +382,7 @@ class CoreRuntime:
         None)`` or ``(None, TaskError)``; with 0 returns ``(None, None)`` at once.
         The creation's return object is not kept: its reference is dropped.
         """
-        ops = []
-        if fn.function_id not in self._registered:
-            self._registered.add(fn.function_id)
-            ops.append(fn.register_op)
-        task_id = self._task_ids.next()
-        current = self.current_task
-        parts = [
-            static_spec,
-            self.job_field(),
-            wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
-        ]
-        temps = self._encode_args(parts, args, kwargs) if args or kwargs else None
+        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs)
         ops.append(wire.encode_create_actor(request_id, parts))
         # The submitter holds the creation's return (None, or the __init__ error,
         # which the node also gives every method call): let it go at once.
