@@ -57,3 +57,31 @@ def test_detected_gpus_run_gpu_tasks():
     assert gpus >= 1, out.stdout + out.stderr
     assert "VISIBLE 0 [0] 1073741824.0" in out.stdout, out.stdout + out.stderr
     assert "HALVES ['0', '0']" in out.stdout, out.stdout + out.stderr
+
+
+def test_gpu_actor_keeps_its_device():
+    out = run_driver(
+        """
+        import os
+        import ember
+        ember.init(num_cpus=2)
+
+        @ember.remote(num_gpus=1)
+        class Model:
+            def __init__(self):
+                import torch
+                self.w = torch.ones(256, 256, device="cuda")
+
+            def step(self):
+                self.w = self.w * 2
+                return os.environ["CUDA_VISIBLE_DEVICES"], float(self.w.sum())
+
+        m = Model.remote()
+        print("STEPS", ember.get([m.step.remote() for _ in range(3)], timeout=120))
+        print("GPU_LEFT", ember.available_resources().get("GPU", 0))
+        ember.shutdown()
+        """,
+        timeout=300,
+    )
+    assert "STEPS [('0', 131072.0), ('0', 262144.0), ('0', 524288.0)]" in out.stdout, out.stdout + out.stderr
+    assert "GPU_LEFT 0" in out.stdout, out.stdout + out.stderr
