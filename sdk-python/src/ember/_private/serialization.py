@@ -106,9 +106,62 @@ class SerializedValue:
             view[off: off + buf.nbytes] = buf
 
 
+class ArrowValue:
+    """A pyarrow Table or RecordBatch as an ARROW value: an Arrow IPC stream.
+
+    Written straight into its destination (``write_into``: shared memory,
+    no intermediate copy) after a first pass that only measures the size;
+    readers (``get``, any Arrow Flight client) get the record batches back,
+    in Python with their buffers still in shared memory.
+    """
+
+    __slots__ = ("size", "table")
+
+    format = ARROW
+    metadata = b""
+    contained_refs = ()
+
+    def __init__(self, table):
+        import pyarrow as pa
+
+        self.table = table
+        sink = pa.MockOutputStream()
+        self._write(sink)
+        self.size = sink.size()
+
+    def _write(self, sink) -> None:
+        import pyarrow as pa
+
+        with pa.ipc.new_stream(sink, self.table.schema) as writer:
+            if isinstance(self.table, pa.RecordBatch):
+                writer.write_batch(self.table)
+            else:
+                writer.write_table(self.table)
+
+    def to_bytes(self) -> bytes:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        self._write(sink)
+        return sink.getvalue().to_pybytes()
+
+    def write_into(self, view: memoryview) -> None:
+        import pyarrow as pa
+
+        self._write(pa.FixedSizeBufferWriter(pa.py_buffer(view)))
+
+
+def _is_arrow(vtype) -> bool:
+    module = vtype.__module__
+    return module.startswith("pyarrow") and vtype.__name__ in ("Table", "RecordBatch")
+
+
 def serialize(value) -> SerializedValue:
-    """Serialize a Python value (RAW for bytes, else PICKLE with out-of-band buffers)."""
+    """Serialize a Python value (RAW for bytes, ARROW for pyarrow tables and
+    record batches, else PICKLE with out-of-band buffers)."""
     vtype = type(value)
+    if _is_arrow(vtype):
+        return ArrowValue(value)
     if vtype is bytes or vtype is bytearray:
         return SerializedValue(RAW, b"", value, (), (), len(value), ())
     if vtype is memoryview:
@@ -191,6 +244,7 @@ def deserialize(fmt: int, metadata: bytes, data):
         import pyarrow as pa
 
         reader = pa.ipc.open_stream(pa.py_buffer(data))
+        # The table's buffers are slices of `data`: shared memory, no copy.
         return reader.read_all()
     raise ValueError(f"unknown value format {fmt}")
 
