@@ -109,3 +109,16 @@ def test_many_small_tasks_leave_no_objects_behind(cluster):
     ember.get(ember.put(0))  # flush reference updates
     after = state.runtime.cluster_status().num_objects
     assert after <= before + 1, (before, after)
+
+
+def test_object_store_stats(cluster):
+    before = ember.object_store_stats()
+    assert before["capacity"] > 0
+    ref = ember.put(np.zeros(8 << 20, dtype=np.uint8))
+    during = ember.object_store_stats()
+    assert during["used"] >= before["used"] + (8 << 20)
+    assert during["num_objects"] >= before["num_objects"] + 1
+    del ref
+    ember.get(ember.put(1))  # flush the release
+    after = ember.object_store_stats()
+    assert after["used"] < during["used"]

@@ -271,6 +271,18 @@ def cluster_resources() -> dict[str, float]:
     return _sum_resources("resources_total", "object_store_capacity")
 
 
+def object_store_stats() -> dict[str, int]:
+    """Object store figures summed over the live nodes: ``capacity`` and
+    ``used`` (bytes) and ``num_objects`` — what ``ember status`` prints."""
+    status = _runtime().cluster_status()
+    live = [n for n in status.nodes if n.alive]
+    return {
+        "capacity": sum(n.object_store_capacity for n in live),
+        "used": sum(n.object_store_used for n in live),
+        "num_objects": status.num_objects,
+    }
+
+
 def available_resources() -> dict[str, float]:
     """The resources not in use on the live nodes."""
     return _sum_resources("resources_available", None)
