@@ -122,3 +122,51 @@ def test_object_store_stats(cluster):
     ember.get(ember.put(1))  # flush the release
     after = ember.object_store_stats()
     assert after["used"] < during["used"]
+
+
+def test_refs_nested_in_objects_live_as_long_as_the_outer_object(cluster):
+    import gc
+
+    inner = ember.put(np.arange(1 << 20))  # 8 MB, in shared memory
+    inner_id = inner.binary()
+    outer = ember.put({"payload": [inner]})
+    del inner
+    gc.collect()
+    ember.get(ember.put(0))  # flush the release of `inner`
+
+    @ember.remote
+    def read_nested(box):
+        return int(ember.get(box["payload"][0]).sum())
+
+    # The outer object keeps the inner one alive, in tasks too.
+    assert ember.get(read_nested.remote(outer), timeout=60) == int(np.arange(1 << 20).sum())
+    got = ember.get(outer)["payload"][0]
+    assert got.binary() == inner_id
+    used_with = ember.object_store_stats()["used"]
+    del outer, got
+    gc.collect()
+    ember.get(ember.put(0))
+    # Once nothing refers to either, both are freed.
+    deadline = __import__("time").time() + 10
+    while ember.object_store_stats()["used"] > used_with - (8 << 20):
+        assert __import__("time").time() < deadline, "the nested object was not freed"
+        __import__("time").sleep(0.05)
+        ember.get(ember.put(0))
+
+
+def test_refs_nested_in_task_arguments_stay_alive_for_the_task(cluster):
+    import gc
+
+    @ember.remote
+    def later(box):
+        import time
+
+        time.sleep(0.5)
+        return int(ember.get(box[0]).sum())
+
+    inner = ember.put(np.ones(1 << 20))
+    ref = later.remote([inner])
+    del inner
+    gc.collect()
+    ember.get(ember.put(0))
+    assert ember.get(ref, timeout=60) == 1 << 20

@@ -34,6 +34,9 @@ pub(super) struct ActorEntry {
     pub queue: VecDeque<TaskId>,
     /// The creation task now in flight.
     pub creation_task: Option<TaskId>,
+    /// The constructor's arguments are held while the actor may restart;
+    /// set once they have been let go (the actor is dead).
+    pub args_released: bool,
 }
 
 impl NodeCore {
@@ -138,8 +141,11 @@ impl NodeCore {
             num_restarts: 0,
             queue: VecDeque::new(),
             creation_task: TaskId::from_bytes(&spec.task_id).ok(),
+            args_released: false,
         };
         self.actors.insert(actor_id, entry);
+        // A restart runs the constructor again with the same arguments.
+        self.hold_actor_args(&spec, true);
         if req.request_id != 0 {
             let info = self.actor_info(actor_id);
             self.send(
@@ -150,7 +156,18 @@ impl NodeCore {
                 }),
             );
         }
+        let creation_task = TaskId::from_bytes(&spec.task_id).ok();
         self.submit(conn, v1::SubmitTask { spec: Some(spec) });
+        // A creation always waits for a worker: if it is not pending now it was refused.
+        if !creation_task.is_some_and(|t| self.tasks.contains_key(&t)) {
+            // Refused at once (malformed spec, unknown class): calls fail.
+            if let Some(a) = self.actors.get_mut(&actor_id) {
+                a.state = v1::ActorState::Dead;
+                a.creation_task = None;
+                a.death_cause = "its creation was refused (malformed spec or unknown class)".into();
+            }
+            self.pump_actor(actor_id);
+        }
     }
 
     pub(super) fn get_actor(&mut self, conn: ConnId, req: v1::GetActor) {
@@ -241,6 +258,13 @@ impl NodeCore {
         };
         match a.state {
             v1::ActorState::Dead => {
+                let release = self.actors.get_mut(&actor_id).and_then(|a| {
+                    (!std::mem::replace(&mut a.args_released, true))
+                        .then(|| a.creation_spec.clone())
+                });
+                if let Some(spec) = release {
+                    self.hold_actor_args(&spec, false);
+                }
                 let queued: Vec<TaskId> = self
                     .actors
                     .get_mut(&actor_id)
@@ -296,6 +320,24 @@ impl NodeCore {
             format!("The actor {class} ({actor_id}) died: {}", a.death_cause),
         );
         self.fail_task(task, err);
+    }
+
+    /// Hold (or let go of) the objects a constructor's arguments refer to.
+    fn hold_actor_args(&mut self, spec: &v1::TaskSpec, hold: bool) {
+        for arg in &spec.args {
+            let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
+                continue;
+            };
+            if hold {
+                self.objects.entry(id).or_default().arg_uses += 1;
+            } else {
+                if let Some(o) = self.objects.get_mut(&id) {
+                    o.arg_uses = o.arg_uses.saturating_sub(1);
+                }
+                self.maybe_free(id);
+            }
+        }
+        self.hold_nested_args(spec, hold);
     }
 
     /// The creation task was assigned to `wid`: the worker is the actor's.

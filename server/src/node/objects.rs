@@ -19,9 +19,11 @@ pub(super) struct ObjectEntry {
     pub holders: u32,
     /// Unfinished tasks taking it as an argument.
     pub arg_uses: u32,
-    /// Serialized inside another value: kept (reference counting of nested
-    /// refs comes with the full object store).
-    pub escaped: bool,
+    /// Values (stored objects, or inline arguments of unfinished tasks)
+    /// that have this object's ref serialized inside them.
+    pub contained_in: u32,
+    /// The refs serialized inside this object's value: released when it is freed.
+    pub contains: Vec<ObjectId>,
     /// Connections to send ObjectReady to when it is ready.
     pub subscribers: Vec<ConnId>,
     /// Tasks waiting for it before they can run.
@@ -159,11 +161,11 @@ impl NodeCore {
         id: ObjectId,
         value: v1::ObjectValue,
     ) -> Result<(), v1::TaskError> {
-        for raw in &value.contained_refs {
-            if let Ok(inner) = ObjectId::from_bytes(raw) {
-                self.objects.entry(inner).or_default().escaped = true;
-            }
-        }
+        let inner: Vec<ObjectId> = value
+            .contained_refs
+            .iter()
+            .filter_map(|raw| ObjectId::from_bytes(raw).ok())
+            .collect();
         let result = match value.body {
             Some(Body::InlineData(data)) => {
                 if data.len() as u64 > self.cfg.max_inline_bytes.max(16 << 20) {
@@ -183,8 +185,15 @@ impl NodeCore {
                 .store
                 .put_inline(id, value.format, value.metadata, Bytes::new()),
         };
+        let result = result
+            .map_err(|e| system_error(v1::ErrorKind::InvalidArgument, format!("object {id}: {e}")));
+        if result.is_ok() && !inner.is_empty() {
+            for i in &inner {
+                self.objects.entry(*i).or_default().contained_in += 1;
+            }
+            self.objects.entry(id).or_default().contains = inner;
+        }
         result
-            .map_err(|e| system_error(v1::ErrorKind::InvalidArgument, format!("object {id}: {e}")))
     }
 
     /// Store `value` under `id`, replacing nothing; errors become an ERROR value.
@@ -223,22 +232,60 @@ impl NodeCore {
         self.maybe_free(id);
     }
 
-    /// Free `id` if nothing refers to it any more.
+    /// Free `id` if nothing refers to it any more, and then whatever only
+    /// its value kept alive.
     pub(super) fn maybe_free(&mut self, id: ObjectId) {
-        let Some(e) = self.objects.get(&id) else {
-            return;
-        };
-        if e.holders > 0 || e.arg_uses > 0 || e.escaped || !e.subscribers.is_empty() {
-            return;
+        let mut work = vec![id];
+        while let Some(id) = work.pop() {
+            let Some(e) = self.objects.get(&id) else {
+                continue;
+            };
+            if e.holders > 0
+                || e.arg_uses > 0
+                || e.contained_in > 0
+                || !e.subscribers.is_empty()
+                || !e.waiting_tasks.is_empty()
+            {
+                continue;
+            }
+            // A return of a task still running stays awaited only if someone
+            // cares; the task's completion checks for the entry.
+            let Some(entry) = self.objects.remove(&id) else {
+                continue;
+            };
+            if self.store.delete(&id) {
+                self.retry_creates();
+            }
+            for inner in entry.contains {
+                if let Some(o) = self.objects.get_mut(&inner) {
+                    o.contained_in = o.contained_in.saturating_sub(1);
+                }
+                work.push(inner);
+            }
         }
-        if !e.waiting_tasks.is_empty() {
-            return;
-        }
-        // A return of a task still running stays awaited only if someone
-        // cares; the task's completion checks for the entry.
-        self.objects.remove(&id);
-        if self.store.delete(&id) {
-            self.retry_creates();
+    }
+
+    /// Hold or release the refs nested in a task's inline arguments: they
+    /// stay alive while the task is unfinished.
+    pub(super) fn hold_nested_args(&mut self, spec: &v1::TaskSpec, hold: bool) {
+        for arg in &spec.args {
+            let Some(value) = &arg.value else { continue };
+            if !arg.object_ref.is_empty() {
+                continue;
+            }
+            for raw in &value.contained_refs {
+                let Ok(inner) = ObjectId::from_bytes(raw) else {
+                    continue;
+                };
+                if hold {
+                    self.objects.entry(inner).or_default().contained_in += 1;
+                } else {
+                    if let Some(o) = self.objects.get_mut(&inner) {
+                        o.contained_in = o.contained_in.saturating_sub(1);
+                    }
+                    self.maybe_free(inner);
+                }
+            }
         }
     }
 

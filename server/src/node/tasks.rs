@@ -141,6 +141,7 @@ impl NodeCore {
                 missing += 1;
             }
         }
+        self.hold_nested_args(&spec, true);
         let entry = TaskEntry {
             retries_left: spec.max_retries,
             spec,
@@ -550,6 +551,7 @@ impl NodeCore {
     }
 
     fn release_args(&mut self, t: &TaskEntry) {
+        self.hold_nested_args(&t.spec, false);
         for arg in &t.spec.args {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
                 continue;

@@ -218,15 +218,21 @@ class CoreRuntime:
     # -- sending and reference counts -------------------------------------
 
     def _wrap_ops(self, ops: list[bytes]) -> list[bytes]:
-        """Called under the send lock: results first, then ``ops``, then reference updates."""
+        """Called under the send lock. Order on the wire: reference adds,
+        results, ``ops``, reference removes. Adds go first so that a borrowed
+        ref (say, one nested in a task's argument) is held before the result
+        that ends the task releases the task's own hold; removes go last so
+        the ops that now hold an object reach the node before the release."""
         if self._finished:
             with self._finished_lock:
                 finished, self._finished = self._finished, []
             ops = finished + ops
         if self._released or self._adds or self._pending_removes:
-            update = self._collect_ref_update()
-            if update is not None:
-                ops = ops + [update]
+            adds, removes = self._collect_ref_changes()
+            if adds:
+                ops = [wire.encode_ref_update(adds, [])] + ops
+            if removes:
+                ops = ops + [wire.encode_ref_update([], removes)]
         return ops
 
     def send(self, ops: list[bytes]) -> None:
@@ -286,15 +292,14 @@ class CoreRuntime:
             self._pending_removes.extend(removes)
         return removes
 
-    def _collect_ref_update(self) -> bytes | None:
+    def _collect_ref_changes(self) -> tuple[list[bytes], list[bytes]]:
+        """The pending (adds, removes)."""
         self._process_released()
         with self._ref_lock:
             removes, self._pending_removes = self._pending_removes, []
             adds = list(self._adds)
             self._adds.clear()
-        if not adds and not removes:
-            return None
-        return wire.encode_ref_update(adds, removes)
+        return adds, removes
 
     # -- tasks -----------------------------------------------------------
 
