@@ -533,3 +533,52 @@ fn remote_clients_use_the_grpc_stream() {
         }
     });
 }
+
+#[test]
+fn a_writer_that_disconnects_mid_write_leaves_no_half_written_object() {
+    let node = start_node();
+    let token = node.info["token"].as_str().unwrap().to_string();
+    let used = |c: &mut Client| -> u64 {
+        c.send(vec![client_op::Op::InfoRequest(v1::InfoRequest {
+            request_id: 5,
+            kind: v1::InfoKind::ClusterStatus as i32,
+        })]);
+        loop {
+            if let Some(node_op::Op::InfoReply(r)) = c.next_op() {
+                return r.cluster_status.unwrap().nodes[0].object_store_used;
+            }
+        }
+    };
+    {
+        let mut writer = Client::connect(&node, &token);
+        assert!(matches!(writer.next_op(), Some(node_op::Op::HelloReply(_))));
+        writer.send(vec![client_op::Op::CreateObject(v1::CreateObject {
+            request_id: 1,
+            object_id: put_id().to_vec().into(),
+            size: 4 << 20,
+            timeout_ms: 0,
+        })]);
+        assert!(matches!(
+            writer.next_op(),
+            Some(node_op::Op::CreateObjectReply(_))
+        ));
+        assert!(
+            used(&mut writer) >= 4 << 20,
+            "the block is allocated while written"
+        );
+        // Dropped here: the connection closes before any seal.
+    }
+    let mut observer = Client::connect(&node, &token);
+    assert!(matches!(
+        observer.next_op(),
+        Some(node_op::Op::HelloReply(_))
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while used(&mut observer) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the unsealed block was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -170,3 +170,34 @@ def test_refs_nested_in_task_arguments_stay_alive_for_the_task(cluster):
     gc.collect()
     ember.get(ember.put(0))
     assert ember.get(ref, timeout=60) == 1 << 20
+
+
+def test_put_and_drop_100mb_in_a_loop_runs_in_bounded_memory():
+    from ember_test_support import run_driver
+
+    out = run_driver(
+        """
+        import numpy as np, psutil, ember
+        ember.init(num_cpus=1, object_store_memory=1 << 30)
+        proc = psutil.Process()
+        array = np.ones(100 * 1000 * 1000 // 8)
+        peak_used = 0
+        rss = {}
+        for i in range(200):
+            ref = ember.put(array)
+            if i % 20 == 0:
+                peak_used = max(peak_used, ember.object_store_stats()["used"])
+            if i in (20, 199):
+                rss[i] = proc.memory_info().rss
+            del ref
+        print("PEAK", peak_used, "CAP", ember.object_store_stats()["capacity"])
+        print("RSS_GROWTH_MB", (rss[199] - rss[20]) // (1 << 20))
+        ember.shutdown()
+        """,
+        timeout=240,
+    )
+    assert "PEAK" in out.stdout, out.stdout + out.stderr
+    peak, cap = int(out.stdout.split("PEAK")[1].split()[0]), int(out.stdout.split("CAP")[1].split()[0])
+    assert 0 < peak <= cap
+    growth = int(out.stdout.split("RSS_GROWTH_MB")[1].split()[0])
+    assert growth < 64, out.stdout

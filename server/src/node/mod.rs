@@ -67,6 +67,9 @@ struct Conn {
     held: HashSet<ObjectId>,
     /// Objects it asked to be told about.
     subscribed: HashSet<ObjectId>,
+    /// Shared-memory blocks it created and has not sealed yet: given back
+    /// if it disconnects halfway through a write.
+    creating: HashSet<ObjectId>,
 }
 
 /// Settings the core needs (a subset of `NodeConfig`).
@@ -208,6 +211,7 @@ impl NodeCore {
                 kind: ConnKind::New,
                 held: HashSet::new(),
                 subscribed: HashSet::new(),
+                creating: HashSet::new(),
             },
         );
         id
@@ -383,6 +387,11 @@ impl NodeCore {
             self.worker_died(wid, "its connection to the node closed");
         }
         self.owner_gone(conn);
+        self.pending_creates_of_gone(conn);
+        for id in c.creating {
+            // Sealed blocks are left alone; an unsealed one is given back.
+            self.store.abort(id);
+        }
         for id in c.subscribed {
             if let Some(o) = self.objects.get_mut(&id) {
                 o.subscribers.retain(|s| *s != conn);

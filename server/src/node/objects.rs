@@ -133,6 +133,7 @@ impl NodeCore {
             return;
         };
         self.hold(conn, id);
+        self.sealed_by(conn, &id);
         let Some(value) = put.value else {
             let err = system_error(
                 v1::ErrorKind::InvalidArgument,
@@ -307,14 +308,7 @@ impl NodeCore {
             return;
         }
         match self.store.create(id, req.size) {
-            Ok(location) => self.send(
-                conn,
-                node_op::Op::CreateObjectReply(v1::CreateObjectReply {
-                    request_id: req.request_id,
-                    object_id: req.object_id,
-                    location: Some(location),
-                }),
-            ),
+            Ok(location) => self.reply_created(conn, req.request_id, id, location),
             Err(StoreError::Full { .. }) if req.timeout_ms > 0 => {
                 self.pending_creates.push(PendingCreate {
                     conn,
@@ -334,6 +328,46 @@ impl NodeCore {
         }
     }
 
+    /// Answer a create and remember the block until its writer seals it.
+    fn reply_created(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        id: ObjectId,
+        location: v1::ShmLocation,
+    ) {
+        match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.creating.insert(id);
+            }
+            None => {
+                // The writer is gone already.
+                self.store.abort(id);
+                return;
+            }
+        }
+        self.send(
+            conn,
+            node_op::Op::CreateObjectReply(v1::CreateObjectReply {
+                request_id,
+                object_id: id.to_vec().into(),
+                location: Some(location),
+            }),
+        );
+    }
+
+    /// `conn` sealed (or gave up) the block it created for `id`.
+    pub(super) fn sealed_by(&mut self, conn: ConnId, id: &ObjectId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.creating.remove(id);
+        }
+    }
+
+    /// Creates still waiting for room from a connection that is gone.
+    pub(super) fn pending_creates_of_gone(&mut self, conn: ConnId) {
+        self.pending_creates.retain(|p| p.conn != conn);
+    }
+
     pub(super) fn abort_object(&mut self, abort: v1::AbortObject) {
         if let Ok(id) = ObjectId::from_bytes(&abort.object_id) {
             self.store.abort(id);
@@ -349,14 +383,7 @@ impl NodeCore {
         let waiting = std::mem::take(&mut self.pending_creates);
         for p in waiting {
             match self.store.create(p.id, p.size) {
-                Ok(location) => self.send(
-                    p.conn,
-                    node_op::Op::CreateObjectReply(v1::CreateObjectReply {
-                        request_id: p.request_id,
-                        object_id: p.id.to_vec().into(),
-                        location: Some(location),
-                    }),
-                ),
+                Ok(location) => self.reply_created(p.conn, p.request_id, p.id, location),
                 Err(StoreError::Full { .. }) => self.pending_creates.push(p),
                 Err(e) => {
                     let err = system_error(

@@ -401,6 +401,15 @@ impl NodeCore {
             return;
         };
         w.tasks.remove(pos);
+        for i in 0..done.returns.len() {
+            let id = ObjectId::for_return(task_id, i as u32);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.creating.remove(&id);
+            }
+        }
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
         // The worker made progress: what runs now started at most this long ago.
         w.front_since = std::time::Instant::now();
         let Some(t) = self.tasks.get_mut(&task_id) else {
