@@ -104,10 +104,12 @@ test-examples: build ## run the examples (short settings) and a quick benchmark 
 	$(VENV_PY) examples/parameter_server.py --iterations 10
 	$(VENV_PY) benches/bench_core.py --quick
 	$(VENV_PY) benches/bench_actors.py --quick
+	$(VENV_PY) benches/bench_objects.py --quick
 
-bench: build ## build, then run benches/bench_core.py and benches/bench_actors.py
+bench: build ## build, then run the benchmarks in benches/ (core, actors, objects)
 	$(VENV_PY) benches/bench_core.py
 	$(VENV_PY) benches/bench_actors.py
+	$(VENV_PY) benches/bench_objects.py
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)
