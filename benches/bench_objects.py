@@ -85,7 +85,7 @@ def main() -> int:
         ref = ember.put(array)
         ember.get(ref)
         report(results, "get_100mb_numpy_us", timed(lambda: ember.get(ref), repeat) * 1e6, "zero-copy")
-        del ref
+        ref = None  # let the array go
 
         table = pa.table({"x": np.ones(SIZE // 8)})
         ember.get(ember.put(table))
