@@ -201,3 +201,38 @@ def test_put_and_drop_100mb_in_a_loop_runs_in_bounded_memory():
     assert 0 < peak <= cap
     growth = int(out.stdout.split("RSS_GROWTH_MB")[1].split()[0])
     assert growth < 64, out.stdout
+
+
+def test_flight_put_larger_than_the_store_is_resource_exhausted():
+    from ember_test_support import run_driver
+
+    out = run_driver(
+        """
+        import glob, json, os
+        import numpy as np, pyarrow as pa, pyarrow.flight as flight, ember
+        ember.init(num_cpus=1, object_store_memory=64 << 20)
+        node_id = ember.get_runtime_context().get_node_id()
+        for path in glob.glob(os.path.join(os.environ["EMBER_TMPDIR"], "session_*", "session.json")):
+            info = json.load(open(path))
+            if info["node_id"] == node_id:
+                break
+        options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {info['token']}".encode())])
+        client = flight.connect(f"grpc://{info['address']}")
+        table = pa.table({"x": np.ones(100 * 1000 * 1000 // 8)})
+        try:
+            writer, reader = client.do_put(flight.FlightDescriptor.for_path("big"), table.schema, options)
+            writer.write_table(table, max_chunksize=1 << 20)
+            writer.done_writing()
+            reader.read()
+            writer.close()
+            print("STORED")
+        except pa.ArrowException as e:
+            print("REFUSED", type(e).__name__, e)
+        print("STILL", ember.get(ember.put(np.ones(10))).sum())
+        ember.shutdown()
+        """,
+        timeout=120,
+    )
+    assert "REFUSED" in out.stdout, out.stdout + out.stderr
+    assert "resource" in out.stdout.lower() or "capacity" in out.stdout.lower(), out.stdout
+    assert "STILL 10.0" in out.stdout, out.stdout + out.stderr
