@@ -64,7 +64,7 @@ build: venv ## build the `ember` binary (release) and put it in .venv/bin
 demo: build ## build, then run examples/rollouts.py
 	$(VENV_PY) examples/rollouts.py
 
-test: build check-proto test-rust test-go test-python test-examples ## everything CI checks, in order
+test: build check-proto test-rust test-go test-examples test-python ## everything CI checks, in order (pytest last: its summary closes the log)
 
 gen-proto: venv ## regenerate Rust, Python and Go code from proto/ember/v1
 	$(SCRIPT_ENV) scripts/gen-proto.sh
@@ -76,7 +76,7 @@ check-proto: venv ## fail if the committed generated code is stale
 
 test-rust: ## cargo test (release) of the whole workspace
 	$(NEED_CARGO)
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --lib --bins --tests
 
 test-go: ## go vet + go test of sdk-go
 	$(NEED_GO)
