@@ -96,7 +96,7 @@ def test_flight_errors_are_clear(cluster):
         client.do_get(flight.Ticket(missing.encode())).read_all()
 
 
-def test_many_small_tasks_leave_no_objects_behind(cluster):
+def test_100000_small_tasks_leave_no_objects_behind(cluster):
     from ember._private import state
 
     @ember.remote
@@ -104,8 +104,8 @@ def test_many_small_tasks_leave_no_objects_behind(cluster):
         return i
 
     before = state.runtime.cluster_status().num_objects
-    for _ in range(4):
-        assert sum(ember.get([one.remote(i) for i in range(5000)])) == sum(range(5000))
+    for _ in range(10):
+        assert sum(ember.get([one.remote(i) for i in range(10_000)])) == sum(range(10_000))
     ember.get(ember.put(0))  # flush reference updates
     after = state.runtime.cluster_status().num_objects
     assert after <= before + 1, (before, after)
