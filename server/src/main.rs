@@ -33,6 +33,20 @@ enum Command {
         #[arg(long, env = "EMBER_ADDRESS")]
         address: Option<String>,
     },
+    /// List the cluster's actors or nodes, one per line (tab-separated).
+    List {
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// host:port of the node (default: the latest local session).
+        #[arg(long, env = "EMBER_ADDRESS")]
+        address: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListWhat {
+    Actors,
+    Nodes,
 }
 
 #[derive(clap::Args)]
@@ -83,7 +97,20 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Start(args) => start(args),
         Command::Stop => stop(),
-        Command::Status { address } => show_status(address),
+        Command::Status { address } => {
+            let status = fetch_status(address)?;
+            print!("{}", status::render(&status));
+            Ok(())
+        }
+        Command::List { what, address } => {
+            let status = fetch_status(address)?;
+            let text = match what {
+                ListWhat::Actors => status::list_actors(&status),
+                ListWhat::Nodes => status::list_nodes(&status),
+            };
+            print!("{text}");
+            Ok(())
+        }
     }
 }
 
@@ -286,7 +313,8 @@ fn stop() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show_status(address: Option<String>) -> anyhow::Result<()> {
+/// The cluster status from the node at `address` (or the latest local session).
+fn fetch_status(address: Option<String>) -> anyhow::Result<ember_proto::v1::ClusterStatus> {
     let root = config::default_session_root();
     let sessions = session::live_sessions(&root);
     let session = match &address {
@@ -303,7 +331,7 @@ fn show_status(address: Option<String>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let text = runtime.block_on(async {
+    runtime.block_on(async {
         let channel =
             tonic::transport::Endpoint::from_shared(format!("http://{}", session.address))?
                 .connect()
@@ -320,10 +348,6 @@ fn show_status(address: Option<String>) -> anyhow::Result<()> {
         let reply = client
             .get_cluster_status(ember_proto::v1::GetClusterStatusRequest {})
             .await?;
-        anyhow::Ok(status::render(
-            &reply.into_inner().status.unwrap_or_default(),
-        ))
-    })?;
-    print!("{text}");
-    Ok(())
+        anyhow::Ok(reply.into_inner().status.unwrap_or_default())
+    })
 }

@@ -90,9 +90,7 @@ pub fn render(status: &v1::ClusterStatus) -> String {
         actors.sort_by_key(|a| (a.state, a.actor_id.clone()));
         for a in actors {
             let creation = a.creation.clone().unwrap_or_default();
-            let state = v1::ActorState::try_from(a.state)
-                .map(|s| s.as_str_name().to_lowercase())
-                .unwrap_or_else(|_| "unknown".into());
+            let state = state_name(a.state);
             let name = if creation.name.is_empty() {
                 String::new()
             } else {
@@ -127,6 +125,56 @@ pub fn render(status: &v1::ClusterStatus) -> String {
         bytes(cap),
         status.num_objects
     );
+    out
+}
+
+fn state_name(state: i32) -> String {
+    v1::ActorState::try_from(state)
+        .map(|s| s.as_str_name().to_lowercase())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `ember list actors`: id, class, state, name, namespace, restarts, pid, death cause.
+pub fn list_actors(status: &v1::ClusterStatus) -> String {
+    let mut out =
+        String::from("ACTOR_ID\tCLASS\tSTATE\tNAME\tNAMESPACE\tRESTARTS\tPID\tDEATH_CAUSE\n");
+    let mut actors: Vec<&v1::ActorInfo> = status.actors.iter().collect();
+    actors.sort_by_key(|a| (a.state, a.actor_id.clone()));
+    for a in actors {
+        let c = a.creation.clone().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            hex::encode(&a.actor_id),
+            c.class_name,
+            state_name(a.state),
+            c.name,
+            c.namespace,
+            a.num_restarts,
+            a.pid,
+            a.death_cause
+        );
+    }
+    out
+}
+
+/// `ember list nodes`: id, address, role, state, CPU and GPU totals.
+pub fn list_nodes(status: &v1::ClusterStatus) -> String {
+    let mut out = String::from("NODE_ID\tADDRESS\tHEAD\tALIVE\tCPU\tGPU\tWORKERS\n");
+    for n in &status.nodes {
+        let get = |k: &str| n.resources_total.get(k).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            hex::encode(&n.node_id),
+            n.address,
+            n.is_head,
+            n.alive,
+            get("CPU"),
+            get("GPU"),
+            n.num_workers
+        );
+    }
     out
 }
 

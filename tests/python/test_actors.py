@@ -520,3 +520,21 @@ def test_status_lists_actors_with_state_and_death_cause(cluster):
     assert "alive" in alive_line and 'name="status-alive"' in alive_line, alive_line
     assert "dead" in dead_line and "ember.kill" in dead_line, dead_line
     ember.kill(alive)
+
+
+def test_ember_list_actors_and_nodes(cluster):
+    listed = Counter.options(name="listed", namespace="list-ns").remote()
+    ember.get(listed.inc.remote(), timeout=60)
+    out = subprocess.run(check=False, args=[EMBER_BIN, "list", "actors", "--address", cluster["address"]],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split("\t")[:3] == ["ACTOR_ID", "CLASS", "STATE"]
+    row = next(r.split("\t") for r in rows if r.startswith(listed._actor_id.hex()))
+    assert row[1] == "Counter" and row[2] == "alive" and row[3] == "listed" and row[4] == "list-ns"
+    nodes = subprocess.run(check=False, args=[EMBER_BIN, "list", "nodes", "--address", cluster["address"]],
+                           capture_output=True, text=True, timeout=30)
+    assert nodes.returncode == 0, nodes.stderr
+    node_rows = nodes.stdout.splitlines()[1:]
+    assert len(node_rows) == 1 and node_rows[0].split("\t")[4] == "2"
+    ember.kill(listed)
