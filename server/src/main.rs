@@ -93,6 +93,14 @@ struct StartArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Large transfer buffers (Flight messages of a few MiB) come from the
+    // heap and are reused while their pages are warm, instead of a fresh
+    // mmap (and page faults) for each; an idle node still trims its heap.
+    // SAFETY: mallopt only tunes the allocator, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Start(args) => start(args),

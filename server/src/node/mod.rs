@@ -132,8 +132,8 @@ pub struct NodeCore {
     last_start_failure: String,
     /// Set when shutting down: no more workers are started.
     stopping: bool,
-    /// Tasks done when memory was last given back to the OS (see `tick`).
-    trimmed_at: u64,
+    /// When memory was last given back to the OS (see `trim_when_idle`).
+    trimmed_at: Instant,
 }
 
 impl NodeCore {
@@ -181,7 +181,7 @@ impl NodeCore {
             start_failures: 0,
             last_start_failure: String::new(),
             stopping: false,
-            trimmed_at: 0,
+            trimmed_at: Instant::now(),
         })
     }
 
@@ -422,17 +422,19 @@ impl NodeCore {
     pub fn tick(&mut self, now: Instant) {
         self.expire_creates(now);
         self.reap_idle_workers(now);
-        self.trim_when_idle();
+        self.trim_when_idle(now);
     }
 
-    /// Once a burst of work is over (no task left), give the memory its
-    /// tables grew to back to the OS, so an idle node stays small.
-    fn trim_when_idle(&mut self) {
-        let done = self.counters.finished + self.counters.failed;
-        if !self.tasks.is_empty() || done == self.trimmed_at {
+    /// While no task is in flight, give the memory that tables and transfer
+    /// buffers grew to back to the OS every few seconds, so an idle node
+    /// stays small (the allocator keeps freed buffers warm while busy).
+    fn trim_when_idle(&mut self, now: Instant) {
+        if !self.tasks.is_empty()
+            || now.duration_since(self.trimmed_at) < std::time::Duration::from_secs(2)
+        {
             return;
         }
-        self.trimmed_at = done;
+        self.trimmed_at = now;
         self.tasks.shrink_to_fit();
         self.objects.shrink_to_fit();
         self.queues.shrink_to_fit();
