@@ -49,7 +49,7 @@ pub async fn run_pool(
                 let tail = log_tail(&log_path);
                 core.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .worker_start_failed(format!("{why}; last worker log lines:\n{tail}"));
+                    .fork_server_died(format!("{why}; last worker log lines:\n{tail}"));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -124,9 +124,8 @@ async fn run_fork_server(
                     Ok(Some(l)) => l,
                     Ok(None) | Err(_) => {
                         let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-                        for id in backlog.drain(..) {
-                            tracing::debug!(worker = %id, "spawn dropped: fork server gone");
-                        }
+                        // Spawns still in `backlog` are forgotten by the core
+                        // (fork_server_died), which asks again.
                         return Err(format!("the worker fork server exited ({status})"));
                     }
                 };

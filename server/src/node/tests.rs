@@ -472,3 +472,30 @@ fn names_are_unique_per_namespace_and_die_with_their_owner() {
         .values()
         .all(|a| a.state == v1::ActorState::Dead));
 }
+
+#[test]
+fn workers_a_dead_fork_server_was_starting_are_asked_for_again() {
+    let mut h = harness(1.0, 0);
+    let (_, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert!(matches!(h.pool.try_recv(), Ok(PoolCommand::Spawn(_))));
+    assert!(h.pool.try_recv().is_err(), "one worker is starting");
+    h.core.fork_server_died("fork server exited".into());
+    let Ok(PoolCommand::Spawn(id)) = h.pool.try_recv() else {
+        panic!("the lost worker is asked of the next fork server");
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let conn = h.core.add_conn(tx);
+    let hello = v1::Hello {
+        token: "secret".into(),
+        kind: v1::ClientKind::Worker as i32,
+        worker_id: id.to_vec().into(),
+        ..Default::default()
+    };
+    assert!(h.core.handle_ops(conn, vec![op(Op::Hello(hello))]));
+    let mut ran = false;
+    while let Ok(Outgoing::Op(o)) = rx.try_recv() {
+        ran |= matches!(o.op, Some(node_op::Op::ExecuteTask(_)));
+    }
+    assert!(ran, "the queued task runs on the new worker");
+}

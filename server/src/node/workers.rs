@@ -319,6 +319,14 @@ impl NodeCore {
         self.dispatch();
     }
 
+    /// The fork server died: the workers it was starting will never say
+    /// hello. Forget them (so new ones are asked of the next fork server)
+    /// and count the failure.
+    pub fn fork_server_died(&mut self, why: String) {
+        self.workers.retain(|_, w| w.state != WorkerState::Starting);
+        self.worker_start_failed(why);
+    }
+
     /// A worker with a connection died (its socket closed).
     pub(super) fn worker_died(&mut self, wid: WorkerId, why: &str) {
         let Some(mut w) = self.workers.remove(&wid) else {
