@@ -126,6 +126,12 @@ impl Allocator {
         self.capacity - self.used
     }
 
+    /// The size of the largest free block: the largest allocation that
+    /// would succeed now.
+    pub fn largest_free(&self) -> u64 {
+        self.free_by_size.last().map_or(0, |&(size, _, _)| size)
+    }
+
     /// Number of free blocks (a fragmentation measure).
     pub fn free_block_count(&self) -> usize {
         self.free_by_offset.len()

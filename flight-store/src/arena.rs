@@ -113,6 +113,24 @@ impl Arena {
         Ok(())
     }
 
+    /// Fill `len` bytes at `offset` from `file` (read from its start), as
+    /// `write_at` does from memory; the same ownership rule applies (an
+    /// allocated, unsealed block owned by the caller).
+    pub fn read_file_into(&self, offset: u64, len: u64, file: &File) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let start = self.check_range(offset, len)?;
+        let Some(map) = &self.map else {
+            return Ok(());
+        };
+        // SAFETY: the range is inside the live mapping (checked above) and
+        // the caller owns the block exclusively, so no one else reads or
+        // writes it while it is filled.
+        let block =
+            unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().add(start), len as usize) };
+        file.read_exact_at(block, 0)
+            .map_err(|e| StoreError::io("read spilled object", e))
+    }
+
     /// Borrow `len` bytes at `offset`. The range should be a sealed object
     /// (immutable), see the module's safety argument.
     pub fn slice(&self, offset: u64, len: u64) -> Result<&[u8], StoreError> {

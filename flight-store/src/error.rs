@@ -25,6 +25,19 @@ pub enum StoreError {
         used: u64,
     },
 
+    /// The request did not fit and spilling other objects to make room
+    /// failed (e.g. the spill directory's disk is full).
+    #[error(
+        "object store full: requested={requested} capacity={capacity} used={used}, \
+         and spilling to make room failed: {reason}"
+    )]
+    SpillFailed {
+        requested: u64,
+        capacity: u64,
+        used: u64,
+        reason: String,
+    },
+
     /// The request can never fit, even in an empty store.
     #[error("object larger than the store: requested={requested} capacity={capacity}")]
     TooLarge { requested: u64, capacity: u64 },
@@ -75,6 +88,25 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// `full` (a `Full` error) made worse by a failed spill.
+    pub fn spill_failed(full: StoreError, reason: String) -> Self {
+        match full {
+            StoreError::Full {
+                requested,
+                capacity,
+                used,
+            } => StoreError::SpillFailed {
+                requested,
+                capacity,
+                used,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
 impl From<AllocError> for StoreError {
     fn from(error: AllocError) -> Self {
         match error {
@@ -106,9 +138,9 @@ impl From<StoreError> for tonic::Status {
             StoreError::NotFound { .. } => tonic::Status::not_found(message),
             StoreError::AlreadyExists { .. } => tonic::Status::already_exists(message),
             StoreError::AlreadySealed { .. } => tonic::Status::failed_precondition(message),
-            StoreError::Full { .. } | StoreError::TooLarge { .. } => {
-                tonic::Status::resource_exhausted(message)
-            }
+            StoreError::Full { .. }
+            | StoreError::TooLarge { .. }
+            | StoreError::SpillFailed { .. } => tonic::Status::resource_exhausted(message),
             StoreError::InvalidSize { .. }
             | StoreError::InvalidLocation { .. }
             | StoreError::OutOfBounds { .. }

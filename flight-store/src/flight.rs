@@ -56,6 +56,10 @@ pub const DEFAULT_CHUNK_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 /// accepts (pyarrow sends a whole record batch as one message).
 pub const MAX_FLIGHT_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 
+/// How long a `do_put` waits for room by default (as a client's put).
+pub const DEFAULT_PUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bytes of a spilled Arrow object read to learn its schema.
+const SCHEMA_PREFIX_BYTES: u64 = 64 * 1024;
 /// Name of the single column of non-Arrow objects.
 pub const DATA_COLUMN: &str = "data";
 /// Schema metadata keys of non-Arrow objects.
@@ -69,7 +73,8 @@ const ARROW: i32 = ValueFormat::Arrow as i32;
 const ACTIONS: [(&str, &str); 4] = [
     (
         "stats",
-        "store accounting as JSON: capacity, used, inline_bytes, num_objects, num_unsealed",
+        "store accounting as JSON: capacity, used, inline_bytes, num_objects, num_unsealed, \
+         spilled_bytes, num_spilled, total_spilled_bytes, total_restored_bytes",
     ),
     (
         "delete",
@@ -93,6 +98,8 @@ pub struct FlightStoreService {
     inline_threshold: usize,
     /// Row size of the binary `data` column in `do_get`.
     chunk_bytes: usize,
+    /// How long a `do_put` that does not fit waits for room (spilling).
+    put_timeout: std::time::Duration,
 }
 
 impl FlightStoreService {
@@ -101,7 +108,15 @@ impl FlightStoreService {
             store,
             inline_threshold,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            put_timeout: DEFAULT_PUT_TIMEOUT,
         }
+    }
+
+    /// How long a `do_put` that does not fit waits for room before it fails
+    /// with `RESOURCE_EXHAUSTED`.
+    pub fn with_put_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.put_timeout = timeout;
+        self
     }
 
     /// Override the `do_get` chunk size of non-Arrow objects (at least 1).
@@ -128,10 +143,18 @@ impl FlightStoreService {
             .ok_or_else(|| Status::from(StoreError::NotFound { id: *id }))
     }
 
-    fn object_data(&self, id: &ObjectId) -> Result<Bytes, Status> {
-        self.store
-            .read(id)
-            .ok_or_else(|| Status::from(StoreError::NotFound { id: *id }))
+    /// An object's data: zero-copy from memory, or read from its spill file
+    /// on a blocking thread (a spilled object is streamed from disk, not
+    /// restored into shared memory).
+    async fn object_data(&self, id: &ObjectId) -> Result<Bytes, Status> {
+        if let Some(data) = self.store.read(id) {
+            return Ok(data);
+        }
+        let (store, id) = (self.store.clone(), *id);
+        tokio::task::spawn_blocking(move || store.load(&id))
+            .await
+            .map_err(|e| Status::internal(format!("read of object {id} failed: {e}")))?
+            .map_err(Status::from)
     }
 
     /// The schema `do_get` will send for `id`, and the number of records when
@@ -139,8 +162,17 @@ impl FlightStoreService {
     fn schema_of(&self, id: &ObjectId) -> Result<(SchemaRef, Option<u64>), Status> {
         let object = self.sealed_object(id)?;
         if object.format == ARROW {
-            let data = self.object_data(id)?;
-            Ok((arrow_stream_schema(&data)?, None))
+            // Spilled: the schema is the stream's first message; a short read
+            // of its file (the whole file if the schema is larger).
+            let prefix = self.store.load_prefix(id, SCHEMA_PREFIX_BYTES)?;
+            let schema = match arrow_stream_schema(&prefix) {
+                Ok(schema) => schema,
+                Err(_) if (prefix.len() as u64) < object.size => {
+                    arrow_stream_schema(&self.store.load(id)?)?
+                }
+                Err(error) => return Err(error),
+            };
+            Ok((schema, None))
         } else {
             let chunks = object.size.div_ceil(self.chunk_bytes as u64);
             Ok((Arc::new(binary_schema(id, &object)), Some(chunks)))
@@ -280,7 +312,7 @@ impl FlightService for FlightStoreService {
         let id = parse_object_id(&request.get_ref().ticket, "ticket")?;
         let object = self.sealed_object(&id)?;
         // Zero-copy for shm objects; keeps the block alive while streaming.
-        let data = self.object_data(&id)?;
+        let data = self.object_data(&id).await?;
         let (schema, batches) = if object.format == ARROW {
             let batches = ArrowBatches::new(data).map_err(|e| {
                 Status::internal(format!("object {id} is not a valid arrow stream: {e}"))
@@ -325,14 +357,19 @@ impl FlightService for FlightStoreService {
             self.store
                 .put_inline(id, ARROW, Bytes::new(), Bytes::from(ipc_stream))?;
         } else {
-            // Large: a copy into the arena, kept off the async workers.
-            let store = self.store.clone();
-            let threshold = self.inline_threshold;
-            tokio::task::spawn_blocking(move || {
-                store.put_bytes(id, ARROW, Bytes::new(), &ipc_stream, threshold)
-            })
-            .await
-            .map_err(|e| Status::internal(format!("do_put copy task failed: {e}")))??;
+            // Large: waits for room (spilling others) if the arena is full,
+            // then a copy into the arena, kept off the async workers.
+            let deadline = tokio::time::Instant::now() + self.put_timeout;
+            self.store
+                .put_bytes_waiting(
+                    id,
+                    ARROW,
+                    Bytes::new(),
+                    Bytes::from(ipc_stream),
+                    self.inline_threshold,
+                    deadline,
+                )
+                .await?;
         }
         tracing::debug!(object_id = %id, "object stored by do_put");
         let result = PutResult {
@@ -366,6 +403,10 @@ impl FlightService for FlightStoreService {
                     "inline_bytes": stats.inline_bytes,
                     "num_objects": stats.num_objects,
                     "num_unsealed": stats.num_unsealed,
+                    "spilled_bytes": stats.spilled_bytes,
+                    "num_spilled": stats.num_spilled,
+                    "total_spilled_bytes": stats.total_spilled_bytes,
+                    "total_restored_bytes": stats.total_restored_bytes,
                 })
             }
             "delete" => {

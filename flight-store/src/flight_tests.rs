@@ -35,6 +35,7 @@ impl Fixture {
                 arena_path: dir.path().join("arena"),
                 capacity: 64 << 20,
                 prefault_bytes: 1 << 20,
+                spill: None,
             })
             .unwrap(),
         );

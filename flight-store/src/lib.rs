@@ -27,4 +27,7 @@ mod test_util;
 
 pub use error::StoreError;
 pub use flight::FlightStoreService;
-pub use store::{ObjectBody, ObjectInfo, Store, StoreConfig, StoreStats, StoredObject};
+pub use store::{
+    ObjectBody, ObjectInfo, PinOutcome, RoomRequest, SpillConfig, Store, StoreConfig, StoreStats,
+    StoredObject,
+};
