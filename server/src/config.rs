@@ -42,6 +42,17 @@ pub struct NodeConfig {
     /// Tasks are queued behind a running task only while it has run for
     /// less than this many microseconds (`EMBER_PIPELINE_WINDOW_US`, default 20000).
     pub pipeline_window_us: u64,
+    /// Where to spill objects when the store is full (`--spill-dir`,
+    /// `EMBER_SPILL_DIR`); the node spills into a subdirectory of its own.
+    /// `None`: `<session dir>/spill`.
+    pub spill_dir: Option<PathBuf>,
+    /// Spilling stops with an error rather than fill the spill directory's
+    /// filesystem past this fraction (`EMBER_SPILL_DISK_MAX_FRACTION`,
+    /// default 0.95, as Ray's `local_fs_capacity_threshold`).
+    pub spill_disk_max_fraction: f64,
+    /// How long a restore of a spilled object or a Flight `do_put` waits for
+    /// room before failing (`EMBER_OBJECT_STORE_WAIT_MS`, default 30000).
+    pub object_store_wait_ms: u64,
 }
 
 impl NodeConfig {
@@ -67,6 +78,9 @@ impl NodeConfig {
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
             pipeline_depth: env_or("EMBER_PIPELINE_DEPTH", 8),
             pipeline_window_us: env_or("EMBER_PIPELINE_WINDOW_US", 20_000),
+            spill_dir: None,
+            spill_disk_max_fraction: env_or("EMBER_SPILL_DISK_MAX_FRACTION", 0.95),
+            object_store_wait_ms: env_or("EMBER_OBJECT_STORE_WAIT_MS", 30_000),
         }
     }
 }

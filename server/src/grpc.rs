@@ -125,9 +125,14 @@ pub async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let check = TokenCheck::new(token);
-    let (store, inline) = {
+    let (store, inline, wait) = {
         let c = lock(&core);
-        (c.store().clone(), c.config().max_inline_bytes as usize)
+        let cfg = c.config();
+        (
+            c.store().clone(),
+            cfg.max_inline_bytes as usize,
+            cfg.object_store_wait,
+        )
     };
     let node = NodeServiceServer::new(NodeServiceImpl {
         core: core.clone(),
@@ -137,7 +142,9 @@ pub async fn serve_grpc(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let node = InterceptedService::new(node, check.clone());
     let flight = InterceptedService::new(
-        FlightStoreService::new(store, inline).into_server(),
+        FlightStoreService::new(store, inline)
+            .with_put_timeout(wait)
+            .into_server(),
         check.clone(),
     );
     let mut router = tonic::transport::Server::builder()

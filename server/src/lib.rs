@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use ember_flight_store::{Store, StoreConfig};
+use ember_flight_store::{SpillConfig, Store, StoreConfig};
 use ember_proto::NodeId;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,10 @@ pub async fn run_node(
     let node_id = NodeId::random();
 
     session::remove_stale_arenas(std::path::Path::new("/dev/shm"));
+    let spill_dir = match &config.spill_dir {
+        Some(dir) => dir.join(format!("ember-spill-{}", &node_id.hex()[..12])),
+        None => session_dir.join("spill"),
+    };
     let arena_path = PathBuf::from(format!(
         "/dev/shm/ember-{}-{}-arena",
         std::process::id(),
@@ -76,6 +80,10 @@ pub async fn run_node(
             arena_path: arena_path.clone(),
             capacity: config.object_store_memory,
             prefault_bytes: PREFAULT_BYTES.min(config.object_store_memory),
+            spill: Some(SpillConfig {
+                dir: spill_dir.clone(),
+                max_disk_fraction: config.spill_disk_max_fraction,
+            }),
         })
         .with_context(|| format!("cannot create the object store at {}", arena_path.display()))?,
     );
@@ -86,6 +94,7 @@ pub async fn run_node(
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
 
     let (pool_tx, pool_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (restore_tx, restore_rx) = tokio::sync::mpsc::unbounded_channel();
     let core_cfg = node::CoreConfig {
         token: token.clone(),
         max_inline_bytes: config.max_inline_bytes,
@@ -95,6 +104,7 @@ pub async fn run_node(
         max_workers: (config.num_cpus.ceil() as usize).max(1) * 4 + 16,
         session_dir: session_dir.clone(),
         node_address: address.clone(),
+        object_store_wait: Duration::from_millis(config.object_store_wait_ms),
     };
     let core = Arc::new(Mutex::new(node::NodeCore::new(
         node_id,
@@ -102,6 +112,7 @@ pub async fn run_node(
         &config,
         store.clone(),
         pool_tx,
+        restore_tx,
     )?));
     let head = config.head.then(|| Arc::new(head::Head::default()));
     if let Some(head) = &head {
@@ -109,6 +120,13 @@ pub async fn run_node(
     }
 
     let tracker = TaskTracker::new();
+    tracker.spawn(node::run_store_events(
+        core.clone(),
+        store.clone(),
+        restore_rx,
+        Duration::from_millis(config.object_store_wait_ms),
+        shutdown.clone(),
+    ));
     tracker.spawn(local::serve_local(
         unix,
         core.clone(),

@@ -72,6 +72,11 @@ struct StartArgs {
     /// Bytes of shared memory for objects (default: 30% of RAM).
     #[arg(long, env = "EMBER_OBJECT_STORE_MEMORY")]
     object_store_memory: Option<u64>,
+    /// Directory to spill objects to when the object store is full
+    /// (default: <session dir>/spill). A subdirectory of this node's own is
+    /// made in it and removed when the node stops.
+    #[arg(long, env = "EMBER_SPILL_DIR")]
+    spill_dir: Option<PathBuf>,
     /// Stay in the foreground.
     #[arg(long)]
     block: bool,
@@ -165,6 +170,9 @@ fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
             bail!("--object-store-memory must be at least 1 MiB");
         }
         cfg.object_store_memory = bytes;
+    }
+    if let Some(dir) = &args.spill_dir {
+        cfg.spill_dir = Some(dir.clone());
     }
     if let Some(root) = &args.session_root {
         cfg.session_root = root.clone();

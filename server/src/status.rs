@@ -115,15 +115,23 @@ pub fn render(status: &v1::ClusterStatus) -> String {
             );
         }
     }
-    let (cap, used) = status.nodes.iter().fold((0, 0), |(c, u), n| {
-        (c + n.object_store_capacity, u + n.object_store_used)
+    let live = status.nodes.iter().filter(|n| n.alive);
+    let (cap, used, spilled, num_spilled) = live.fold((0, 0, 0, 0), |(c, u, s, k), n| {
+        (
+            c + n.object_store_capacity,
+            u + n.object_store_used,
+            s + n.object_store_spilled,
+            k + n.object_store_num_spilled,
+        )
     });
     let _ = writeln!(
         out,
-        "Object store: {} used of {}, {} objects",
+        "Object store: {} used of {}, {} objects; {} spilled to disk ({} objects)",
         bytes(used),
         bytes(cap),
-        status.num_objects
+        status.num_objects,
+        bytes(spilled),
+        num_spilled
     );
     out
 }
@@ -192,6 +200,9 @@ mod tests {
                 is_head: true,
                 resources_total: [("CPU".to_string(), 2.0)].into_iter().collect(),
                 resources_available: [("CPU".to_string(), 1.0)].into_iter().collect(),
+                object_store_capacity: 1 << 30,
+                object_store_spilled: 3 << 20,
+                object_store_num_spilled: 3,
                 ..Default::default()
             }],
             tasks: Some(v1::TaskCounts {
@@ -211,5 +222,6 @@ mod tests {
         assert!(text.contains("CPU: 1.0 / 2.0"), "{text}");
         assert!(text.contains("Infeasible tasks"));
         assert!(text.contains("tpu: 1.0"));
+        assert!(text.contains("spilled to disk (3 objects)"), "{text}");
     }
 }

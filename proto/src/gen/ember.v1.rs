@@ -31,6 +31,11 @@ pub struct ShmLocation {
     pub size: u64,
 }
 /// An object's value: inline bytes, or a location in the node's shared memory.
+///
+/// A location sent by the node (ObjectReady answering GetObjects with map,
+/// or an argument of ExecuteTask) pins the object for the receiving
+/// connection: it is neither spilled nor freed until the client sends one
+/// RefUpdate.unmap entry for that location.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ObjectValue {
     #[prost(enumeration = "ValueFormat", tag = "1")]
@@ -41,7 +46,7 @@ pub struct ObjectValue {
     /// ObjectIds serialized inside this value; they stay alive while it does.
     #[prost(bytes = "bytes", repeated, tag = "5")]
     pub contained_refs: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
-    #[prost(oneof = "object_value::Body", tags = "3, 4")]
+    #[prost(oneof = "object_value::Body", tags = "3, 4, 6")]
     pub body: ::core::option::Option<object_value::Body>,
 }
 /// Nested message and enum types in `ObjectValue`.
@@ -52,6 +57,11 @@ pub mod object_value {
         InlineData(::prost::bytes::Bytes),
         #[prost(message, tag = "4")]
         Shm(super::ShmLocation),
+        /// Node -> client only: the value (this many data bytes) lies in the
+        /// node's store, in shared memory or spilled to disk; ask GetObjects with
+        /// map = true for a location to read it from.
+        #[prost(uint64, tag = "6")]
+        StoredSize(u64),
     }
 }
 /// A function, named by language and either a content hash or a registered name.
@@ -504,12 +514,23 @@ pub struct RefUpdate {
     pub add: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
     #[prost(bytes = "bytes", repeated, tag = "2")]
     pub remove: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    /// Shared-memory locations the client no longer reads (mapping released):
+    /// one entry per location the node sent it (see ObjectValue).
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    pub unmap: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
 }
-/// Ask to be sent ObjectReady for each object once it exists.
+/// Ask to be sent ObjectReady for each object once it exists. Objects in the
+/// store are announced with ObjectValue.stored_size, unless map is set.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetObjects {
     #[prost(bytes = "bytes", repeated, tag = "1")]
     pub object_ids: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    /// Send the shared-memory location of each object that is ready, restoring
+    /// it from disk first when it was spilled; each location is pinned for this
+    /// client until it sends RefUpdate.unmap for it. A restore that fails is
+    /// answered with an ERROR value for this request only.
+    #[prost(bool, tag = "2")]
+    pub map: bool,
 }
 /// Store a finished value under an id: inline bytes, or a shared-memory block
 /// obtained with CreateObject and written by the client (this seals it). The
@@ -560,8 +581,9 @@ pub struct CancelTask {
     #[prost(bool, tag = "3")]
     pub recursive: bool,
 }
-/// An object exists (or failed): its value inline, its location in shared
-/// memory, or an ERROR value.
+/// An object exists (or failed): its value inline, stored_size (it is in the
+/// store), its pinned location in shared memory (GetObjects with map), or an
+/// ERROR value.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ObjectReady {
     #[prost(bytes = "bytes", tag = "1")]
@@ -727,6 +749,11 @@ pub struct NodeInfo {
     pub object_store_used: u64,
     #[prost(uint32, tag = "9")]
     pub num_workers: u32,
+    /// Data bytes and number of objects whose only copy is spilled to disk.
+    #[prost(uint64, tag = "10")]
+    pub object_store_spilled: u64,
+    #[prost(uint64, tag = "11")]
+    pub object_store_num_spilled: u64,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TaskCounts {

@@ -409,6 +409,11 @@ func (x *ShmLocation) GetSize() uint64 {
 }
 
 // An object's value: inline bytes, or a location in the node's shared memory.
+//
+// A location sent by the node (ObjectReady answering GetObjects with map,
+// or an argument of ExecuteTask) pins the object for the receiving
+// connection: it is neither spilled nor freed until the client sends one
+// RefUpdate.unmap entry for that location.
 type ObjectValue struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Format ValueFormat            `protobuf:"varint,1,opt,name=format,proto3,enum=ember.v1.ValueFormat" json:"format,omitempty"`
@@ -418,6 +423,7 @@ type ObjectValue struct {
 	//
 	//	*ObjectValue_InlineData
 	//	*ObjectValue_Shm
+	//	*ObjectValue_StoredSize
 	Body isObjectValue_Body `protobuf_oneof:"body"`
 	// ObjectIds serialized inside this value; they stay alive while it does.
 	ContainedRefs [][]byte `protobuf:"bytes,5,rep,name=contained_refs,json=containedRefs,proto3" json:"contained_refs,omitempty"`
@@ -494,6 +500,15 @@ func (x *ObjectValue) GetShm() *ShmLocation {
 	return nil
 }
 
+func (x *ObjectValue) GetStoredSize() uint64 {
+	if x != nil {
+		if x, ok := x.Body.(*ObjectValue_StoredSize); ok {
+			return x.StoredSize
+		}
+	}
+	return 0
+}
+
 func (x *ObjectValue) GetContainedRefs() [][]byte {
 	if x != nil {
 		return x.ContainedRefs
@@ -513,9 +528,18 @@ type ObjectValue_Shm struct {
 	Shm *ShmLocation `protobuf:"bytes,4,opt,name=shm,proto3,oneof"`
 }
 
+type ObjectValue_StoredSize struct {
+	// Node -> client only: the value (this many data bytes) lies in the
+	// node's store, in shared memory or spilled to disk; ask GetObjects with
+	// map = true for a location to read it from.
+	StoredSize uint64 `protobuf:"varint,6,opt,name=stored_size,json=storedSize,proto3,oneof"`
+}
+
 func (*ObjectValue_InlineData) isObjectValue_Body() {}
 
 func (*ObjectValue_Shm) isObjectValue_Body() {}
+
+func (*ObjectValue_StoredSize) isObjectValue_Body() {}
 
 // A function, named by language and either a content hash or a registered name.
 type FunctionDescriptor struct {
@@ -1088,13 +1112,15 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\rfunction_name\x18\b \x01(\tR\ffunctionName\"9\n" +
 	"\vShmLocation\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x04R\x04size\"\xd5\x01\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"\xf8\x01\n" +
 	"\vObjectValue\x12-\n" +
 	"\x06format\x18\x01 \x01(\x0e2\x15.ember.v1.ValueFormatR\x06format\x12\x1a\n" +
 	"\bmetadata\x18\x02 \x01(\fR\bmetadata\x12!\n" +
 	"\vinline_data\x18\x03 \x01(\fH\x00R\n" +
 	"inlineData\x12)\n" +
-	"\x03shm\x18\x04 \x01(\v2\x15.ember.v1.ShmLocationH\x00R\x03shm\x12%\n" +
+	"\x03shm\x18\x04 \x01(\v2\x15.ember.v1.ShmLocationH\x00R\x03shm\x12!\n" +
+	"\vstored_size\x18\x06 \x01(\x04H\x00R\n" +
+	"storedSize\x12%\n" +
 	"\x0econtained_refs\x18\x05 \x03(\fR\rcontainedRefsB\x06\n" +
 	"\x04body\"y\n" +
 	"\x12FunctionDescriptor\x12.\n" +
@@ -1258,6 +1284,7 @@ func file_ember_v1_common_proto_init() {
 	file_ember_v1_common_proto_msgTypes[2].OneofWrappers = []any{
 		(*ObjectValue_InlineData)(nil),
 		(*ObjectValue_Shm)(nil),
+		(*ObjectValue_StoredSize)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1057,9 +1057,12 @@ func (x *SubmitTask) GetSpec() *TaskSpec {
 
 // Batched reference-count changes of the sending process.
 type RefUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Add           [][]byte               `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
-	Remove        [][]byte               `protobuf:"bytes,2,rep,name=remove,proto3" json:"remove,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Add    [][]byte               `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
+	Remove [][]byte               `protobuf:"bytes,2,rep,name=remove,proto3" json:"remove,omitempty"`
+	// Shared-memory locations the client no longer reads (mapping released):
+	// one entry per location the node sent it (see ObjectValue).
+	Unmap         [][]byte `protobuf:"bytes,3,rep,name=unmap,proto3" json:"unmap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1108,10 +1111,23 @@ func (x *RefUpdate) GetRemove() [][]byte {
 	return nil
 }
 
-// Ask to be sent ObjectReady for each object once it exists.
+func (x *RefUpdate) GetUnmap() [][]byte {
+	if x != nil {
+		return x.Unmap
+	}
+	return nil
+}
+
+// Ask to be sent ObjectReady for each object once it exists. Objects in the
+// store are announced with ObjectValue.stored_size, unless map is set.
 type GetObjects struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	// Send the shared-memory location of each object that is ready, restoring
+	// it from disk first when it was spilled; each location is pinned for this
+	// client until it sends RefUpdate.unmap for it. A restore that fails is
+	// answered with an ERROR value for this request only.
+	Map           bool `protobuf:"varint,2,opt,name=map,proto3" json:"map,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1151,6 +1167,13 @@ func (x *GetObjects) GetObjectIds() [][]byte {
 		return x.ObjectIds
 	}
 	return nil
+}
+
+func (x *GetObjects) GetMap() bool {
+	if x != nil {
+		return x.Map
+	}
+	return false
 }
 
 // Store a finished value under an id: inline bytes, or a shared-memory block
@@ -1445,8 +1468,9 @@ func (x *CancelTask) GetRecursive() bool {
 	return false
 }
 
-// An object exists (or failed): its value inline, its location in shared
-// memory, or an ERROR value.
+// An object exists (or failed): its value inline, stored_size (it is in the
+// store), its pinned location in shared memory (GetObjects with map), or an
+// ERROR value.
 type ObjectReady struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
@@ -2273,8 +2297,11 @@ type NodeInfo struct {
 	ObjectStoreCapacity uint64                 `protobuf:"varint,7,opt,name=object_store_capacity,json=objectStoreCapacity,proto3" json:"object_store_capacity,omitempty"`
 	ObjectStoreUsed     uint64                 `protobuf:"varint,8,opt,name=object_store_used,json=objectStoreUsed,proto3" json:"object_store_used,omitempty"`
 	NumWorkers          uint32                 `protobuf:"varint,9,opt,name=num_workers,json=numWorkers,proto3" json:"num_workers,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Data bytes and number of objects whose only copy is spilled to disk.
+	ObjectStoreSpilled    uint64 `protobuf:"varint,10,opt,name=object_store_spilled,json=objectStoreSpilled,proto3" json:"object_store_spilled,omitempty"`
+	ObjectStoreNumSpilled uint64 `protobuf:"varint,11,opt,name=object_store_num_spilled,json=objectStoreNumSpilled,proto3" json:"object_store_num_spilled,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -2366,6 +2393,20 @@ func (x *NodeInfo) GetObjectStoreUsed() uint64 {
 func (x *NodeInfo) GetNumWorkers() uint32 {
 	if x != nil {
 		return x.NumWorkers
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetObjectStoreSpilled() uint64 {
+	if x != nil {
+		return x.ObjectStoreSpilled
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetObjectStoreNumSpilled() uint64 {
+	if x != nil {
+		return x.ObjectStoreNumSpilled
 	}
 	return 0
 }
@@ -2652,14 +2693,16 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"4\n" +
 	"\n" +
 	"SubmitTask\x12&\n" +
-	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\"5\n" +
+	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\"K\n" +
 	"\tRefUpdate\x12\x10\n" +
 	"\x03add\x18\x01 \x03(\fR\x03add\x12\x16\n" +
-	"\x06remove\x18\x02 \x03(\fR\x06remove\"+\n" +
+	"\x06remove\x18\x02 \x03(\fR\x06remove\x12\x14\n" +
+	"\x05unmap\x18\x03 \x03(\fR\x05unmap\"=\n" +
 	"\n" +
 	"GetObjects\x12\x1d\n" +
 	"\n" +
-	"object_ids\x18\x01 \x03(\fR\tobjectIds\"U\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\x12\x10\n" +
+	"\x03map\x18\x02 \x01(\bR\x03map\"U\n" +
 	"\tPutObject\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.ember.v1.ObjectValueR\x05value\"}\n" +
@@ -2745,7 +2788,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12)\n" +
 	"\x05error\x18\x02 \x01(\v2\x13.ember.v1.TaskErrorR\x05error\"#\n" +
 	"\aWarning\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage\"\xa5\x04\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"\x90\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -2756,7 +2799,10 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x15object_store_capacity\x18\a \x01(\x04R\x13objectStoreCapacity\x12*\n" +
 	"\x11object_store_used\x18\b \x01(\x04R\x0fobjectStoreUsed\x12\x1f\n" +
 	"\vnum_workers\x18\t \x01(\rR\n" +
-	"numWorkers\x1aA\n" +
+	"numWorkers\x120\n" +
+	"\x14object_store_spilled\x18\n" +
+	" \x01(\x04R\x12objectStoreSpilled\x127\n" +
+	"\x18object_store_num_spilled\x18\v \x01(\x04R\x15objectStoreNumSpilled\x1aA\n" +
 	"\x13ResourcesTotalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aE\n" +

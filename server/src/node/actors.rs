@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use ember_proto::v1::{self, node_op};
 use ember_proto::{ActorId, ObjectId, TaskId, WorkerId};
 
+use super::residency::RestoreWaiter;
 use super::tasks::TaskState;
 use super::{system_error, ConnId, ConnKind, NodeCore};
 
@@ -288,12 +289,30 @@ impl NodeCore {
                     if t.missing_args > 0 {
                         return;
                     }
-                    a.queue.pop_front();
-                    if t.cancelled {
+                    let cancelled = t.cancelled;
+                    let pins = if cancelled {
+                        Vec::new()
+                    } else {
+                        match self.pin_args(task) {
+                            Ok(pins) => pins,
+                            Err(spilled) => {
+                                // Later calls wait too: calls run in order.
+                                for id in spilled {
+                                    let waiter = RestoreWaiter::ActorCall(actor_id, task);
+                                    self.request_restore(id, waiter);
+                                }
+                                return;
+                            }
+                        }
+                    };
+                    if let Some(a) = self.actors.get_mut(&actor_id) {
+                        a.queue.pop_front();
+                    }
+                    if cancelled {
                         self.finish_cancelled(task);
                         continue;
                     }
-                    self.assign(worker, task);
+                    self.assign(worker, task, pins);
                 }
             }
             _ => {}

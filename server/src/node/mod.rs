@@ -18,6 +18,7 @@
 
 mod actors;
 mod objects;
+mod residency;
 mod tasks;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::resources::{GpuInstances, ResourceSet};
 
+pub use residency::run_store_events;
 pub use workers::PoolCommand;
 
 /// A connection's id (local socket or gRPC stream).
@@ -70,6 +72,9 @@ struct Conn {
     /// Shared-memory blocks it created and has not sealed yet: given back
     /// if it disconnects halfway through a write.
     creating: HashSet<ObjectId>,
+    /// Locations of objects it was given and has not released (see
+    /// `residency`): object → how many.
+    grants: HashMap<ObjectId, u32>,
 }
 
 /// Settings the core needs (a subset of `NodeConfig`).
@@ -86,6 +91,8 @@ pub struct CoreConfig {
     pub max_workers: usize,
     pub session_dir: std::path::PathBuf,
     pub node_address: String,
+    /// How long a Flight `do_put` waits for room in the store.
+    pub object_store_wait: std::time::Duration,
 }
 
 /// Task counters for status.
@@ -127,6 +134,10 @@ pub struct NodeCore {
     pool_tx: mpsc::UnboundedSender<PoolCommand>,
     counters: Counters,
     pending_creates: Vec<objects::PendingCreate>,
+    /// Spilled objects being restored, and who waits for each.
+    restoring: HashMap<ObjectId, Vec<residency::RestoreWaiter>>,
+    /// Restore requests, served by `run_store_events`.
+    restore_tx: mpsc::UnboundedSender<ObjectId>,
     /// Workers that exited before saying hello, in a row.
     start_failures: u32,
     last_start_failure: String,
@@ -143,6 +154,7 @@ impl NodeCore {
         node: &NodeConfig,
         store: Arc<Store>,
         pool_tx: mpsc::UnboundedSender<PoolCommand>,
+        restore_tx: mpsc::UnboundedSender<ObjectId>,
     ) -> Result<Self, NodeError> {
         let mut total_map = node.resources.clone();
         total_map.insert("CPU".into(), node.num_cpus);
@@ -178,6 +190,8 @@ impl NodeCore {
             pool_tx,
             counters: Counters::default(),
             pending_creates: Vec::new(),
+            restoring: HashMap::new(),
+            restore_tx,
             start_failures: 0,
             last_start_failure: String::new(),
             stopping: false,
@@ -212,6 +226,7 @@ impl NodeCore {
                 held: HashSet::new(),
                 subscribed: HashSet::new(),
                 creating: HashSet::new(),
+                grants: HashMap::new(),
             },
         );
         id
@@ -395,8 +410,15 @@ impl NodeCore {
         for id in c.subscribed {
             if let Some(o) = self.objects.get_mut(&id) {
                 o.subscribers.retain(|s| *s != conn);
+                o.map_subscribers.retain(|s| *s != conn);
             }
             self.maybe_free(id);
+        }
+        for (id, n) in c.grants {
+            self.release_grants_of(id, n);
+        }
+        for waiters in self.restoring.values_mut() {
+            waiters.retain(|w| *w != residency::RestoreWaiter::Conn(conn));
         }
         for id in c.held {
             if let Some(o) = self.objects.get_mut(&id) {
@@ -481,6 +503,8 @@ impl NodeCore {
             object_store_capacity: stats.capacity,
             object_store_used: stats.used + stats.inline_bytes,
             num_workers: self.workers.len() as u32,
+            object_store_spilled: stats.spilled_bytes,
+            object_store_num_spilled: stats.num_spilled,
         };
         v1::ClusterStatus {
             nodes: vec![node],

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ember_flight_store::{ObjectBody, StoreError, StoredObject};
+use ember_flight_store::{ObjectBody, RoomRequest, StoreError, StoredObject};
 use ember_proto::v1::{self, node_op, object_value::Body};
 use ember_proto::{ObjectId, TaskId};
 
@@ -26,6 +26,11 @@ pub(super) struct ObjectEntry {
     pub contains: Vec<ObjectId>,
     /// Connections to send ObjectReady to when it is ready.
     pub subscribers: Vec<ConnId>,
+    /// Connections to send a pinned location (a grant) when it is ready.
+    pub map_subscribers: Vec<ConnId>,
+    /// Locations of it held by clients (see `residency`): it is not freed
+    /// while any is outstanding.
+    pub grants: u32,
     /// Tasks waiting for it before they can run.
     pub waiting_tasks: Vec<TaskId>,
 }
@@ -37,13 +42,19 @@ pub(super) struct PendingCreate {
     id: ObjectId,
     size: u64,
     deadline: Instant,
+    /// Keeps the store's spill thread making room for it.
+    _room: RoomRequest,
+    /// The store's failed spills when it started waiting.
+    spill_failures_at: u64,
 }
 
-/// The wire form of a stored object.
-pub(super) fn to_wire(obj: &StoredObject) -> v1::ObjectValue {
+/// How a stored object is announced: inline values as they are, objects
+/// in shared memory or on disk by size only (a location is only ever sent
+/// as a grant, see `residency`).
+pub(super) fn announcement(obj: &StoredObject) -> v1::ObjectValue {
     let body = match &obj.body {
         ObjectBody::Inline(data) => Body::InlineData(data.clone()),
-        ObjectBody::Shm(loc) => Body::Shm(*loc),
+        ObjectBody::Shm(_) | ObjectBody::Spilled => Body::StoredSize(obj.size),
     };
     v1::ObjectValue {
         format: obj.format,
@@ -76,6 +87,11 @@ impl NodeCore {
                 self.maybe_free(id);
             }
         }
+        for raw in update.unmap {
+            if let Ok(id) = ObjectId::from_bytes(&raw) {
+                self.release_grant(conn, id);
+            }
+        }
     }
 
     /// `conn` holds a reference to `id` (idempotent per connection).
@@ -87,6 +103,22 @@ impl NodeCore {
     }
 
     pub(super) fn get_objects(&mut self, conn: ConnId, get: v1::GetObjects) {
+        if get.map {
+            for raw in get.object_ids {
+                match ObjectId::from_bytes(&raw) {
+                    Ok(id) => self.send_mapped(conn, id),
+                    Err(_) => self.send_error(
+                        conn,
+                        0,
+                        system_error(
+                            v1::ErrorKind::InvalidArgument,
+                            format!("map of a malformed object id ({} bytes)", raw.len()),
+                        ),
+                    ),
+                }
+            }
+            return;
+        }
         for raw in get.object_ids {
             let Ok(id) = ObjectId::from_bytes(&raw) else {
                 self.send_error(
@@ -114,13 +146,7 @@ impl NodeCore {
     }
 
     fn send_ready(&self, conn: ConnId, id: ObjectId, obj: &StoredObject) {
-        self.send(
-            conn,
-            node_op::Op::ObjectReady(v1::ObjectReady {
-                object_id: id.to_vec().into(),
-                value: Some(to_wire(obj)),
-            }),
-        );
+        self.send_value(conn, id, announcement(obj));
     }
 
     pub(super) fn put_object(&mut self, conn: ConnId, put: v1::PutObject) {
@@ -182,6 +208,12 @@ impl NodeCore {
                     .put_inline(id, value.format, value.metadata, data)
             }
             Some(Body::Shm(loc)) => self.store.seal(id, value.format, value.metadata, loc),
+            Some(Body::StoredSize(_)) => {
+                return Err(system_error(
+                    v1::ErrorKind::InvalidArgument,
+                    format!("object {id}: stored_size is announced by the node, not sent to it"),
+                ))
+            }
             None => self
                 .store
                 .put_inline(id, value.format, value.metadata, Bytes::new()),
@@ -220,12 +252,19 @@ impl NodeCore {
         let entry = self.objects.entry(id).or_default();
         entry.ready = true;
         let subscribers = std::mem::take(&mut entry.subscribers);
+        let map_subscribers = std::mem::take(&mut entry.map_subscribers);
         let waiting = std::mem::take(&mut entry.waiting_tasks);
         for conn in subscribers {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.subscribed.remove(&id);
             }
             self.send_ready(conn, id, &obj);
+        }
+        for conn in map_subscribers {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.subscribed.remove(&id);
+            }
+            self.send_mapped(conn, id);
         }
         for task in waiting {
             self.arg_ready(task);
@@ -244,6 +283,8 @@ impl NodeCore {
             if e.holders > 0
                 || e.arg_uses > 0
                 || e.contained_in > 0
+                || e.grants > 0
+                || !e.map_subscribers.is_empty()
                 || !e.subscribers.is_empty()
                 || !e.waiting_tasks.is_empty()
             {
@@ -316,6 +357,8 @@ impl NodeCore {
                     id,
                     size: req.size,
                     deadline: Instant::now() + Duration::from_millis(req.timeout_ms),
+                    _room: self.store.request_room(req.size),
+                    spill_failures_at: self.store.spill_failures().0,
                 });
             }
             Err(e) => {
@@ -375,8 +418,37 @@ impl NodeCore {
         }
     }
 
+    /// Fail the creates that started waiting before the store's
+    /// `failures`-th failed spill: the spill disk is full, waiting longer
+    /// would not make room.
+    pub(super) fn fail_creates_after_spill_failure(&mut self, failures: u64, reason: &str) {
+        if !self
+            .pending_creates
+            .iter()
+            .any(|p| p.spill_failures_at < failures)
+        {
+            return;
+        }
+        let (failed, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_creates)
+            .into_iter()
+            .partition(|p| p.spill_failures_at < failures);
+        self.pending_creates = keep;
+        let stats = self.store.stats();
+        for p in failed {
+            let err = system_error(
+                v1::ErrorKind::ObjectStoreFull,
+                format!(
+                    "object store full: could not make room for an object of {} bytes \
+                     (capacity {} bytes, {} bytes in use), and spilling other objects to disk failed: {reason}",
+                    p.size, stats.capacity, stats.used
+                ),
+            );
+            self.send_error(p.conn, p.request_id, err);
+        }
+    }
+
     /// Memory was freed: try the creates that wait for room, oldest first.
-    fn retry_creates(&mut self) {
+    pub(super) fn retry_creates(&mut self) {
         if self.pending_creates.is_empty() {
             return;
         }

@@ -9,7 +9,7 @@ use ember_proto::v1::{self, node_op};
 use ember_proto::{ObjectId, TaskId, WorkerId};
 
 use super::actors::{call_actor, created_actor};
-use super::objects::to_wire;
+use super::residency::{ArgPins, RestoreWaiter};
 use super::{error_value, system_error, ConnId, ConnKind, NodeCore};
 use crate::resources::{self, ResourceSet};
 
@@ -26,6 +26,8 @@ pub(super) enum TaskState {
     Infeasible,
     /// Sent to this worker (running, or queued behind its running task).
     Assigned(WorkerId),
+    /// Ready, but some arguments are spilled: requeued once restored.
+    RestoringArgs,
 }
 
 pub(super) struct TaskEntry {
@@ -183,7 +185,7 @@ impl NodeCore {
             } else {
                 match arg.value.as_ref().and_then(|v| v.body.as_ref()) {
                     Some(v1::object_value::Body::InlineData(_)) => {}
-                    Some(v1::object_value::Body::Shm(_)) => {
+                    Some(v1::object_value::Body::Shm(_) | v1::object_value::Body::StoredSize(_)) => {
                         return Err(format!(
                             "argument {i}: values in shared memory are passed by reference (put them first)"
                         ))
@@ -277,6 +279,21 @@ impl NodeCore {
                     self.queues.get_mut(&class).map(|q| q.pop_front());
                     continue;
                 }
+                // Its shared-memory arguments stay in memory from here on;
+                // spilled ones are restored first.
+                let pins = match self.pin_args(task_id) {
+                    Ok(pins) => pins,
+                    Err(spilled) => {
+                        self.queues.get_mut(&class).map(|q| q.pop_front());
+                        if let Some(t) = self.tasks.get_mut(&task_id) {
+                            t.state = TaskState::RestoringArgs;
+                        }
+                        for id in spilled {
+                            self.request_restore(id, RestoreWaiter::Task(task_id));
+                        }
+                        continue;
+                    }
+                };
                 let fits =
                     self.available.contains(&class) && self.gpus.can_acquire(class.get("GPU"));
                 let worker = if fits {
@@ -300,9 +317,14 @@ impl NodeCore {
                 } else {
                     self.pipeline_target(&class)
                 };
-                let Some(worker) = worker else { break };
+                let Some(worker) = worker else {
+                    if let Some(t) = self.tasks.get(&task_id) {
+                        self.unpin_args(t, pins);
+                    }
+                    break;
+                };
                 self.queues.get_mut(&class).map(|q| q.pop_front());
-                self.assign(worker, task_id);
+                self.assign(worker, task_id, pins);
             }
         }
         self.queues.retain(|_, q| !q.is_empty());
@@ -310,31 +332,41 @@ impl NodeCore {
         self.class_order.retain(|c| queues.contains_key(c));
     }
 
-    /// Send a task to a leased worker.
-    pub(super) fn assign(&mut self, wid: WorkerId, task_id: TaskId) {
+    /// A task whose spilled arguments were restored goes back to the
+    /// front of its queue.
+    pub(super) fn requeue_restored(&mut self, task_id: TaskId) {
+        if self
+            .tasks
+            .get(&task_id)
+            .is_some_and(|t| t.state == TaskState::RestoringArgs)
+        {
+            self.enqueue(task_id, true);
+        }
+    }
+
+    /// Send a task to a leased worker, its shared-memory arguments pinned
+    /// (`pins`, from `pin_args`): their locations become the worker's grants.
+    pub(super) fn assign(&mut self, wid: WorkerId, task_id: TaskId, pins: ArgPins) {
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
         t.state = TaskState::Assigned(wid);
         let mut spec = t.spec.clone();
+        let mut granted = Vec::new();
+        let mut pins = pins.into_iter();
         for arg in spec.args.iter_mut() {
+            let pinned = pins.next().flatten();
             if arg.object_ref.is_empty() {
                 continue;
             }
-            let value = ObjectId::from_bytes(&arg.object_ref)
-                .ok()
-                .and_then(|id| self.store.get(&id))
-                .map(|obj| to_wire(&obj))
-                .unwrap_or_else(|| {
-                    error_value(&system_error(
-                        v1::ErrorKind::ObjectLost,
-                        format!(
-                            "argument object {} is no longer available",
-                            hex::encode(&arg.object_ref)
-                        ),
-                    ))
-                });
-            arg.value = Some(value);
+            arg.value = Some(self.arg_value(&arg.object_ref, pinned, &mut granted));
+        }
+        let conn = self.workers.get(&wid).and_then(|w| w.conn);
+        for id in granted {
+            match conn {
+                Some(conn) => self.note_grant(conn, id),
+                None => self.store.unpin(&id),
+            }
         }
         let fid = spec
             .function
@@ -663,7 +695,10 @@ impl NodeCore {
             return;
         }
         match t.state {
-            TaskState::WaitingArgs | TaskState::Queued | TaskState::Infeasible => {
+            TaskState::WaitingArgs
+            | TaskState::Queued
+            | TaskState::Infeasible
+            | TaskState::RestoringArgs => {
                 self.finish_cancelled(task_id);
             }
             TaskState::Assigned(wid) => {

@@ -29,6 +29,7 @@ fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
             arena_path: dir.path().join("arena"),
             capacity: 16 << 20,
             prefault_bytes: 0,
+            spill: None,
         })
         .unwrap(),
     );
@@ -44,9 +45,11 @@ fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
         max_workers: 8,
         session_dir: dir.path().to_path_buf(),
         node_address: "127.0.0.1:0".into(),
+        object_store_wait: std::time::Duration::from_secs(30),
     };
     let (pool_tx, pool) = mpsc::unbounded_channel();
-    let mut core = NodeCore::new(NodeId::random(), cfg, &node, store, pool_tx).unwrap();
+    let (restore_tx, _restores) = mpsc::unbounded_channel();
+    let mut core = NodeCore::new(NodeId::random(), cfg, &node, store, pool_tx, restore_tx).unwrap();
     let (tx, driver_rx) = mpsc::unbounded_channel();
     let driver = core.add_conn(tx);
     let hello = v1::Hello {

@@ -272,14 +272,20 @@ def cluster_resources() -> dict[str, float]:
 
 
 def object_store_stats() -> dict[str, int]:
-    """Object store figures summed over the live nodes: ``capacity`` and
-    ``used`` (bytes) and ``num_objects`` — what ``ember status`` prints."""
+    """Object store figures summed over the live nodes — what ``ember status`` prints.
+
+    ``capacity`` and ``used``: bytes of shared memory; ``num_objects``: objects
+    stored (in memory or spilled); ``spilled``: bytes of objects whose only
+    copy is on disk, and ``num_spilled``: how many such objects.
+    """
     status = _runtime().cluster_status()
     live = [n for n in status.nodes if n.alive]
     return {
         "capacity": sum(n.object_store_capacity for n in live),
         "used": sum(n.object_store_used for n in live),
         "num_objects": status.num_objects,
+        "spilled": sum(n.object_store_spilled for n in live),
+        "num_spilled": sum(n.object_store_num_spilled for n in live),
     }
 
 

@@ -4,6 +4,11 @@ It owns the connection to the node and:
 
 * the object table: ObjectId → ``ObjectValue`` for objects whose value has
   arrived (``ObjectReady``) or that this process put;
+* shared-memory grants: a location the node sends (``ObjectReady`` answering
+  ``GetObjects{map}``, or a task argument) pins the object until this process
+  releases it (``RefUpdate.unmap``) — when the mapping made from it, and every
+  buffer pointing into it, is gone. A location in the object table is never
+  mapped directly: the node may have spilled the object and reused its block;
 * local reference counts, with the batch of ``RefUpdate`` changes that goes
   out with the next message sent (``ObjectRef.__del__`` only queues the id);
 * the function-registration cache and task-id generator;
@@ -43,6 +48,9 @@ _ClientOp = local_pb2.ClientOp
 _ObjectValue = common_pb2.ObjectValue
 _CREATE_TIMEOUT_MS = int(os.environ.get("EMBER_PUT_TIMEOUT_MS", "30000"))
 _FLUSH_THRESHOLD = 512
+_ERROR_FORMAT = common_pb2.ERROR
+# Bodies of values that lie in the node's store (read by mapping a granted location).
+_STORED = ("shm", "stored_size")
 
 
 def _op(**kwargs) -> bytes:
@@ -83,6 +91,12 @@ class CoreRuntime:
         self._pending_removes: list[bytes] = []
         # Read-only mappings of shm objects (weak: the mapping lives as long as its buffers).
         self._maps: dict[bytes, tuple[weakref.ref, int]] = {}
+        # Granted locations not mapped yet, ids whose grant is awaited, failed map requests,
+        # and grants to give back (one entry per location received).
+        self._grants: dict[bytes, common_pb2.ShmLocation] = {}
+        self._map_waiting: set[bytes] = set()
+        self._map_errors: dict[bytes, common_pb2.ObjectValue] = {}
+        self._unmaps: deque[bytes] = deque()
         self._registered: set[bytes] = set()
         self._task_ids = ids.TaskIdGenerator()
         self._request_ids = itertools.count(1)
@@ -160,9 +174,16 @@ class CoreRuntime:
             if which == "object_ready":
                 ready = op.object_ready
                 oid = ready.object_id
+                value = ready.value
+                body = value.WhichOneof("body")
+                if body == "shm":
+                    self._accept_grant(oid, value.shm)
+                elif oid in self._map_waiting and value.format == _ERROR_FORMAT:
+                    self._map_errors[oid] = value  # this map request failed (a restore)
+                    continue
                 with self._ref_lock:
                     if oid in self._counts:
-                        self.objects[oid] = ready.value
+                        self.objects[oid] = value
             elif which == "execute_task":
                 task = op.execute_task
                 if task.function_payload:
@@ -175,6 +196,7 @@ class CoreRuntime:
                     if handback is None:
                         handback = []
                     handback.append(task.spec.task_id)
+                    self.release_grants(task)
                 else:
                     self.exec_queue.append(task)
             elif which == "create_object_reply":
@@ -227,13 +249,24 @@ class CoreRuntime:
             with self._finished_lock:
                 finished, self._finished = self._finished, []
             ops = finished + ops
-        if self._released or self._adds or self._pending_removes:
+        if self._released or self._adds or self._pending_removes or self._unmaps:
             adds, removes = self._collect_ref_changes()
+            unmaps = self._take_unmaps()
             if adds:
                 ops = [wire.encode_ref_update(adds, [])] + ops
-            if removes:
-                ops = ops + [wire.encode_ref_update([], removes)]
+            if removes or unmaps:
+                ops = ops + [wire.encode_ref_update([], removes, unmaps)]
         return ops
+
+    def _take_unmaps(self) -> list[bytes]:
+        unmaps = self._unmaps
+        out = []
+        while unmaps:
+            try:
+                out.append(unmaps.popleft())
+            except IndexError:
+                break
+        return out
 
     def send(self, ops: list[bytes]) -> None:
         """Send ops (plus pending results and reference updates) in one message."""
@@ -241,7 +274,8 @@ class CoreRuntime:
 
     def flush(self) -> None:
         """Send pending results and reference updates now."""
-        if self._finished or self._released or self._adds or self._pending_removes or self.conn.holds_ops:
+        if (self._finished or self._released or self._adds or self._pending_removes or self._unmaps
+                or self.conn.holds_ops):
             self.conn.send([])
 
     def add_borrowed_ref(self, object_id: bytes) -> None:
@@ -289,6 +323,8 @@ class CoreRuntime:
                 self.objects.pop(oid, None)
                 self._requested.discard(oid)
                 self._maps.pop(oid, None)
+                if self._grants.pop(oid, None) is not None:
+                    self._unmaps.append(oid)  # granted but never mapped
             self._pending_removes.extend(removes)
         return removes
 
@@ -489,6 +525,8 @@ class CoreRuntime:
             self.flush()
         if missing:
             self._await_all(missing, timeout)
+        if len(object_ids) > 1:
+            self._map_all([oid for oid in object_ids if objects[oid].WhichOneof("body") in _STORED])
         return [self.read_value(oid, objects[oid]) for oid in object_ids]
 
     def _await_all(self, missing: list[bytes], timeout: float | None) -> None:
@@ -546,30 +584,82 @@ class CoreRuntime:
 
     def read_value(self, object_id: bytes, value: common_pb2.ObjectValue):
         """Deserialize an object's value (mapping shared memory when it lives there)."""
-        if value.WhichOneof("body") == "shm":
-            data = self.map_object(object_id, value.shm.offset, value.shm.size)
+        if value.WhichOneof("body") in _STORED:
+            data = self.map_object(object_id)
         else:
             data = value.inline_data
         return serialization.deserialize(value.format, value.metadata, data)
 
-    def map_object(self, object_id: bytes, offset: int, size: int) -> memoryview:
-        """A read-only view of a shm object; this process holds a reference while the mapping lives.
+    def _accept_grant(self, object_id: bytes, location: common_pb2.ShmLocation) -> None:
+        """A location arrived: keep it for mapping, or give it back at once when
+        a live mapping already holds one (or nobody here wants it)."""
+        cached = self._maps.get(object_id)
+        live = cached is not None and cached[0]() is not None
+        wanted = object_id in self._map_waiting or object_id in self._counts
+        if live or not wanted or object_id in self._grants:
+            self._unmaps.append(object_id)
+        else:
+            self._grants[object_id] = location
 
-        The mapping is cached weakly: buffers made from the view (numpy arrays
-        from ``get``) keep it alive, and when the last one goes a finalizer
-        queues the extra reference taken here for release.
+    def _map_all(self, object_ids: list[bytes]) -> None:
+        """Ask for the locations of the objects that have no live mapping or grant, in one message."""
+        need = []
+        for oid in object_ids:
+            cached = self._maps.get(oid)
+            if (cached is None or cached[0]() is None) and oid not in self._grants and oid not in need:
+                need.append(oid)
+        if not need:
+            return
+        grants, errors, waiting = self._grants, self._map_errors, self._map_waiting
+        waiting.update(need)
+        try:
+            self.send([_op(get_objects=local_pb2.GetObjects(object_ids=need, map=True))])
+            self._wait(lambda: all(oid in grants or oid in errors for oid in need), None)
+        finally:
+            waiting.difference_update(need)
+
+    def map_object(self, object_id: bytes, grant: common_pb2.ShmLocation | None = None) -> memoryview:
+        """A read-only view of a shm object, mapped from a location the node granted.
+
+        ``grant``: a location that came with a task argument; otherwise the
+        node is asked for one. The mapping is cached weakly: buffers made from
+        the view (numpy arrays from ``get``) keep it alive, and when the last
+        one goes a finalizer gives the grant back, so the node may spill or
+        free the object again.
         """
         cached = self._maps.get(object_id)
         mm = cached[0]() if cached is not None else None
-        if mm is None:
-            mm, delta = self.arena.map_read(offset, size)
-            self.add_borrowed_ref(object_id)
-            weakref.finalize(mm, self._released.append, object_id)
-            self._maps[object_id] = (weakref.ref(mm), delta)
+        if mm is not None:
+            if grant is not None:
+                self._unmaps.append(object_id)  # the live mapping holds a grant already
+            _, delta, size = cached
         else:
-            delta = cached[1]
+            if grant is None:
+                grant = self._grants.pop(object_id, None)
+                if grant is None:
+                    self._map_all([object_id])
+                    grant = self._grants.pop(object_id, None)
+                    if grant is None:
+                        error = self._map_errors.pop(object_id, None)
+                        if error is not None:
+                            raise serialization.error_from_data(error.inline_data)
+                        raise exceptions.ObjectLostError(f"object {object_id.hex()} has no location")
+            size = grant.size
+            try:
+                mm, delta = self.arena.map_read(grant.offset, size)
+            except BaseException:
+                self._unmaps.append(object_id)
+                raise
+            weakref.finalize(mm, self._unmaps.append, object_id)
+            self._maps[object_id] = (weakref.ref(mm), delta, size)
         view = memoryview(mm)
         return view[delta: delta + size] if delta else view
+
+    def release_grants(self, task: local_pb2.ExecuteTask) -> None:
+        """Give back the argument locations of a task this worker will not run."""
+        for arg in task.spec.args:
+            if arg.object_ref and arg.value.WhichOneof("body") == "shm":
+                self._unmaps.append(arg.object_ref)
 
     # -- worker blocking -----------------------------------------------
 
@@ -591,6 +681,8 @@ class CoreRuntime:
             return False
         self.blocked = True
         queued = [task.spec.task_id for task in self.exec_queue]
+        for task in self.exec_queue:
+            self.release_grants(task)
         self.exec_queue.clear()
         self.send([_op(worker_blocked=local_pb2.WorkerBlocked(returned_task_ids=queued))])
         return True

@@ -57,6 +57,7 @@ _CREATE_SPEC = b"\x12"  # 2
 # RefUpdate.
 _REF_ADD = b"\x0a\x14"
 _REF_REMOVE = b"\x12\x14"
+_REF_UNMAP = b"\x1a\x14"
 
 # SubmitTask.spec.
 _SUBMIT_SPEC = b"\x0a"
@@ -143,13 +144,15 @@ def encode_task_finished(
     return _OP_TASK_FINISHED + varint(len(body)) + body
 
 
-def encode_ref_update(add: list[bytes], remove: list[bytes]) -> bytes:
+def encode_ref_update(add: list[bytes], remove: list[bytes], unmap=()) -> bytes:
     """A ``ClientOp{ref_update}``."""
     parts = []
     for oid in add:
         parts += (_REF_ADD, oid)
     for oid in remove:
         parts += (_REF_REMOVE, oid)
+    for oid in unmap:
+        parts += (_REF_UNMAP, oid)
     body = b"".join(parts)
     return _OP_REF_UPDATE + varint(len(body)) + body
 

@@ -194,10 +194,12 @@ class Worker:
     def _call(self, task, target, interruptible: bool):
         """Run ``target(task)(*args)``: (returns, retryable, actor exits, failed)."""
         spec = task.spec
+        resolved = False
         try:
             function = target(task)
             if type(function) is bytes:  # the actor's constructor failed: its error answers
                 return [function] * spec.num_returns, False, False, True
+            resolved = True  # from here on, the mappings give the argument grants back
             args, kwargs, error_value = self._resolve_args(spec)
             if error_value is not None:
                 return [error_value] * spec.num_returns, False, False, True
@@ -230,6 +232,9 @@ class Worker:
                 self.running = False
             returns, retryable = self._exception_returns(spec, exc)
             return returns, retryable, False, True
+        finally:
+            if not resolved:
+                self.rt.release_grants(task)
 
     # -- actors ------------------------------------------------------------
 
@@ -330,12 +335,13 @@ class Worker:
             semaphore = self._semaphores[group] = asyncio.Semaphore(self._group_sizes[group])
         async with semaphore:
             current_call.set(task)  # this asyncio task's own context
-            retryable = exiting = False
+            retryable = exiting = resolved = False
             try:
                 function = self._actor_method(task)
                 if type(function) is bytes:
                     returns = [function] * spec.num_returns
                 else:
+                    resolved = True
                     args, kwargs, error_value = self._resolve_args(spec)
                     if error_value is not None:
                         returns = [error_value] * spec.num_returns
@@ -349,6 +355,9 @@ class Worker:
                 returns, exiting = self._none_returns(spec), True
             except BaseException as exc:  # noqa: BLE001 - user errors (and cancellation) are values
                 returns, retryable = self._exception_returns(spec, exc)
+            finally:
+                if not resolved:
+                    self.rt.release_grants(task)
         self._send_finished(spec.task_id, returns, retryable, exiting)
 
     def _send_finished(self, task_id: bytes, returns, retryable: bool, exiting: bool) -> None:
@@ -402,14 +411,16 @@ class Worker:
         args = []
         kwargs = {}
         deserialize = serialization.deserialize
-        for arg in spec.args:
+        # Map every shared-memory argument first: each location is a grant the
+        # mapping gives back when it goes, whatever happens next.
+        views = [rt.map_object(arg.object_ref, arg.value.shm)
+                 if arg.object_ref and arg.value.WhichOneof("body") == "shm" else None
+                 for arg in spec.args]
+        for arg, view in zip(spec.args, views):
             value = arg.value
             if value.format == _ERROR:
                 return None, None, _value_bytes(value)
-            if arg.object_ref and value.WhichOneof("body") == "shm":
-                data = rt.map_object(arg.object_ref, value.shm.offset, value.shm.size)
-            else:
-                data = value.inline_data
+            data = value.inline_data if view is None else view
             obj = deserialize(value.format, value.metadata, data)
             if arg.keyword:
                 kwargs[arg.keyword] = obj

@@ -97,18 +97,20 @@ class ShmLocation(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
 
 class ObjectValue(_message.Message):
-    __slots__ = ("format", "metadata", "inline_data", "shm", "contained_refs")
+    __slots__ = ("format", "metadata", "inline_data", "shm", "stored_size", "contained_refs")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     INLINE_DATA_FIELD_NUMBER: _ClassVar[int]
     SHM_FIELD_NUMBER: _ClassVar[int]
+    STORED_SIZE_FIELD_NUMBER: _ClassVar[int]
     CONTAINED_REFS_FIELD_NUMBER: _ClassVar[int]
     format: ValueFormat
     metadata: bytes
     inline_data: bytes
     shm: ShmLocation
+    stored_size: int
     contained_refs: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, format: _Optional[_Union[ValueFormat, str]] = ..., metadata: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm: _Optional[_Union[ShmLocation, _Mapping]] = ..., contained_refs: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    def __init__(self, format: _Optional[_Union[ValueFormat, str]] = ..., metadata: _Optional[bytes] = ..., inline_data: _Optional[bytes] = ..., shm: _Optional[_Union[ShmLocation, _Mapping]] = ..., stored_size: _Optional[int] = ..., contained_refs: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class FunctionDescriptor(_message.Message):
     __slots__ = ("language", "function_id", "name")

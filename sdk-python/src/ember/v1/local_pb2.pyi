@@ -156,18 +156,22 @@ class SubmitTask(_message.Message):
     def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
 
 class RefUpdate(_message.Message):
-    __slots__ = ("add", "remove")
+    __slots__ = ("add", "remove", "unmap")
     ADD_FIELD_NUMBER: _ClassVar[int]
     REMOVE_FIELD_NUMBER: _ClassVar[int]
+    UNMAP_FIELD_NUMBER: _ClassVar[int]
     add: _containers.RepeatedScalarFieldContainer[bytes]
     remove: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, add: _Optional[_Iterable[bytes]] = ..., remove: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    unmap: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, add: _Optional[_Iterable[bytes]] = ..., remove: _Optional[_Iterable[bytes]] = ..., unmap: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class GetObjects(_message.Message):
-    __slots__ = ("object_ids",)
+    __slots__ = ("object_ids", "map")
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
     object_ids: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    map: bool
+    def __init__(self, object_ids: _Optional[_Iterable[bytes]] = ..., map: _Optional[bool] = ...) -> None: ...
 
 class PutObject(_message.Message):
     __slots__ = ("object_id", "value")
@@ -351,7 +355,7 @@ class Warning(_message.Message):
     def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "alive", "is_head", "resources_total", "resources_available", "object_store_capacity", "object_store_used", "num_workers")
+    __slots__ = ("node_id", "address", "alive", "is_head", "resources_total", "resources_available", "object_store_capacity", "object_store_used", "num_workers", "object_store_spilled", "object_store_num_spilled")
     class ResourcesTotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -375,6 +379,8 @@ class NodeInfo(_message.Message):
     OBJECT_STORE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     OBJECT_STORE_USED_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_STORE_SPILLED_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_STORE_NUM_SPILLED_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     address: str
     alive: bool
@@ -384,7 +390,9 @@ class NodeInfo(_message.Message):
     object_store_capacity: int
     object_store_used: int
     num_workers: int
-    def __init__(self, node_id: _Optional[bytes] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., is_head: _Optional[bool] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., object_store_capacity: _Optional[int] = ..., object_store_used: _Optional[int] = ..., num_workers: _Optional[int] = ...) -> None: ...
+    object_store_spilled: int
+    object_store_num_spilled: int
+    def __init__(self, node_id: _Optional[bytes] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., is_head: _Optional[bool] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., object_store_capacity: _Optional[int] = ..., object_store_used: _Optional[int] = ..., num_workers: _Optional[int] = ..., object_store_spilled: _Optional[int] = ..., object_store_num_spilled: _Optional[int] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("pending", "running", "finished", "failed", "infeasible")
