@@ -221,6 +221,7 @@ fn objects_inline_and_in_shared_memory_and_over_flight() {
         }),
         client_op::Op::GetObjects(v1::GetObjects {
             object_ids: vec![small.to_vec().into()],
+            map: false,
         }),
     ]);
     let v = c.ready(small).expect("object ready");
@@ -256,12 +257,27 @@ fn objects_inline_and_in_shared_memory_and_over_flight() {
         }),
         client_op::Op::GetObjects(v1::GetObjects {
             object_ids: vec![big.to_vec().into()],
+            map: false,
         }),
     ]);
+    // Announced by size; a location only comes as a grant (map = true),
+    // which the client gives back with an unmap.
     assert_eq!(
         c.ready(big).expect("object ready").body,
+        Some(Body::StoredSize(data.len() as u64))
+    );
+    c.send(vec![client_op::Op::GetObjects(v1::GetObjects {
+        object_ids: vec![big.to_vec().into()],
+        map: true,
+    })]);
+    assert_eq!(
+        c.ready(big).expect("object granted").body,
         Some(Body::Shm(loc))
     );
+    c.send(vec![client_op::Op::RefUpdate(v1::RefUpdate {
+        unmap: vec![big.to_vec().into()],
+        ..Default::default()
+    })]);
 
     // A create larger than the store is refused with the sizes.
     c.send(vec![client_op::Op::CreateObject(v1::CreateObject {
@@ -493,6 +509,7 @@ fn remote_clients_use_the_grpc_stream() {
                 }),
                 client_op::Op::GetObjects(v1::GetObjects {
                     object_ids: vec![id.to_vec().into()],
+                    map: false,
                 }),
             ]),
         ])

@@ -1,7 +1,7 @@
 """A scriptable stand-in for the node daemon's Unix socket (unit tests only).
 
-It answers Hello, CreateObject (bump allocator over a temp arena file) and
-InfoRequest, records every ClientOp it receives, and lets a test push any
+It answers Hello, CreateObject (bump allocator over a temp arena file),
+GetObjects with map (the location of an object put here) and InfoRequest, records every ClientOp it receives, and lets a test push any
 NodeOp. Integration tests use the real daemon.
 """
 
@@ -29,6 +29,7 @@ class FakeNode:
         self.max_inline_bytes = max_inline_bytes
         self.token = token
         self.next_offset = 0
+        self.stored: dict[bytes, common_pb2.ObjectValue] = {}  # PutObject values, by id
         self.ops: list[local_pb2.ClientOp] = []
         self.cond = threading.Condition()
         self.conn = None
@@ -81,6 +82,13 @@ class FakeNode:
             self.push(local_pb2.NodeOp(create_object_reply=local_pb2.CreateObjectReply(
                 request_id=c.request_id, object_id=c.object_id,
                 location=common_pb2.ShmLocation(offset=offset, size=c.size))))
+        elif which == "put_object":
+            self.stored[op.put_object.object_id] = op.put_object.value
+        elif which == "get_objects" and op.get_objects.map:
+            for oid in op.get_objects.object_ids:
+                if oid in self.stored:
+                    self.push(local_pb2.NodeOp(object_ready=local_pb2.ObjectReady(
+                        object_id=oid, value=self.stored[oid])))
         elif which == "info_request":
             status = local_pb2.ClusterStatus(nodes=[local_pb2.NodeInfo(
                 node_id=b"N" * 16, address="127.0.0.1:1234", alive=True, is_head=True,

@@ -243,6 +243,7 @@ fn worker_death_retries_then_fails() {
         h.driver,
         vec![op(Op::GetObjects(v1::GetObjects {
             object_ids: vec![ObjectId::for_return(id, 0).to_vec().into()],
+            map: false,
         }))],
     );
     for attempt in 0..2 {

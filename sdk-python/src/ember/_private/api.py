@@ -78,14 +78,20 @@ def init(
     logging_level=None,
     log_to_driver: bool = True,
     include_dashboard=None,
+    object_spilling_directory: str | None = None,
+    _system_config: dict | None = None,
     **kwargs,
 ) -> RayContext:
     """Connect to an ember cluster, starting a local one when no address is given.
 
     ``address``: None starts a head + node for this process (unless
     ``EMBER_ADDRESS`` is set); ``"auto"`` or ``"host:port"`` connects to a
-    running cluster on this machine. Other Ray keyword arguments are accepted
-    and ignored.
+    running cluster on this machine. ``object_spilling_directory`` (or Ray's
+    ``_system_config={"object_spilling_config": json.dumps({"type": "filesystem",
+    "params": {"directory_path": ...}})}``) is where the local node spills
+    objects when its store is full (default: under its session directory);
+    ``_system_config["local_fs_capacity_threshold"]`` (default 0.95) how full
+    that disk may get. Other Ray keyword arguments are accepted and ignored.
     """
     global _local_node, _atexit_registered
     from ember._private.node_launcher import find_session, start_local_node
@@ -109,8 +115,10 @@ def init(
         if address in ("local",):
             address = None
         if address is None:
+            spill_dir, node_env = _spill_settings(object_spilling_directory, _system_config)
             node = start_local_node(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                    object_store_memory=object_store_memory)
+                                    object_store_memory=object_store_memory, spill_dir=spill_dir,
+                                    env=node_env)
             info = dict(node.info)
             token = os.environ.get("EMBER_TOKEN") or info.get("token", "")
         else:
@@ -133,6 +141,28 @@ def init(
             atexit.register(shutdown)
             _atexit_registered = True
         return RayContext(_address_info(rt))
+
+
+def _spill_settings(directory: str | None, system_config: dict | None) -> tuple[str | None, dict]:
+    """The spill directory and node environment from ``init``'s spilling arguments."""
+    import json
+
+    config = dict(system_config or {})
+    env = {}
+    spilling = config.pop("object_spilling_config", None)
+    if spilling is not None and directory is None:
+        spec = json.loads(spilling) if isinstance(spilling, str) else dict(spilling)
+        if spec.get("type", "filesystem") != "filesystem":
+            raise ValueError(f"object_spilling_config type {spec.get('type')!r} is not supported: "
+                             "ember spills to a local directory ('filesystem')")
+        path = spec.get("params", {}).get("directory_path")
+        directory = path[0] if isinstance(path, list) else path
+    threshold = config.pop("local_fs_capacity_threshold", None)
+    if threshold is not None:
+        env["EMBER_SPILL_DISK_MAX_FRACTION"] = str(float(threshold))
+    for key in config:
+        logger.debug("ember.init ignores _system_config[%r]", key)
+    return directory, env
 
 
 def _address_info(rt) -> dict:

@@ -144,8 +144,14 @@ def start_local_node(
     num_gpus: float | None = None,
     resources: dict | None = None,
     object_store_memory: int | None = None,
+    spill_dir: str | None = None,
+    env: dict | None = None,
 ) -> LocalNode:
-    """Start head + node as a child process and wait until it is ready."""
+    """Start head + node as a child process and wait until it is ready.
+
+    ``spill_dir``: where the node spills objects when its store is full;
+    ``env``: extra environment variables for the node (``EMBER_*`` settings).
+    """
     binary = find_binary()
     temp_dir = tempfile.mkdtemp(prefix="ember-driver-")
     ready_file = os.path.join(temp_dir, "ready.json")
@@ -160,9 +166,11 @@ def start_local_node(
         cmd += ["--resources", json.dumps(resources)]
     if object_store_memory is not None:
         cmd += ["--object-store-memory", str(int(object_store_memory))]
+    if spill_dir is not None:
+        cmd += ["--spill-dir", str(spill_dir)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                close_fds=True)
+                                close_fds=True, env={**os.environ, **env} if env else None)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         if os.path.exists(ready_file):
