@@ -48,7 +48,8 @@ pub struct NodeConfig {
     pub spill_dir: Option<PathBuf>,
     /// Spilling stops with an error rather than fill the spill directory's
     /// filesystem past this fraction (`EMBER_SPILL_DISK_MAX_FRACTION`,
-    /// default 0.95, as Ray's `local_fs_capacity_threshold`).
+    /// default 0.95, as Ray's `local_fs_capacity_threshold`; above 1: no check,
+    /// only a write that runs out of space fails).
     pub spill_disk_max_fraction: f64,
     /// How long a restore of a spilled object or a Flight `do_put` waits for
     /// room before failing (`EMBER_OBJECT_STORE_WAIT_MS`, default 30000).

@@ -363,6 +363,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut changes = self.shared.changes.subscribe();
         let mut room: Option<RoomRequest> = None;
+        let failures_before = self.spill_failures().0;
         let (location, lease) = loop {
             changes.borrow_and_update();
             let size = {
@@ -399,17 +400,22 @@ impl Store {
                 }
                 size
             };
+            let full = || {
+                let stats = self.stats();
+                StoreError::Full {
+                    requested: size,
+                    capacity: stats.capacity,
+                    used: stats.used,
+                }
+            };
+            let (failures, reason) = self.spill_failures();
+            if failures > failures_before {
+                return Err(StoreError::spill_failed(full(), reason));
+            }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(StoreError::NotFound { id }),
-                Err(_) => {
-                    let stats = self.stats();
-                    return Err(StoreError::Full {
-                        requested: size,
-                        capacity: stats.capacity,
-                        used: stats.used,
-                    });
-                }
+                Err(_) => return Err(full()),
             }
         };
         drop(room);

@@ -357,8 +357,9 @@ impl NodeCore {
                     id,
                     size: req.size,
                     deadline: Instant::now() + Duration::from_millis(req.timeout_ms),
-                    _room: self.store.request_room(req.size),
+                    // Read before asking for room: a spill that fails at once counts.
                     spill_failures_at: self.store.spill_failures().0,
+                    _room: self.store.request_room(req.size),
                 });
             }
             Err(e) => {

@@ -273,11 +273,12 @@ impl NodeCore {
 /// The error a failed restore gives its waiters.
 fn restore_error(id: ObjectId, error: &StoreError) -> v1::TaskError {
     match error {
-        StoreError::Full { .. } => system_error(
+        StoreError::Full { .. } | StoreError::SpillFailed { .. } => system_error(
             v1::ErrorKind::ObjectStoreFull,
             format!(
                 "object {id} is spilled to disk and could not be restored into shared memory: {error} \
-                 (objects in use by readers cannot be spilled to make room)"
+                 (objects in use by readers are not spilled to make room; release some, or start \
+                 the cluster with a larger --object-store-memory)"
             ),
         ),
         other => system_error(
