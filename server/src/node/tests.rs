@@ -14,6 +14,8 @@ use super::*;
 struct Harness {
     core: NodeCore,
     pool: UnboundedReceiver<PoolCommand>,
+    /// Restore requests the core made (served by hand in tests).
+    restores: UnboundedReceiver<ObjectId>,
     driver: ConnId,
     driver_rx: UnboundedReceiver<Outgoing>,
     workers: Vec<(WorkerId, ConnId, UnboundedReceiver<Outgoing>)>,
@@ -23,13 +25,21 @@ struct Harness {
 const FUNCTION_ID: &[u8] = &[7; 20];
 
 fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
+    harness_with_store(cpus, pipeline_depth, 16 << 20, false)
+}
+
+/// A harness whose store holds `capacity` bytes and spills when `spill`.
+fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bool) -> Harness {
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
     let store = Arc::new(
         Store::new(StoreConfig {
             arena_path: dir.path().join("arena"),
-            capacity: 16 << 20,
+            capacity,
             prefault_bytes: 0,
-            spill: None,
+            spill: spill.then(|| ember_flight_store::SpillConfig {
+                dir: dir.path().join("spill"),
+                max_disk_fraction: 1.0,
+            }),
         })
         .unwrap(),
     );
@@ -48,7 +58,7 @@ fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
         object_store_wait: std::time::Duration::from_secs(30),
     };
     let (pool_tx, pool) = mpsc::unbounded_channel();
-    let (restore_tx, _restores) = mpsc::unbounded_channel();
+    let (restore_tx, restores) = mpsc::unbounded_channel();
     let mut core = NodeCore::new(NodeId::random(), cfg, &node, store, pool_tx, restore_tx).unwrap();
     let (tx, driver_rx) = mpsc::unbounded_channel();
     let driver = core.add_conn(tx);
@@ -69,6 +79,7 @@ fn harness(cpus: f64, pipeline_depth: usize) -> Harness {
     Harness {
         core,
         pool,
+        restores,
         driver,
         driver_rx,
         workers: Vec::new(),
@@ -502,4 +513,272 @@ fn workers_a_dead_fork_server_was_starting_are_asked_for_again() {
         ran |= matches!(o.op, Some(node_op::Op::ExecuteTask(_)));
     }
     assert!(ran, "the queued task runs on the new worker");
+}
+
+mod residency {
+    //! Grants of shared-memory locations and restores of spilled objects.
+
+    use super::*;
+    use ember_flight_store::PinOutcome;
+    use v1::object_value::Body;
+
+    const SIZE: usize = 1 << 20;
+
+    impl Harness {
+        /// Put `SIZE` bytes through shared memory the way a driver does.
+        fn put_shm(&mut self, byte: u8) -> ObjectId {
+            let id = ObjectId::random();
+            let create = v1::CreateObject {
+                request_id: 1,
+                object_id: id.to_vec().into(),
+                size: SIZE as u64,
+                timeout_ms: 0,
+            };
+            self.core
+                .handle_ops(self.driver, vec![op(Op::CreateObject(create))]);
+            let location = loop {
+                match self.driver_rx.try_recv() {
+                    Ok(Outgoing::Op(v1::NodeOp {
+                        op: Some(node_op::Op::CreateObjectReply(r)),
+                    })) => break r.location.unwrap(),
+                    Ok(_) => continue,
+                    Err(e) => panic!("no create reply: {e:?}"),
+                }
+            };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.core.store().arena_path())
+                .unwrap();
+            use std::io::{Seek, Write};
+            file.seek(std::io::SeekFrom::Start(location.offset))
+                .unwrap();
+            file.write_all(&vec![byte; SIZE]).unwrap();
+            let put = v1::PutObject {
+                object_id: id.to_vec().into(),
+                value: Some(v1::ObjectValue {
+                    format: v1::ValueFormat::Raw as i32,
+                    body: Some(Body::Shm(location)),
+                    ..Default::default()
+                }),
+            };
+            self.core
+                .handle_ops(self.driver, vec![op(Op::PutObject(put))]);
+            id
+        }
+
+        fn submit_with_arg(&mut self, arg: ObjectId) -> TaskId {
+            let (id, submit) = task(1.0, None);
+            let Some(Op::SubmitTask(mut s)) = submit.op else {
+                unreachable!()
+            };
+            s.spec.as_mut().unwrap().args.push(v1::TaskArg {
+                object_ref: arg.to_vec().into(),
+                ..Default::default()
+            });
+            self.core
+                .handle_ops(self.driver, vec![op(Op::SubmitTask(s))]);
+            id
+        }
+
+        /// The ExecuteTask ops worker `i` was sent.
+        fn executions(&mut self, i: usize) -> Vec<v1::ExecuteTask> {
+            let mut out = Vec::new();
+            while let Ok(Outgoing::Op(o)) = self.workers[i].2.try_recv() {
+                if let Some(node_op::Op::ExecuteTask(e)) = o.op {
+                    out.push(e);
+                }
+            }
+            out
+        }
+
+        /// ObjectReady values the driver was sent for `id`.
+        fn driver_ready(&mut self, id: ObjectId) -> Vec<v1::ObjectValue> {
+            let mut out = Vec::new();
+            while let Ok(Outgoing::Op(o)) = self.driver_rx.try_recv() {
+                if let Some(node_op::Op::ObjectReady(r)) = o.op {
+                    if r.object_id.as_ref() == id.as_bytes() {
+                        out.push(r.value.unwrap());
+                    }
+                }
+            }
+            out
+        }
+
+        fn unmap(&mut self, conn: ConnId, id: ObjectId) {
+            let update = v1::RefUpdate {
+                unmap: vec![id.to_vec().into()],
+                ..Default::default()
+            };
+            self.core.handle_ops(conn, vec![op(Op::RefUpdate(update))]);
+        }
+
+        fn release(&mut self, id: ObjectId) {
+            let update = v1::RefUpdate {
+                remove: vec![id.to_vec().into()],
+                ..Default::default()
+            };
+            self.core
+                .handle_ops(self.driver, vec![op(Op::RefUpdate(update))]);
+        }
+
+        fn spill(&mut self, id: ObjectId) {
+            let store = self.core.store().clone();
+            let request = store.request_room(16 << 20);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !store.is_spilled(&id) {
+                assert!(std::time::Instant::now() < deadline, "not spilled");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(request);
+        }
+
+        /// Serve the restore the core asked for, as `run_store_events` does.
+        fn serve_restore(&mut self) -> ObjectId {
+            let id = self.restores.try_recv().expect("a restore request");
+            let store = self.core.store().clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            let result = runtime.block_on(store.restore(id, deadline));
+            self.core.restore_done(id, result);
+            id
+        }
+    }
+
+    fn shm_arg(exec: &v1::ExecuteTask) -> v1::ShmLocation {
+        match exec.spec.as_ref().unwrap().args[0]
+            .value
+            .as_ref()
+            .unwrap()
+            .body
+        {
+            Some(Body::Shm(location)) => location,
+            ref other => panic!("expected a location, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn announcements_carry_the_size_and_map_requests_a_pinned_location() {
+        let mut h = harness(1.0, 0);
+        let id = h.put_shm(3);
+        let get = |map| {
+            op(Op::GetObjects(v1::GetObjects {
+                object_ids: vec![id.to_vec().into()],
+                map,
+            }))
+        };
+        h.core.handle_ops(h.driver, vec![get(false)]);
+        let announced = h.driver_ready(id);
+        assert_eq!(announced[0].body, Some(Body::StoredSize(SIZE as u64)));
+        assert_eq!(h.core.store().pins(&id), 0);
+        h.core.handle_ops(h.driver, vec![get(true), get(true)]);
+        let granted = h.driver_ready(id);
+        assert!(matches!(granted[0].body, Some(Body::Shm(_))));
+        assert_eq!(h.core.store().pins(&id), 2, "one pin per location sent");
+        // Released by the driver, the object lives on while it is mapped.
+        h.release(id);
+        assert!(h.core.store().contains(&id));
+        h.unmap(h.driver, id);
+        assert_eq!(h.core.store().pins(&id), 1);
+        h.unmap(h.driver, id);
+        h.unmap(h.driver, id); // one too many: ignored
+        assert!(!h.core.store().contains(&id), "freed with the last grant");
+    }
+
+    #[test]
+    fn task_arguments_are_granted_to_the_worker_until_it_unmaps_or_dies() {
+        let mut h = harness(1.0, 0);
+        let id = h.put_shm(5);
+        let first = h.submit_with_arg(id);
+        h.start_requested_workers();
+        let exec = h.executions(0);
+        assert_eq!(exec.len(), 1);
+        assert_eq!(shm_arg(&exec[0]).size, SIZE as u64);
+        assert_eq!(h.core.store().pins(&id), 1);
+        h.finish(0, first);
+        assert_eq!(
+            h.core.store().pins(&id),
+            1,
+            "a mapping may outlive the task"
+        );
+        let worker = h.workers[0].1;
+        h.unmap(worker, id);
+        assert_eq!(h.core.store().pins(&id), 0);
+        // A worker that dies gives its grants back.
+        let second = h.submit_with_arg(id);
+        assert_eq!(h.executions(0).len(), 1);
+        assert_eq!(h.core.store().pins(&id), 1);
+        h.release(id);
+        h.core.remove_conn(worker);
+        assert_eq!(h.core.store().pins(&id), 0);
+        assert!(h.core.tasks.contains_key(&second), "retried");
+    }
+
+    #[test]
+    fn spilled_arguments_are_restored_before_the_task_is_sent() {
+        let mut h = harness_with_store(1.0, 0, 4 << 20, true);
+        let id = h.put_shm(9);
+        h.spill(id);
+        assert!(matches!(h.core.store().pin_shm(&id), PinOutcome::Spilled));
+        let t = h.submit_with_arg(id);
+        h.start_requested_workers();
+        assert!(h.workers.is_empty(), "no worker is taken while it waits");
+        assert_eq!(h.core.tasks[&t].state, tasks::TaskState::RestoringArgs);
+        assert_eq!(h.serve_restore(), id);
+        h.start_requested_workers();
+        let exec = h.executions(0);
+        assert_eq!(exec.len(), 1, "sent once restored");
+        let location = shm_arg(&exec[0]);
+        let data = h.core.store().read(&id).unwrap();
+        assert_eq!(data.len(), SIZE);
+        assert!(data.iter().all(|&b| b == 9));
+        assert_eq!(h.core.store().pins(&id), 1);
+        assert_eq!(location.size, SIZE as u64);
+    }
+
+    #[test]
+    fn map_requests_of_spilled_objects_are_answered_after_the_restore() {
+        let mut h = harness_with_store(1.0, 0, 4 << 20, true);
+        let id = h.put_shm(4);
+        h.spill(id);
+        let map = v1::GetObjects {
+            object_ids: vec![id.to_vec().into()],
+            map: true,
+        };
+        h.core.handle_ops(h.driver, vec![op(Op::GetObjects(map))]);
+        assert!(h.driver_ready(id).is_empty());
+        h.serve_restore();
+        let granted = h.driver_ready(id);
+        assert!(matches!(granted[0].body, Some(Body::Shm(_))));
+        assert_eq!(h.core.store().pins(&id), 1);
+        // A restore that cannot read the file back fails the waiter with a
+        // clear error (and not the object: a later restore may work).
+        h.unmap(h.driver, id);
+        h.spill(id);
+        let file = h.core.store().spill_dir().unwrap().join(id.hex());
+        let saved = std::fs::read(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let map = v1::GetObjects {
+            object_ids: vec![id.to_vec().into()],
+            map: true,
+        };
+        h.core
+            .handle_ops(h.driver, vec![op(Op::GetObjects(map.clone()))]);
+        h.serve_restore();
+        let failed = h.driver_ready(id);
+        assert_eq!(failed[0].format, v1::ValueFormat::Error as i32);
+        let Some(Body::InlineData(data)) = &failed[0].body else {
+            panic!("an inline error")
+        };
+        use prost::Message;
+        let err = v1::TaskError::decode(data.as_ref()).unwrap();
+        assert_eq!(err.kind, v1::ErrorKind::ObjectLost as i32);
+        assert!(err.message.contains(&id.hex()), "{}", err.message);
+        std::fs::write(&file, saved).unwrap();
+        h.core.handle_ops(h.driver, vec![op(Op::GetObjects(map))]);
+        h.serve_restore();
+        assert!(matches!(h.driver_ready(id)[0].body, Some(Body::Shm(_))));
+    }
 }
