@@ -2,8 +2,10 @@
 
 Figures: put and get of a 100 MB numpy array and of a 100 MB Arrow table,
 a task returning 100 MB, a plain `pyarrow.flight` do_get of 100 MB from the
-node's port (loopback), and put/get of small values. Printed against the
-targets of the object-store issue.
+node's port (loopback), put/get of small values, and spilling: 3 GB of live
+100 MB objects put into a 1 GB store (the rest spills to disk), then read
+back (each restored from disk). Printed against the targets of the
+object-store issue.
 
 Run: make bench, or .venv/bin/python benches/bench_objects.py [--quick]
 """
@@ -36,6 +38,8 @@ TARGETS = {
     "flight_do_get_100mb_gbps": (1.2, "GB/s"),
     "put_small_per_s": (None, "/s"),
     "get_small_per_s": (None, "/s"),
+    "put_spilling_gbps": (None, "GB/s"),
+    "get_spilled_gbps": (None, "GB/s"),
 }
 
 
@@ -68,6 +72,30 @@ def session():
         if info["node_id"] == node_id:
             return info
     raise RuntimeError("session file not found")
+
+
+def bench_spilling(results: dict, quick: bool) -> None:
+    """Live objects three times the store's size: puts spill older objects,
+    gets restore them (each restore spills another)."""
+    count, store = (6, 256 << 20) if quick else (30, 1 << 30)
+    ember.init(num_cpus=1, object_store_memory=store)
+    try:
+        arrays = [np.full(SIZE // 8, i, dtype=np.float64) for i in range(count)]
+        ember.get(ember.put(arrays[0]))  # warm the arena
+        t0 = time.perf_counter()
+        refs = [ember.put(a) for a in arrays]
+        seconds = time.perf_counter() - t0
+        stats = ember.object_store_stats()
+        report(results, "put_spilling_gbps", count * SIZE / 1e9 / seconds,
+               f"{count} x 100 MB live in a {store >> 20} MiB store; {stats['num_spilled']} spilled")
+        t0 = time.perf_counter()
+        for i, ref in enumerate(refs):
+            assert ember.get(ref)[0] == i
+        seconds = time.perf_counter() - t0
+        report(results, "get_spilled_gbps", count * SIZE / 1e9 / seconds,
+               "each get restores from disk (and spills another)")
+    finally:
+        ember.shutdown()
 
 
 def main() -> int:
@@ -120,6 +148,7 @@ def main() -> int:
         report(results, "get_small_per_s", n / (time.perf_counter() - t0))
     finally:
         ember.shutdown()
+    bench_spilling(results, quick=args.quick)
     print()
     for name, (target, unit) in TARGETS.items():
         if target is None:

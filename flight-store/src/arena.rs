@@ -115,20 +115,33 @@ impl Arena {
 
     /// Fill `len` bytes at `offset` from `file` (read from its start), as
     /// `write_at` does from memory; the same ownership rule applies (an
-    /// allocated, unsealed block owned by the caller).
+    /// allocated, unsealed block owned by the caller). The kernel copies
+    /// file to file (`sendfile`), which is several times faster than
+    /// reading into the mapping.
     pub fn read_file_into(&self, offset: u64, len: u64, file: &File) -> Result<(), StoreError> {
-        use std::os::unix::fs::FileExt;
-        let start = self.check_range(offset, len)?;
-        let Some(map) = &self.map else {
-            return Ok(());
-        };
-        // SAFETY: the range is inside the live mapping (checked above) and
-        // the caller owns the block exclusively, so no one else reads or
-        // writes it while it is filled.
-        let block =
-            unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().add(start), len as usize) };
-        file.read_exact_at(block, 0)
-            .map_err(|e| StoreError::io("read spilled object", e))
+        self.check_range(offset, len)?;
+        // sendfile writes at the output's file position: a description of
+        // the arena file of its own (not a dup, which would share the
+        // position with concurrent restores), positioned at `offset`.
+        let out = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| StoreError::io("restore spilled object", e))?;
+        // SAFETY: lseek on a descriptor we own.
+        if unsafe { libc::lseek(out.as_raw_fd(), offset as libc::off_t, libc::SEEK_SET) } < 0 {
+            return Err(StoreError::io(
+                "restore spilled object",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        copy_between(file, 0, &out, len).map_err(|e| StoreError::io("restore spilled object", e))
+    }
+
+    /// Write `len` bytes at `offset` (a sealed block) to `file`, from its
+    /// start, file to file in the kernel (`sendfile`).
+    pub fn copy_to_file(&self, offset: u64, len: u64, file: &File) -> Result<(), StoreError> {
+        self.check_range(offset, len)?;
+        copy_between(&self._file, offset, file, len).map_err(|e| StoreError::io("spill object", e))
     }
 
     /// Borrow `len` bytes at `offset`. The range should be a sealed object
@@ -158,6 +171,40 @@ impl Arena {
             _ => Err(out_of_bounds),
         }
     }
+}
+
+/// `sendfile` `len` bytes from `input` at `offset` to `output` at its
+/// current position.
+fn copy_between(input: &File, offset: u64, output: &File, len: u64) -> std::io::Result<()> {
+    let mut position = offset as libc::off_t;
+    let end = offset + len;
+    while (position as u64) < end {
+        let remaining = (end - position as u64).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open files we own; `position` is a
+        // valid pointer that sendfile advances.
+        let sent = unsafe {
+            libc::sendfile(
+                output.as_raw_fd(),
+                input.as_raw_fd(),
+                &mut position,
+                remaining,
+            )
+        };
+        if sent < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if sent == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} bytes short", end - position as u64),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Arena {

@@ -18,7 +18,6 @@
 //! change (a new request, a delete, an unpin) instead of retrying.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
@@ -292,7 +291,15 @@ fn run(shared: &Arc<Shared>) {
         drop(evicted); // frees blocks: outside the lock
         let mut results = Vec::with_capacity(jobs.len());
         for job in &jobs {
+            let started = std::time::Instant::now();
             let result = write_spill_file(shared, &config, job);
+            tracing::debug!(
+                object_id = %job.id,
+                bytes = job.location.size,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                ok = result.is_ok(),
+                "spilled"
+            );
             let failed = result.is_err();
             results.push((job.id, result));
             if failed {
@@ -321,11 +328,17 @@ fn write_spill_file(shared: &Shared, config: &SpillConfig, job: &SpillJob) -> Re
     let size = job.location.size;
     config.check_disk_room(size)?;
     let path = config.file_of(&job.id);
-    let data = shared
-        .arena
-        .slice(job.location.offset, size)
-        .map_err(|e| format!("cannot spill object {}: {e}", job.id))?;
-    let written = File::create(&path).and_then(|mut file| file.write_all(data));
+    let written = File::create(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            shared
+                .arena
+                .copy_to_file(job.location.offset, size, &file)
+                .map_err(|e| match e {
+                    StoreError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                })
+        });
     if let Err(error) = written {
         let _ = std::fs::remove_file(&path);
         return Err(format!(
