@@ -369,6 +369,10 @@ impl Store {
     /// Bring a spilled object back into shared memory, waiting (until
     /// `deadline`) for room when the arena is full. Returns at once if it
     /// is in memory already; joins a restore in progress.
+    ///
+    /// `Ok` comes with one pin held for the caller (give it back with
+    /// [`Store::unpin`]): without it, the object could be spilled again
+    /// before whoever waited for it had taken its own pin.
     pub async fn restore(
         &self,
         id: ObjectId,
@@ -386,6 +390,7 @@ impl Store {
                     return Err(StoreError::NotFound { id });
                 };
                 if !matches!(entry.object.body, ObjectBody::Spilled) {
+                    entry.pins += 1;
                     return Ok(());
                 }
                 let size = entry.object.size;
@@ -458,6 +463,7 @@ impl Store {
                         entry.object.body = ObjectBody::Shm(location);
                         entry.lease = lease.take();
                         entry.last_use = state.clock;
+                        entry.pins += 1; // the caller's
                         state.spilled_bytes -= location.size;
                         state.num_spilled -= 1;
                         state.total_restored_bytes += location.size;

@@ -52,8 +52,15 @@ pub(super) struct PendingCreate {
 /// in shared memory or on disk by size only (a location is only ever sent
 /// as a grant, see `residency`).
 pub(super) fn announcement(obj: &StoredObject) -> v1::ObjectValue {
+    wire_value(obj, false)
+}
+
+/// The wire form of a stored object; its shm location only when `granted`
+/// (the caller pinned it for the receiver).
+pub(super) fn wire_value(obj: &StoredObject, granted: bool) -> v1::ObjectValue {
     let body = match &obj.body {
         ObjectBody::Inline(data) => Body::InlineData(data.clone()),
+        ObjectBody::Shm(location) if granted => Body::Shm(*location),
         ObjectBody::Shm(_) | ObjectBody::Spilled => Body::StoredSize(obj.size),
     };
     v1::ObjectValue {

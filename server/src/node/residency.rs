@@ -21,11 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_flight_store::{PinOutcome, Store, StoreError, StoredObject};
-use ember_proto::v1::{self, node_op, object_value::Body};
+use ember_proto::v1::{self, node_op};
 use ember_proto::{ActorId, ObjectId, TaskId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::objects::wire_value;
 use super::{error_value, system_error, ConnId, NodeCore};
 
 /// Who waits for a restore.
@@ -45,17 +46,7 @@ pub(super) type ArgPins = Vec<Option<StoredObject>>;
 
 /// The wire form of an object given with a pinned location.
 fn granted_value(obj: &StoredObject) -> v1::ObjectValue {
-    let body = match &obj.body {
-        ember_flight_store::ObjectBody::Shm(location) => Body::Shm(*location),
-        ember_flight_store::ObjectBody::Inline(data) => Body::InlineData(data.clone()),
-        ember_flight_store::ObjectBody::Spilled => Body::StoredSize(obj.size),
-    };
-    v1::ObjectValue {
-        format: obj.format,
-        metadata: obj.metadata.clone(),
-        body: Some(body),
-        contained_refs: Vec::new(),
-    }
+    wire_value(obj, true)
 }
 
 impl NodeCore {
@@ -202,6 +193,17 @@ impl NodeCore {
         }
     }
 
+    /// Whether a task waits for its arguments to be restored. Tasks restore
+    /// one at a time, and only when they could run at once: restoring the
+    /// arguments of every queued task would overfill the store and evict
+    /// one task's arguments to make room for another's.
+    pub(super) fn a_task_is_restoring(&self) -> bool {
+        self.restoring.values().flatten().any(|w| {
+            matches!(w, RestoreWaiter::Task(t)
+                if self.tasks.get(t).is_some_and(|t| t.state == super::tasks::TaskState::RestoringArgs))
+        })
+    }
+
     /// Ask for `id` to be restored (once), `waiter` to be told.
     pub(super) fn request_restore(&mut self, id: ObjectId, waiter: RestoreWaiter) {
         let mut first = false;
@@ -220,11 +222,11 @@ impl NodeCore {
 
     /// A restore ended: serve (or fail) whoever waited for it.
     pub fn restore_done(&mut self, id: ObjectId, result: Result<(), StoreError>) {
-        let Some(waiters) = self.restoring.remove(&id) else {
-            return;
-        };
+        let waiters = self.restoring.remove(&id).unwrap_or_default();
         match result {
             Ok(()) => {
+                // The restore's pin keeps it in memory until the waiters
+                // have taken theirs.
                 for waiter in waiters {
                     match waiter {
                         RestoreWaiter::Conn(conn) => self.send_mapped(conn, id),
@@ -233,6 +235,7 @@ impl NodeCore {
                     }
                 }
                 self.dispatch();
+                self.store.unpin(&id);
             }
             Err(error) => {
                 let err = restore_error(id, &error);

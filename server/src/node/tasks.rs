@@ -279,11 +279,17 @@ impl NodeCore {
                     self.queues.get_mut(&class).map(|q| q.pop_front());
                     continue;
                 }
+                let fits =
+                    self.available.contains(&class) && self.gpus.can_acquire(class.get("GPU"));
                 // Its shared-memory arguments stay in memory from here on;
-                // spilled ones are restored first.
+                // spilled ones are restored first, when it could run now and
+                // no other task is restoring (see `a_task_is_restoring`).
                 let pins = match self.pin_args(task_id) {
                     Ok(pins) => pins,
                     Err(spilled) => {
+                        if !fits || self.a_task_is_restoring() {
+                            break;
+                        }
                         self.queues.get_mut(&class).map(|q| q.pop_front());
                         if let Some(t) = self.tasks.get_mut(&task_id) {
                             t.state = TaskState::RestoringArgs;
@@ -294,8 +300,6 @@ impl NodeCore {
                         continue;
                     }
                 };
-                let fits =
-                    self.available.contains(&class) && self.gpus.can_acquire(class.get("GPU"));
                 let worker = if fits {
                     match self.idle.pop() {
                         Some(w) => {

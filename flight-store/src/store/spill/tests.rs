@@ -40,6 +40,14 @@ fn eventually(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// Ask for `room` bytes until `id` is spilled (the store's other objects
+/// are pinned or more recently used).
+fn spill_now(store: &Store, id: &ObjectId, room: u64) {
+    let request = store.request_room(room);
+    eventually("the object spills", || store.is_spilled(id));
+    drop(request);
+}
+
 fn deadline_in(ms: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(ms)
 }
@@ -129,29 +137,28 @@ async fn restore_brings_back_equal_data_making_room_as_needed() {
     let dir = temp_dir();
     let store = spill_store(&dir, 512 * KB, 1.0);
     let a = put(&store, 7, 200 * 1024);
-    let request = store.request_room(400 * 1024);
-    eventually("a spills", || store.is_spilled(&a));
-    drop(request);
+    spill_now(&store, &a, 400 * 1024);
     let b = put(&store, 8, 200 * 1024);
     let c = put(&store, 9, 200 * 1024);
     // The arena is full of b and c: restoring a spills b (least recent).
     store.restore(a, deadline_in(10_000)).await.unwrap();
+    assert_eq!(store.pins(&a), 1, "restored with the caller's pin");
+    store.unpin(&a);
     assert_eq!(store.read(&a).unwrap(), vec![7u8; 200 * 1024]);
     assert!(store.is_spilled(&b) && !store.is_spilled(&c));
     let stats = store.stats();
     assert_eq!(stats.total_restored_bytes, 200 * 1024);
     assert_eq!(stats.num_spilled, 1);
-    // Restoring what is in memory is a no-op; an unknown id is NotFound.
+    // Restoring what is in memory only pins it; an unknown id is NotFound.
     store.restore(a, deadline_in(1000)).await.unwrap();
+    store.unpin(&a);
     assert!(matches!(
         store.restore(ObjectId::random(), deadline_in(1000)).await,
         Err(StoreError::NotFound { .. })
     ));
     // `a` kept its file: evicting it again needs no write.
     let written = store.stats().total_spilled_bytes;
-    let request = store.request_room(200 * 1024);
-    eventually("a is evicted again", || store.is_spilled(&a));
-    drop(request);
+    spill_now(&store, &a, 200 * 1024);
     assert_eq!(store.stats().total_spilled_bytes, written);
 }
 
@@ -160,9 +167,7 @@ async fn restore_waits_for_room_then_gives_up_with_full() {
     let dir = temp_dir();
     let store = spill_store(&dir, 256 * KB, 1.0);
     let a = put(&store, 1, 200 * 1024);
-    let request = store.request_room(200 * 1024);
-    eventually("a spills", || store.is_spilled(&a));
-    drop(request);
+    spill_now(&store, &a, 200 * 1024);
     let b = put(&store, 2, 200 * 1024);
     assert!(matches!(store.pin_shm(&b), PinOutcome::Pinned(_)));
     match store.restore(a, deadline_in(200)).await {
@@ -171,6 +176,7 @@ async fn restore_waits_for_room_then_gives_up_with_full() {
     }
     store.unpin(&b);
     store.restore(a, deadline_in(10_000)).await.unwrap();
+    store.unpin(&a);
     assert_eq!(store.read(&a).unwrap(), vec![1u8; 200 * 1024]);
 }
 
@@ -179,9 +185,7 @@ fn deleting_a_spilled_object_removes_its_file_and_drop_removes_the_directory() {
     let dir = temp_dir();
     let store = spill_store(&dir, 256 * KB, 1.0);
     let a = put(&store, 1, 200 * 1024);
-    let request = store.request_room(200 * 1024);
-    eventually("a spills", || store.is_spilled(&a));
-    drop(request);
+    spill_now(&store, &a, 200 * 1024);
     let file = dir.path().join("spill").join(a.hex());
     assert!(file.exists());
     assert!(store.delete(&a));
@@ -192,9 +196,7 @@ fn deleting_a_spilled_object_removes_its_file_and_drop_removes_the_directory() {
         (0, 0, 0)
     );
     let b = put(&store, 2, 200 * 1024);
-    let request = store.request_room(200 * 1024);
-    eventually("b spills", || store.is_spilled(&b));
-    drop(request);
+    spill_now(&store, &b, 200 * 1024);
     drop(store);
     assert!(!dir.path().join("spill").exists());
 }
