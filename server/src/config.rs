@@ -54,6 +54,14 @@ pub struct NodeConfig {
     /// How long a restore of a spilled object or a Flight `do_put` waits for
     /// room before failing (`EMBER_OBJECT_STORE_WAIT_MS`, default 30000).
     pub object_store_wait_ms: u64,
+    /// The head to join (`ember start --address HOST:PORT`); `None` with
+    /// `head` set.
+    pub head_address: Option<String>,
+    /// How often nodes report to the head (`EMBER_HEARTBEAT_MS`, default 1000).
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeats a node may miss before the head declares it dead
+    /// (`EMBER_NODE_DEATH_BEATS`, default 5).
+    pub node_death_beats: u32,
 }
 
 impl NodeConfig {
@@ -82,6 +90,9 @@ impl NodeConfig {
             spill_dir: None,
             spill_disk_max_fraction: env_or("EMBER_SPILL_DISK_MAX_FRACTION", 0.95),
             object_store_wait_ms: env_or("EMBER_OBJECT_STORE_WAIT_MS", 30_000),
+            head_address: None,
+            heartbeat_interval_ms: env_or("EMBER_HEARTBEAT_MS", 1000),
+            node_death_beats: env_or("EMBER_NODE_DEATH_BEATS", 5),
         }
     }
 }

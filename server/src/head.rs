@@ -1,10 +1,18 @@
-//! The head: the control plane. It keeps cluster membership, the function
-//! table and a small KV store. It runs inside the first node's process by
-//! default and is never on the per-task path: nodes talk to it when they
-//! start, on heartbeats and when a function is first registered.
+//! The head: the control plane. It keeps cluster membership (with
+//! liveness from heartbeats), the function table and a small KV store. It
+//! runs inside the first node's process by default and is never on the
+//! per-task path: nodes talk to it when they join and on heartbeats.
+//!
+//! Membership: a node registers (`RegisterNode`), then heartbeats every
+//! `heartbeat_interval` with its current `NodeInfo`; each answer carries
+//! every node the head knows, which is how nodes learn the cluster. A node
+//! silent for `missed_beats` intervals is declared dead (kept in the list
+//! with `alive: false`); its heartbeats are then refused until it registers
+//! again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ember_proto::v1::{self, head_service_server::HeadService};
@@ -12,31 +20,111 @@ use tonic::{Request, Response, Status};
 
 #[derive(Default)]
 struct HeadState {
-    nodes: HashMap<Bytes, v1::NodeInfo>,
+    nodes: HashMap<Bytes, NodeRecord>,
     functions: HashMap<Bytes, Bytes>,
     kv: HashMap<(String, Bytes), Bytes>,
 }
 
-/// The in-memory head (persistence is a later issue).
-#[derive(Default)]
-pub struct Head {
-    state: Mutex<HeadState>,
+struct NodeRecord {
+    info: v1::NodeInfo,
+    /// When it last registered or heartbeat.
+    last_seen: Instant,
 }
 
-/// How often nodes are expected to report.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 1000;
+/// The in-memory head (persistence is a later issue).
+pub struct Head {
+    state: Mutex<HeadState>,
+    /// How often nodes report.
+    pub heartbeat_interval: Duration,
+    /// Intervals of silence after which a node is declared dead.
+    pub missed_beats: u32,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head::new(Duration::from_secs(1), 5)
+    }
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeartbeatRefused {
+    Unknown,
+    DeclaredDead,
+}
 
 impl Head {
+    pub fn new(heartbeat_interval: Duration, missed_beats: u32) -> Head {
+        Head {
+            state: Mutex::new(HeadState::default()),
+            heartbeat_interval,
+            missed_beats: missed_beats.max(1),
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, HeadState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register_node(&self, node: v1::NodeInfo) {
-        self.state().nodes.insert(node.node_id.clone(), node);
+    /// A node joins (or rejoins: a node declared dead comes back alive).
+    pub fn register_node(&self, mut node: v1::NodeInfo) {
+        node.alive = true;
+        let id = node.node_id.clone();
+        let rejoined = self.state().nodes.contains_key(&id);
+        tracing::info!(node = %hex::encode(&id), address = %node.address, rejoined, "node registered");
+        let record = NodeRecord {
+            info: node,
+            last_seen: Instant::now(),
+        };
+        self.state().nodes.insert(id, record);
     }
 
+    /// A node reports: its info replaces what was known.
+    pub fn heartbeat(&self, mut node: v1::NodeInfo) -> Result<(), HeartbeatRefused> {
+        let mut st = self.state();
+        let record = st
+            .nodes
+            .get_mut(&node.node_id)
+            .ok_or(HeartbeatRefused::Unknown)?;
+        if !record.info.alive {
+            return Err(HeartbeatRefused::DeclaredDead);
+        }
+        node.alive = true;
+        node.is_head = record.info.is_head;
+        record.info = node;
+        record.last_seen = Instant::now();
+        Ok(())
+    }
+
+    /// Declare dead the nodes silent for too long; returns them.
+    pub fn check_liveness(&self, now: Instant) -> Vec<v1::NodeInfo> {
+        let limit = self.heartbeat_interval * self.missed_beats;
+        let mut dead = Vec::new();
+        for record in self.state().nodes.values_mut() {
+            if record.info.alive && now.duration_since(record.last_seen) > limit {
+                record.info.alive = false;
+                tracing::warn!(
+                    node = %hex::encode(&record.info.node_id),
+                    address = %record.info.address,
+                    missed_beats = self.missed_beats,
+                    "node declared dead: no heartbeat"
+                );
+                dead.push(record.info.clone());
+            }
+        }
+        dead
+    }
+
+    /// Every node known, alive or dead, ordered by address.
     pub fn nodes(&self) -> Vec<v1::NodeInfo> {
-        self.state().nodes.values().cloned().collect()
+        let mut nodes: Vec<v1::NodeInfo> = self
+            .state()
+            .nodes
+            .values()
+            .map(|r| r.info.clone())
+            .collect();
+        nodes.sort_by(|a, b| a.address.cmp(&b.address));
+        nodes
     }
 
     pub fn register_function(&self, id: Bytes, payload: Bytes) {
@@ -77,9 +165,11 @@ impl HeadService for HeadServiceImpl {
         if node.node_id.len() != ember_proto::NodeId::LEN {
             return Err(Status::invalid_argument("node_id must be 16 bytes"));
         }
+        let mut node = node;
+        node.is_head = false;
         self.0.register_node(node);
         Ok(Response::new(v1::RegisterNodeResponse {
-            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            heartbeat_interval_ms: self.0.heartbeat_interval.as_millis() as u64,
         }))
     }
 
@@ -88,17 +178,19 @@ impl HeadService for HeadServiceImpl {
         req: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let hb = req.into_inner();
-        {
-            let mut st = self.0.state();
-            let node = st
-                .nodes
-                .get_mut(&hb.node_id)
-                .ok_or_else(|| Status::not_found("unknown node: register first"))?;
-            node.resources_available = hb.resources_available;
+        let mut node = hb.node.unwrap_or_default();
+        node.node_id = hb.node_id;
+        match self.0.heartbeat(node) {
+            Ok(()) => Ok(Response::new(v1::HeartbeatResponse {
+                nodes: self.0.nodes(),
+            })),
+            Err(HeartbeatRefused::Unknown) => {
+                Err(Status::not_found("unknown node: register first"))
+            }
+            Err(HeartbeatRefused::DeclaredDead) => Err(Status::not_found(
+                "this node was declared dead after missing heartbeats: register again",
+            )),
         }
-        Ok(Response::new(v1::HeartbeatResponse {
-            nodes: self.0.nodes(),
-        }))
     }
 
     async fn register_function(
@@ -153,6 +245,40 @@ impl HeadService for HeadServiceImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(id: u8, address: &str) -> v1::NodeInfo {
+        v1::NodeInfo {
+            node_id: vec![id; 16].into(),
+            address: address.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn silent_nodes_are_declared_dead_and_may_register_again() {
+        let head = Head::new(Duration::from_millis(10), 3);
+        head.register_node(node(1, "127.0.0.1:1"));
+        head.register_node(node(2, "127.0.0.2:1"));
+        let start = Instant::now();
+        assert!(head.check_liveness(start).is_empty());
+        std::thread::sleep(Duration::from_millis(40));
+        head.heartbeat(node(1, "127.0.0.1:1")).unwrap();
+        let dead = head.check_liveness(Instant::now());
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].address, "127.0.0.2:1");
+        let nodes = head.nodes();
+        assert!(nodes[0].alive && !nodes[1].alive, "{nodes:?}");
+        assert_eq!(
+            head.heartbeat(node(2, "127.0.0.2:1")),
+            Err(HeartbeatRefused::DeclaredDead)
+        );
+        assert_eq!(
+            head.heartbeat(node(3, "127.0.0.3:1")),
+            Err(HeartbeatRefused::Unknown)
+        );
+        head.register_node(node(2, "127.0.0.2:1"));
+        assert!(head.nodes().iter().all(|n| n.alive));
+    }
 
     #[test]
     fn kv_respects_overwrite() {

@@ -12,6 +12,7 @@
 //! - [`grpc`]: the TCP port: `NodeService`, `HeadService`, Arrow Flight,
 //!   behind the token check.
 //! - [`head`]: the control plane (membership, function table, KV).
+//! - [`membership`]: heartbeats to the head, joining and rejoining a cluster.
 //! - [`gpu`]: GPU detection through cudarc, loaded at run time.
 //! - [`status`]: `ember status` output.
 //! - [`error`]: `NodeError` and its conversion to `tonic::Status`.
@@ -22,6 +23,7 @@ pub mod gpu;
 pub mod grpc;
 pub mod head;
 pub mod local;
+pub mod membership;
 pub mod node;
 pub mod resources;
 pub mod session;
@@ -105,6 +107,7 @@ pub async fn run_node(
         session_dir: session_dir.clone(),
         node_address: address.clone(),
         object_store_wait: Duration::from_millis(config.object_store_wait_ms),
+        is_head: config.head,
     };
     let core = Arc::new(Mutex::new(node::NodeCore::new(
         node_id,
@@ -114,12 +117,46 @@ pub async fn run_node(
         pool_tx,
         restore_tx,
     )?));
-    let head = config.head.then(|| Arc::new(head::Head::default()));
+    let head = config.head.then(|| {
+        Arc::new(head::Head::new(
+            Duration::from_millis(config.heartbeat_interval_ms),
+            config.node_death_beats,
+        ))
+    });
     if let Some(head) = &head {
-        head.register_node(local::lock(&core).cluster_status().nodes.remove(0));
+        head.register_node(local::lock(&core).node_info());
     }
+    // A node joining a cluster: a wrong token stops it here; an unreachable
+    // head is retried in the background.
+    let joined = match &config.head_address {
+        Some(address) => match membership::register(&core, address, &token).await {
+            Ok(joined) => Some(joined),
+            Err(error @ membership::JoinError::Refused { .. }) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, "starting without the head; joining in the background");
+                None
+            }
+        },
+        None => None,
+    };
 
     let tracker = TaskTracker::new();
+    if let Some(head) = &head {
+        tracker.spawn(membership::run_head_monitor(
+            core.clone(),
+            head.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(address) = &config.head_address {
+        tracker.spawn(membership::join_cluster(
+            core.clone(),
+            address.clone(),
+            token.clone(),
+            joined,
+            shutdown.clone(),
+        ));
+    }
     tracker.spawn(node::run_store_events(
         core.clone(),
         store.clone(),

@@ -23,8 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a node (with the head, for now the only kind of node).
-    Start(StartArgs),
+    /// Start a node: the head of a new cluster (--head), or one joining a
+    /// cluster (--address).
+    Start(Box<StartArgs>),
     /// Stop the ember nodes of this user on this machine.
     Stop,
     /// Print nodes, resources and tasks of the running cluster.
@@ -54,6 +55,18 @@ struct StartArgs {
     /// Run the head (control plane) in this node.
     #[arg(long)]
     head: bool,
+    /// Join the cluster whose head listens at HOST:PORT (instead of --head).
+    #[arg(long)]
+    address: Option<String>,
+    /// The cluster token. To join with --address (default: from the head's
+    /// session file when the head runs on this machine); with --head, the
+    /// token to use instead of a fresh one (a restarted head keeps its nodes).
+    #[arg(long, env = "EMBER_TOKEN")]
+    token: Option<String>,
+    /// The address this node listens on, e.g. 127.0.0.2 to run several
+    /// nodes on one machine (same as --host).
+    #[arg(long)]
+    node_ip: Option<String>,
     /// TCP port for gRPC and Arrow Flight (0 = any free port).
     #[arg(long, default_value_t = 0, env = "EMBER_PORT")]
     port: u16,
@@ -108,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Start(args) => start(args),
+        Command::Start(args) => start(*args),
         Command::Stop => stop(),
         Command::Status { address } => {
             let status = fetch_status(address)?;
@@ -138,9 +151,37 @@ fn init_logging() {
 
 fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
     let mut cfg = NodeConfig::defaults();
-    cfg.head = true;
+    match (&args.address, args.head) {
+        (Some(_), true) => {
+            bail!("give either --head (start a cluster) or --address (join one), not both")
+        }
+        (None, false) => {
+            bail!("give --head to start a cluster, or --address HEAD_HOST:PORT to join one")
+        }
+        (Some(address), false) => {
+            cfg.head = false;
+            cfg.head_address = Some(address.clone());
+            cfg.token = Some(match &args.token {
+                Some(token) => token.clone(),
+                None => session::live_sessions(&config::default_session_root())
+                    .into_iter()
+                    .find(|s| &s.address == address)
+                    .map(|s| s.token)
+                    .with_context(|| {
+                        format!(
+                            "no cluster token: pass --token or EMBER_TOKEN (the head's session \
+                             file for {address} is not on this machine)"
+                        )
+                    })?,
+            });
+        }
+        (None, true) => {
+            cfg.head = true;
+            cfg.token = args.token.clone();
+        }
+    }
     cfg.port = args.port;
-    cfg.bind_host = args.host.clone();
+    cfg.bind_host = args.node_ip.clone().unwrap_or_else(|| args.host.clone());
     if let Some(n) = args.num_cpus {
         if !(n >= 0.0 && n.is_finite()) {
             bail!("--num-cpus must be a number >= 0");
@@ -197,9 +238,6 @@ fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
 }
 
 fn start(args: StartArgs) -> anyhow::Result<()> {
-    if !args.head {
-        bail!("joining a cluster (--address) is not supported yet: start a head with `ember start --head`");
-    }
     let cfg = node_config(&args)?;
     if !args.block {
         return start_in_background(&cfg);

@@ -908,6 +908,10 @@ pub struct HeartbeatRequest {
     pub tasks: ::core::option::Option<TaskCounts>,
     #[prost(message, repeated, tag = "4")]
     pub infeasible: ::prost::alloc::vec::Vec<InfeasibleTask>,
+    /// The node as it is now (resources, store use, workers); replaces what
+    /// the head knew of it.
+    #[prost(message, optional, tag = "5")]
+    pub node: ::core::option::Option<NodeInfo>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct HeartbeatResponse {

@@ -119,8 +119,11 @@ type HeartbeatRequest struct {
 	ResourcesAvailable map[string]float64     `protobuf:"bytes,2,rep,name=resources_available,json=resourcesAvailable,proto3" json:"resources_available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Tasks              *TaskCounts            `protobuf:"bytes,3,opt,name=tasks,proto3" json:"tasks,omitempty"`
 	Infeasible         []*InfeasibleTask      `protobuf:"bytes,4,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The node as it is now (resources, store use, workers); replaces what
+	// the head knew of it.
+	Node          *NodeInfo `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
@@ -177,6 +180,13 @@ func (x *HeartbeatRequest) GetTasks() *TaskCounts {
 func (x *HeartbeatRequest) GetInfeasible() []*InfeasibleTask {
 	if x != nil {
 		return x.Infeasible
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetNode() *NodeInfo {
+	if x != nil {
+		return x.Node
 	}
 	return nil
 }
@@ -633,14 +643,15 @@ const file_ember_v1_head_proto_rawDesc = "" +
 	"\x13RegisterNodeRequest\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.ember.v1.NodeInfoR\x04node\"J\n" +
 	"\x14RegisterNodeResponse\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x01 \x01(\x04R\x13heartbeatIntervalMs\"\xbd\x02\n" +
+	"\x15heartbeat_interval_ms\x18\x01 \x01(\x04R\x13heartbeatIntervalMs\"\xe5\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12c\n" +
 	"\x13resources_available\x18\x02 \x03(\v22.ember.v1.HeartbeatRequest.ResourcesAvailableEntryR\x12resourcesAvailable\x12*\n" +
 	"\x05tasks\x18\x03 \x01(\v2\x14.ember.v1.TaskCountsR\x05tasks\x128\n" +
 	"\n" +
 	"infeasible\x18\x04 \x03(\v2\x18.ember.v1.InfeasibleTaskR\n" +
-	"infeasible\x1aE\n" +
+	"infeasible\x12&\n" +
+	"\x04node\x18\x05 \x01(\v2\x12.ember.v1.NodeInfoR\x04node\x1aE\n" +
 	"\x17ResourcesAvailableEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"=\n" +
@@ -713,26 +724,27 @@ var file_ember_v1_head_proto_depIdxs = []int32{
 	12, // 1: ember.v1.HeartbeatRequest.resources_available:type_name -> ember.v1.HeartbeatRequest.ResourcesAvailableEntry
 	14, // 2: ember.v1.HeartbeatRequest.tasks:type_name -> ember.v1.TaskCounts
 	15, // 3: ember.v1.HeartbeatRequest.infeasible:type_name -> ember.v1.InfeasibleTask
-	13, // 4: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
-	16, // 5: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	16, // 6: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	0,  // 7: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
-	2,  // 8: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
-	4,  // 9: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
-	6,  // 10: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
-	8,  // 11: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
-	10, // 12: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
-	1,  // 13: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
-	3,  // 14: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
-	5,  // 15: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
-	7,  // 16: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
-	9,  // 17: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
-	11, // 18: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 4: ember.v1.HeartbeatRequest.node:type_name -> ember.v1.NodeInfo
+	13, // 5: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
+	16, // 6: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	16, // 7: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	0,  // 8: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
+	2,  // 9: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
+	4,  // 10: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
+	6,  // 11: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
+	8,  // 12: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
+	10, // 13: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
+	1,  // 14: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
+	3,  // 15: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
+	5,  // 16: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
+	7,  // 17: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
+	9,  // 18: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
+	11, // 19: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_head_proto_init() }

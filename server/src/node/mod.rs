@@ -93,6 +93,8 @@ pub struct CoreConfig {
     pub node_address: String,
     /// How long a Flight `do_put` waits for room in the store.
     pub object_store_wait: std::time::Duration,
+    /// The head runs in this process.
+    pub is_head: bool,
 }
 
 /// Task counters for status.
@@ -145,6 +147,9 @@ pub struct NodeCore {
     stopping: bool,
     /// When memory was last given back to the OS (see `trim_when_idle`).
     trimmed_at: Instant,
+    /// Every node of the cluster as the head last reported it (this one
+    /// included; its own entry is replaced by fresh figures in status).
+    cluster_view: Vec<v1::NodeInfo>,
 }
 
 impl NodeCore {
@@ -196,6 +201,7 @@ impl NodeCore {
             last_start_failure: String::new(),
             stopping: false,
             trimmed_at: Instant::now(),
+            cluster_view: Vec::new(),
         })
     }
 
@@ -493,11 +499,31 @@ impl NodeCore {
             }
         }
         let stats = self.store.stats();
-        let node = v1::NodeInfo {
+        let me = self.node_info();
+        let mut nodes = vec![me.clone()];
+        nodes.extend(
+            self.cluster_view
+                .iter()
+                .filter(|n| n.node_id != me.node_id)
+                .cloned(),
+        );
+        v1::ClusterStatus {
+            nodes,
+            tasks: Some(counts),
+            infeasible,
+            num_objects: stats.num_objects,
+            actors: self.all_actor_infos(),
+        }
+    }
+
+    /// This node as the cluster sees it.
+    pub fn node_info(&self) -> v1::NodeInfo {
+        let stats = self.store.stats();
+        v1::NodeInfo {
             node_id: self.node_id.to_vec().into(),
             address: self.cfg.node_address.clone(),
             alive: true,
-            is_head: true,
+            is_head: self.cfg.is_head,
             resources_total: self.total.to_map(),
             resources_available: self.available_for_status().to_map(),
             object_store_capacity: stats.capacity,
@@ -505,14 +531,12 @@ impl NodeCore {
             num_workers: self.workers.len() as u32,
             object_store_spilled: stats.spilled_bytes,
             object_store_num_spilled: stats.num_spilled,
-        };
-        v1::ClusterStatus {
-            nodes: vec![node],
-            tasks: Some(counts),
-            infeasible,
-            num_objects: stats.num_objects,
-            actors: self.all_actor_infos(),
         }
+    }
+
+    /// The cluster's nodes as the head reported them.
+    pub fn set_cluster_view(&mut self, nodes: Vec<v1::NodeInfo>) {
+        self.cluster_view = nodes;
     }
 
     fn available_for_status(&self) -> ResourceSet {

@@ -56,6 +56,7 @@ fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bo
         session_dir: dir.path().to_path_buf(),
         node_address: "127.0.0.1:0".into(),
         object_store_wait: std::time::Duration::from_secs(30),
+        is_head: true,
     };
     let (pool_tx, pool) = mpsc::unbounded_channel();
     let (restore_tx, restores) = mpsc::unbounded_channel();

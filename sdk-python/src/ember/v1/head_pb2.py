@@ -26,7 +26,7 @@ from ember.v1 import common_pb2 as ember_dot_v1_dot_common__pb2
 from ember.v1 import local_pb2 as ember_dot_v1_dot_local__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65mber/v1/head.proto\x12\x08\x65mber.v1\x1a\x15\x65mber/v1/common.proto\x1a\x14\x65mber/v1/local.proto\"7\n\x13RegisterNodeRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.ember.v1.NodeInfo\"5\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x04\"\x82\x02\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12O\n\x13resources_available\x18\x02 \x03(\x0b\x32\x32.ember.v1.HeartbeatRequest.ResourcesAvailableEntry\x12#\n\x05tasks\x18\x03 \x01(\x0b\x32\x14.ember.v1.TaskCounts\x12,\n\ninfeasible\x18\x04 \x03(\x0b\x32\x18.ember.v1.InfeasibleTask\x1a\x39\n\x17ResourcesAvailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11HeartbeatResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\"Z\n\x17RegisterFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x1a\n\x18RegisterFunctionResponse\"D\n\x12GetFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\"5\n\x13GetFunctionResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"P\n\x0cKvPutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"\x1e\n\rKvPutResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\".\n\x0cKvGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"-\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x32\xbd\x03\n\x0bHeadService\x12M\n\x0cRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12\x44\n\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n\x10RegisterFunction\x12!.ember.v1.RegisterFunctionRequest\x1a\".ember.v1.RegisterFunctionResponse\x12J\n\x0bGetFunction\x12\x1c.ember.v1.GetFunctionRequest\x1a\x1d.ember.v1.GetFunctionResponse\x12\x38\n\x05KvPut\x12\x16.ember.v1.KvPutRequest\x1a\x17.ember.v1.KvPutResponse\x12\x38\n\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65mber/v1/head.proto\x12\x08\x65mber.v1\x1a\x15\x65mber/v1/common.proto\x1a\x14\x65mber/v1/local.proto\"7\n\x13RegisterNodeRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.ember.v1.NodeInfo\"5\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x04\"\xa4\x02\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12O\n\x13resources_available\x18\x02 \x03(\x0b\x32\x32.ember.v1.HeartbeatRequest.ResourcesAvailableEntry\x12#\n\x05tasks\x18\x03 \x01(\x0b\x32\x14.ember.v1.TaskCounts\x12,\n\ninfeasible\x18\x04 \x03(\x0b\x32\x18.ember.v1.InfeasibleTask\x12 \n\x04node\x18\x05 \x01(\x0b\x32\x12.ember.v1.NodeInfo\x1a\x39\n\x17ResourcesAvailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11HeartbeatResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\"Z\n\x17RegisterFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x1a\n\x18RegisterFunctionResponse\"D\n\x12GetFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\"5\n\x13GetFunctionResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"P\n\x0cKvPutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"\x1e\n\rKvPutResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\".\n\x0cKvGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"-\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x32\xbd\x03\n\x0bHeadService\x12M\n\x0cRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12\x44\n\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n\x10RegisterFunction\x12!.ember.v1.RegisterFunctionRequest\x1a\".ember.v1.RegisterFunctionResponse\x12J\n\x0bGetFunction\x12\x1c.ember.v1.GetFunctionRequest\x1a\x1d.ember.v1.GetFunctionResponse\x12\x38\n\x05KvPut\x12\x16.ember.v1.KvPutRequest\x1a\x17.ember.v1.KvPutResponse\x12\x38\n\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERNODERESPONSE']._serialized_start=135
   _globals['_REGISTERNODERESPONSE']._serialized_end=188
   _globals['_HEARTBEATREQUEST']._serialized_start=191
-  _globals['_HEARTBEATREQUEST']._serialized_end=449
-  _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._serialized_start=392
-  _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._serialized_end=449
-  _globals['_HEARTBEATRESPONSE']._serialized_start=451
-  _globals['_HEARTBEATRESPONSE']._serialized_end=505
-  _globals['_REGISTERFUNCTIONREQUEST']._serialized_start=507
-  _globals['_REGISTERFUNCTIONREQUEST']._serialized_end=597
-  _globals['_REGISTERFUNCTIONRESPONSE']._serialized_start=599
-  _globals['_REGISTERFUNCTIONRESPONSE']._serialized_end=625
-  _globals['_GETFUNCTIONREQUEST']._serialized_start=627
-  _globals['_GETFUNCTIONREQUEST']._serialized_end=695
-  _globals['_GETFUNCTIONRESPONSE']._serialized_start=697
-  _globals['_GETFUNCTIONRESPONSE']._serialized_end=750
-  _globals['_KVPUTREQUEST']._serialized_start=752
-  _globals['_KVPUTREQUEST']._serialized_end=832
-  _globals['_KVPUTRESPONSE']._serialized_start=834
-  _globals['_KVPUTRESPONSE']._serialized_end=864
-  _globals['_KVGETREQUEST']._serialized_start=866
-  _globals['_KVGETREQUEST']._serialized_end=912
-  _globals['_KVGETRESPONSE']._serialized_start=914
-  _globals['_KVGETRESPONSE']._serialized_end=959
-  _globals['_HEADSERVICE']._serialized_start=962
-  _globals['_HEADSERVICE']._serialized_end=1407
+  _globals['_HEARTBEATREQUEST']._serialized_end=483
+  _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._serialized_start=426
+  _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._serialized_end=483
+  _globals['_HEARTBEATRESPONSE']._serialized_start=485
+  _globals['_HEARTBEATRESPONSE']._serialized_end=539
+  _globals['_REGISTERFUNCTIONREQUEST']._serialized_start=541
+  _globals['_REGISTERFUNCTIONREQUEST']._serialized_end=631
+  _globals['_REGISTERFUNCTIONRESPONSE']._serialized_start=633
+  _globals['_REGISTERFUNCTIONRESPONSE']._serialized_end=659
+  _globals['_GETFUNCTIONREQUEST']._serialized_start=661
+  _globals['_GETFUNCTIONREQUEST']._serialized_end=729
+  _globals['_GETFUNCTIONRESPONSE']._serialized_start=731
+  _globals['_GETFUNCTIONRESPONSE']._serialized_end=784
+  _globals['_KVPUTREQUEST']._serialized_start=786
+  _globals['_KVPUTREQUEST']._serialized_end=866
+  _globals['_KVPUTRESPONSE']._serialized_start=868
+  _globals['_KVPUTRESPONSE']._serialized_end=898
+  _globals['_KVGETREQUEST']._serialized_start=900
+  _globals['_KVGETREQUEST']._serialized_end=946
+  _globals['_KVGETRESPONSE']._serialized_start=948
+  _globals['_KVGETRESPONSE']._serialized_end=993
+  _globals['_HEADSERVICE']._serialized_start=996
+  _globals['_HEADSERVICE']._serialized_end=1441
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class RegisterNodeResponse(_message.Message):
     def __init__(self, heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "resources_available", "tasks", "infeasible")
+    __slots__ = ("node_id", "resources_available", "tasks", "infeasible", "node")
     class ResourcesAvailableEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -33,11 +33,13 @@ class HeartbeatRequest(_message.Message):
     RESOURCES_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     INFEASIBLE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     resources_available: _containers.ScalarMap[str, float]
     tasks: _local_pb2.TaskCounts
     infeasible: _containers.RepeatedCompositeFieldContainer[_local_pb2.InfeasibleTask]
-    def __init__(self, node_id: _Optional[bytes] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., tasks: _Optional[_Union[_local_pb2.TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[_local_pb2.InfeasibleTask, _Mapping]]] = ...) -> None: ...
+    node: _local_pb2.NodeInfo
+    def __init__(self, node_id: _Optional[bytes] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., tasks: _Optional[_Union[_local_pb2.TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[_local_pb2.InfeasibleTask, _Mapping]]] = ..., node: _Optional[_Union[_local_pb2.NodeInfo, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("nodes",)
