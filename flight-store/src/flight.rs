@@ -60,6 +60,9 @@ pub const MAX_FLIGHT_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 pub const DEFAULT_PUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes of a spilled Arrow object read to learn its schema.
 const SCHEMA_PREFIX_BYTES: u64 = 64 * 1024;
+/// A `do_get` ticket `raw:<object id>` streams the stored bytes of any
+/// object as the binary `data` column (Arrow objects too: their IPC stream).
+pub const RAW_TICKET_PREFIX: &[u8] = b"raw:";
 /// Name of the single column of non-Arrow objects.
 pub const DATA_COLUMN: &str = "data";
 /// Schema metadata keys of non-Arrow objects.
@@ -309,11 +312,18 @@ impl FlightService for FlightStoreService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let id = parse_object_id(&request.get_ref().ticket, "ticket")?;
+        let ticket = &request.get_ref().ticket;
+        // `raw:<id>`: the stored bytes as they are, whatever the format (how
+        // nodes copy objects between them).
+        let (raw, ticket) = match ticket.strip_prefix(RAW_TICKET_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, &ticket[..]),
+        };
+        let id = parse_object_id(ticket, "ticket")?;
         let object = self.sealed_object(&id)?;
         // Zero-copy for shm objects; keeps the block alive while streaming.
         let data = self.object_data(&id).await?;
-        let (schema, batches) = if object.format == ARROW {
+        let (schema, batches) = if object.format == ARROW && !raw {
             let batches = ArrowBatches::new(data).map_err(|e| {
                 Status::internal(format!("object {id} is not a valid arrow stream: {e}"))
             })?;

@@ -25,6 +25,7 @@ pub mod head;
 pub mod local;
 pub mod membership;
 pub mod node;
+pub mod peers;
 pub mod resources;
 pub mod session;
 pub mod status;
@@ -97,6 +98,7 @@ pub async fn run_node(
 
     let (pool_tx, pool_rx) = tokio::sync::mpsc::unbounded_channel();
     let (restore_tx, restore_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (peer_tx, peer_rx) = tokio::sync::mpsc::unbounded_channel();
     let core_cfg = node::CoreConfig {
         token: token.clone(),
         max_inline_bytes: config.max_inline_bytes,
@@ -116,6 +118,7 @@ pub async fn run_node(
         store.clone(),
         pool_tx,
         restore_tx,
+        peer_tx,
     )?));
     let head = config.head.then(|| {
         Arc::new(head::Head::new(
@@ -141,6 +144,14 @@ pub async fn run_node(
     };
 
     let tracker = TaskTracker::new();
+    tracker.spawn(peers::run_peers(
+        core.clone(),
+        store.clone(),
+        token.clone(),
+        config.max_inline_bytes as usize,
+        peer_rx,
+        shutdown.clone(),
+    ));
     if let Some(head) = &head {
         tracker.spawn(membership::run_head_monitor(
             core.clone(),

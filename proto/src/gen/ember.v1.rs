@@ -138,6 +138,18 @@ pub struct TaskSpec {
     /// Actor method calls: the concurrency group (empty = the default group).
     #[prost(string, tag = "15")]
     pub concurrency_group: ::prost::alloc::string::String,
+    /// Where to run it (unset: the default, local first).
+    #[prost(message, optional, tag = "16")]
+    pub scheduling_strategy: ::core::option::Option<SchedulingStrategy>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SchedulingStrategy {
+    #[prost(enumeration = "SchedulingKind", tag = "1")]
+    pub kind: i32,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub node_id: ::prost::bytes::Bytes,
+    #[prost(bool, tag = "3")]
+    pub soft: bool,
 }
 /// How an actor is made and kept.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -312,6 +324,9 @@ pub enum ErrorKind {
     NotFound = 14,
     /// The name is already taken.
     AlreadyExists = 15,
+    /// The node running the task died and no retry was left, or a node the
+    /// task had to run on (hard node affinity) is dead or unknown.
+    NodeDied = 16,
 }
 impl ErrorKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -336,6 +351,7 @@ impl ErrorKind {
             Self::ActorDied => "ACTOR_DIED",
             Self::NotFound => "NOT_FOUND",
             Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::NodeDied => "NODE_DIED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -357,6 +373,40 @@ impl ErrorKind {
             "ACTOR_DIED" => Some(Self::ActorDied),
             "NOT_FOUND" => Some(Self::NotFound),
             "ALREADY_EXISTS" => Some(Self::AlreadyExists),
+            "NODE_DIED" => Some(Self::NodeDied),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum SchedulingKind {
+    /// Local first; another node when this one cannot ever run it, or is busy
+    /// and another has room.
+    SchedulingDefault = 0,
+    /// Round robin over the nodes that can run it.
+    Spread = 1,
+    /// On node_id (hard), or there when it can (soft).
+    NodeAffinity = 2,
+}
+impl SchedulingKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::SchedulingDefault => "SCHEDULING_DEFAULT",
+            Self::Spread => "SPREAD",
+            Self::NodeAffinity => "NODE_AFFINITY",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "SCHEDULING_DEFAULT" => Some(Self::SchedulingDefault),
+            "SPREAD" => Some(Self::Spread),
+            "NODE_AFFINITY" => Some(Self::NodeAffinity),
             _ => None,
         }
     }

@@ -182,6 +182,9 @@ const (
 	ErrorKind_NOT_FOUND ErrorKind = 14
 	// The name is already taken.
 	ErrorKind_ALREADY_EXISTS ErrorKind = 15
+	// The node running the task died and no retry was left, or a node the
+	// task had to run on (hard node affinity) is dead or unknown.
+	ErrorKind_NODE_DIED ErrorKind = 16
 )
 
 // Enum value maps for ErrorKind.
@@ -203,6 +206,7 @@ var (
 		13: "ACTOR_DIED",
 		14: "NOT_FOUND",
 		15: "ALREADY_EXISTS",
+		16: "NODE_DIED",
 	}
 	ErrorKind_value = map[string]int32{
 		"ERROR_KIND_UNSPECIFIED": 0,
@@ -221,6 +225,7 @@ var (
 		"ACTOR_DIED":             13,
 		"NOT_FOUND":              14,
 		"ALREADY_EXISTS":         15,
+		"NODE_DIED":              16,
 	}
 )
 
@@ -249,6 +254,59 @@ func (x ErrorKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorKind.Descriptor instead.
 func (ErrorKind) EnumDescriptor() ([]byte, []int) {
 	return file_ember_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+type SchedulingKind int32
+
+const (
+	// Local first; another node when this one cannot ever run it, or is busy
+	// and another has room.
+	SchedulingKind_SCHEDULING_DEFAULT SchedulingKind = 0
+	// Round robin over the nodes that can run it.
+	SchedulingKind_SPREAD SchedulingKind = 1
+	// On node_id (hard), or there when it can (soft).
+	SchedulingKind_NODE_AFFINITY SchedulingKind = 2
+)
+
+// Enum value maps for SchedulingKind.
+var (
+	SchedulingKind_name = map[int32]string{
+		0: "SCHEDULING_DEFAULT",
+		1: "SPREAD",
+		2: "NODE_AFFINITY",
+	}
+	SchedulingKind_value = map[string]int32{
+		"SCHEDULING_DEFAULT": 0,
+		"SPREAD":             1,
+		"NODE_AFFINITY":      2,
+	}
+)
+
+func (x SchedulingKind) Enum() *SchedulingKind {
+	p := new(SchedulingKind)
+	*p = x
+	return p
+}
+
+func (x SchedulingKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SchedulingKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_ember_v1_common_proto_enumTypes[3].Descriptor()
+}
+
+func (SchedulingKind) Type() protoreflect.EnumType {
+	return &file_ember_v1_common_proto_enumTypes[3]
+}
+
+func (x SchedulingKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SchedulingKind.Descriptor instead.
+func (SchedulingKind) EnumDescriptor() ([]byte, []int) {
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 // A failure stored as an object (format ERROR) or sent as a reply.
@@ -700,8 +758,10 @@ type TaskSpec struct {
 	ActorCreation *ActorCreation `protobuf:"bytes,14,opt,name=actor_creation,json=actorCreation,proto3" json:"actor_creation,omitempty"`
 	// Actor method calls: the concurrency group (empty = the default group).
 	ConcurrencyGroup string `protobuf:"bytes,15,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Where to run it (unset: the default, local first).
+	SchedulingStrategy *SchedulingStrategy `protobuf:"bytes,16,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -839,6 +899,73 @@ func (x *TaskSpec) GetConcurrencyGroup() string {
 	return ""
 }
 
+func (x *TaskSpec) GetSchedulingStrategy() *SchedulingStrategy {
+	if x != nil {
+		return x.SchedulingStrategy
+	}
+	return nil
+}
+
+type SchedulingStrategy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          SchedulingKind         `protobuf:"varint,1,opt,name=kind,proto3,enum=ember.v1.SchedulingKind" json:"kind,omitempty"`
+	NodeId        []byte                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Soft          bool                   `protobuf:"varint,3,opt,name=soft,proto3" json:"soft,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchedulingStrategy) Reset() {
+	*x = SchedulingStrategy{}
+	mi := &file_ember_v1_common_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchedulingStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchedulingStrategy) ProtoMessage() {}
+
+func (x *SchedulingStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_common_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchedulingStrategy.ProtoReflect.Descriptor instead.
+func (*SchedulingStrategy) Descriptor() ([]byte, []int) {
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SchedulingStrategy) GetKind() SchedulingKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SchedulingKind_SCHEDULING_DEFAULT
+}
+
+func (x *SchedulingStrategy) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *SchedulingStrategy) GetSoft() bool {
+	if x != nil {
+		return x.Soft
+	}
+	return false
+}
+
 // How an actor is made and kept.
 type ActorCreation struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -872,7 +999,7 @@ type ActorCreation struct {
 
 func (x *ActorCreation) Reset() {
 	*x = ActorCreation{}
-	mi := &file_ember_v1_common_proto_msgTypes[6]
+	mi := &file_ember_v1_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1011,7 @@ func (x *ActorCreation) String() string {
 func (*ActorCreation) ProtoMessage() {}
 
 func (x *ActorCreation) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_common_proto_msgTypes[6]
+	mi := &file_ember_v1_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1024,7 @@ func (x *ActorCreation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorCreation.ProtoReflect.Descriptor instead.
 func (*ActorCreation) Descriptor() ([]byte, []int) {
-	return file_ember_v1_common_proto_rawDescGZIP(), []int{6}
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ActorCreation) GetActorId() []byte {
@@ -1002,7 +1129,7 @@ type ActorMethod struct {
 
 func (x *ActorMethod) Reset() {
 	*x = ActorMethod{}
-	mi := &file_ember_v1_common_proto_msgTypes[7]
+	mi := &file_ember_v1_common_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1141,7 @@ func (x *ActorMethod) String() string {
 func (*ActorMethod) ProtoMessage() {}
 
 func (x *ActorMethod) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_common_proto_msgTypes[7]
+	mi := &file_ember_v1_common_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1154,7 @@ func (x *ActorMethod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorMethod.ProtoReflect.Descriptor instead.
 func (*ActorMethod) Descriptor() ([]byte, []int) {
-	return file_ember_v1_common_proto_rawDescGZIP(), []int{7}
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ActorMethod) GetName() string {
@@ -1061,7 +1188,7 @@ type ResourceSet struct {
 
 func (x *ResourceSet) Reset() {
 	*x = ResourceSet{}
-	mi := &file_ember_v1_common_proto_msgTypes[8]
+	mi := &file_ember_v1_common_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1200,7 @@ func (x *ResourceSet) String() string {
 func (*ResourceSet) ProtoMessage() {}
 
 func (x *ResourceSet) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_common_proto_msgTypes[8]
+	mi := &file_ember_v1_common_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1213,7 @@ func (x *ResourceSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSet.ProtoReflect.Descriptor instead.
 func (*ResourceSet) Descriptor() ([]byte, []int) {
-	return file_ember_v1_common_proto_rawDescGZIP(), []int{8}
+	return file_ember_v1_common_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResourceSet) GetAmounts() map[string]float64 {
@@ -1132,7 +1259,7 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"object_ref\x18\x01 \x01(\fR\tobjectRef\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.ember.v1.ObjectValueR\x05value\x12\x18\n" +
-	"\akeyword\x18\x03 \x01(\tR\akeyword\"\xa6\x05\n" +
+	"\akeyword\x18\x03 \x01(\tR\akeyword\"\xf5\x05\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12$\n" +
@@ -1152,10 +1279,15 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\vmethod_name\x18\r \x01(\tR\n" +
 	"methodName\x12>\n" +
 	"\x0eactor_creation\x18\x0e \x01(\v2\x17.ember.v1.ActorCreationR\ractorCreation\x12+\n" +
-	"\x11concurrency_group\x18\x0f \x01(\tR\x10concurrencyGroup\x1a<\n" +
+	"\x11concurrency_group\x18\x0f \x01(\tR\x10concurrencyGroup\x12M\n" +
+	"\x13scheduling_strategy\x18\x10 \x01(\v2\x1c.ember.v1.SchedulingStrategyR\x12schedulingStrategy\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb7\x05\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"o\n" +
+	"\x12SchedulingStrategy\x12,\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x18.ember.v1.SchedulingKindR\x04kind\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x12\n" +
+	"\x04soft\x18\x03 \x01(\bR\x04soft\"\xb7\x05\n" +
 	"\rActorCreation\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1201,7 +1333,7 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\aMSGPACK\x10\x02\x12\t\n" +
 	"\x05ARROW\x10\x03\x12\a\n" +
 	"\x03RAW\x10\x04\x12\t\n" +
-	"\x05ERROR\x10\x05*\xce\x02\n" +
+	"\x05ERROR\x10\x05*\xdd\x02\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vTASK_FAILED\x10\x01\x12\x12\n" +
@@ -1220,7 +1352,13 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"ACTOR_DIED\x10\r\x12\r\n" +
 	"\tNOT_FOUND\x10\x0e\x12\x12\n" +
-	"\x0eALREADY_EXISTS\x10\x0fB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
+	"\x0eALREADY_EXISTS\x10\x0f\x12\r\n" +
+	"\tNODE_DIED\x10\x10*G\n" +
+	"\x0eSchedulingKind\x12\x16\n" +
+	"\x12SCHEDULING_DEFAULT\x10\x00\x12\n" +
+	"\n" +
+	"\x06SPREAD\x10\x01\x12\x11\n" +
+	"\rNODE_AFFINITY\x10\x02B2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
 
 var (
 	file_ember_v1_common_proto_rawDescOnce sync.Once
@@ -1234,46 +1372,50 @@ func file_ember_v1_common_proto_rawDescGZIP() []byte {
 	return file_ember_v1_common_proto_rawDescData
 }
 
-var file_ember_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ember_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ember_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_ember_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_ember_v1_common_proto_goTypes = []any{
 	(Language)(0),              // 0: ember.v1.Language
 	(ValueFormat)(0),           // 1: ember.v1.ValueFormat
 	(ErrorKind)(0),             // 2: ember.v1.ErrorKind
-	(*TaskError)(nil),          // 3: ember.v1.TaskError
-	(*ShmLocation)(nil),        // 4: ember.v1.ShmLocation
-	(*ObjectValue)(nil),        // 5: ember.v1.ObjectValue
-	(*FunctionDescriptor)(nil), // 6: ember.v1.FunctionDescriptor
-	(*TaskArg)(nil),            // 7: ember.v1.TaskArg
-	(*TaskSpec)(nil),           // 8: ember.v1.TaskSpec
-	(*ActorCreation)(nil),      // 9: ember.v1.ActorCreation
-	(*ActorMethod)(nil),        // 10: ember.v1.ActorMethod
-	(*ResourceSet)(nil),        // 11: ember.v1.ResourceSet
-	nil,                        // 12: ember.v1.TaskSpec.ResourcesEntry
-	nil,                        // 13: ember.v1.ActorCreation.ConcurrencyGroupsEntry
-	nil,                        // 14: ember.v1.ActorCreation.HeldResourcesEntry
-	nil,                        // 15: ember.v1.ResourceSet.AmountsEntry
+	(SchedulingKind)(0),        // 3: ember.v1.SchedulingKind
+	(*TaskError)(nil),          // 4: ember.v1.TaskError
+	(*ShmLocation)(nil),        // 5: ember.v1.ShmLocation
+	(*ObjectValue)(nil),        // 6: ember.v1.ObjectValue
+	(*FunctionDescriptor)(nil), // 7: ember.v1.FunctionDescriptor
+	(*TaskArg)(nil),            // 8: ember.v1.TaskArg
+	(*TaskSpec)(nil),           // 9: ember.v1.TaskSpec
+	(*SchedulingStrategy)(nil), // 10: ember.v1.SchedulingStrategy
+	(*ActorCreation)(nil),      // 11: ember.v1.ActorCreation
+	(*ActorMethod)(nil),        // 12: ember.v1.ActorMethod
+	(*ResourceSet)(nil),        // 13: ember.v1.ResourceSet
+	nil,                        // 14: ember.v1.TaskSpec.ResourcesEntry
+	nil,                        // 15: ember.v1.ActorCreation.ConcurrencyGroupsEntry
+	nil,                        // 16: ember.v1.ActorCreation.HeldResourcesEntry
+	nil,                        // 17: ember.v1.ResourceSet.AmountsEntry
 }
 var file_ember_v1_common_proto_depIdxs = []int32{
 	2,  // 0: ember.v1.TaskError.kind:type_name -> ember.v1.ErrorKind
 	0,  // 1: ember.v1.TaskError.language:type_name -> ember.v1.Language
 	1,  // 2: ember.v1.ObjectValue.format:type_name -> ember.v1.ValueFormat
-	4,  // 3: ember.v1.ObjectValue.shm:type_name -> ember.v1.ShmLocation
+	5,  // 3: ember.v1.ObjectValue.shm:type_name -> ember.v1.ShmLocation
 	0,  // 4: ember.v1.FunctionDescriptor.language:type_name -> ember.v1.Language
-	5,  // 5: ember.v1.TaskArg.value:type_name -> ember.v1.ObjectValue
-	6,  // 6: ember.v1.TaskSpec.function:type_name -> ember.v1.FunctionDescriptor
-	7,  // 7: ember.v1.TaskSpec.args:type_name -> ember.v1.TaskArg
-	12, // 8: ember.v1.TaskSpec.resources:type_name -> ember.v1.TaskSpec.ResourcesEntry
-	9,  // 9: ember.v1.TaskSpec.actor_creation:type_name -> ember.v1.ActorCreation
-	13, // 10: ember.v1.ActorCreation.concurrency_groups:type_name -> ember.v1.ActorCreation.ConcurrencyGroupsEntry
-	14, // 11: ember.v1.ActorCreation.held_resources:type_name -> ember.v1.ActorCreation.HeldResourcesEntry
-	10, // 12: ember.v1.ActorCreation.methods:type_name -> ember.v1.ActorMethod
-	15, // 13: ember.v1.ResourceSet.amounts:type_name -> ember.v1.ResourceSet.AmountsEntry
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 5: ember.v1.TaskArg.value:type_name -> ember.v1.ObjectValue
+	7,  // 6: ember.v1.TaskSpec.function:type_name -> ember.v1.FunctionDescriptor
+	8,  // 7: ember.v1.TaskSpec.args:type_name -> ember.v1.TaskArg
+	14, // 8: ember.v1.TaskSpec.resources:type_name -> ember.v1.TaskSpec.ResourcesEntry
+	11, // 9: ember.v1.TaskSpec.actor_creation:type_name -> ember.v1.ActorCreation
+	10, // 10: ember.v1.TaskSpec.scheduling_strategy:type_name -> ember.v1.SchedulingStrategy
+	3,  // 11: ember.v1.SchedulingStrategy.kind:type_name -> ember.v1.SchedulingKind
+	15, // 12: ember.v1.ActorCreation.concurrency_groups:type_name -> ember.v1.ActorCreation.ConcurrencyGroupsEntry
+	16, // 13: ember.v1.ActorCreation.held_resources:type_name -> ember.v1.ActorCreation.HeldResourcesEntry
+	12, // 14: ember.v1.ActorCreation.methods:type_name -> ember.v1.ActorMethod
+	17, // 15: ember.v1.ResourceSet.amounts:type_name -> ember.v1.ResourceSet.AmountsEntry
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_common_proto_init() }
@@ -1291,8 +1433,8 @@ func file_ember_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_common_proto_rawDesc), len(file_ember_v1_common_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   13,
+			NumEnums:      4,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

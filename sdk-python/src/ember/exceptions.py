@@ -272,6 +272,7 @@ ERROR_KIND_TO_EXCEPTION: dict[int, type[RayError]] = {
     # would be a system error.
     _K.NOT_FOUND: RaySystemError,
     _K.ALREADY_EXISTS: RaySystemError,
+    _K.NODE_DIED: NodeDiedError,
 }
 
 

@@ -18,6 +18,8 @@
 
 mod actors;
 mod objects;
+mod placement;
+mod remote;
 mod residency;
 mod tasks;
 #[cfg(test)]
@@ -140,6 +142,10 @@ pub struct NodeCore {
     restoring: HashMap<ObjectId, Vec<residency::RestoreWaiter>>,
     /// Restore requests, served by `run_store_events`.
     restore_tx: mpsc::UnboundedSender<ObjectId>,
+    /// Work for other nodes, served by `peers::run_peers`.
+    peer_tx: mpsc::UnboundedSender<crate::peers::PeerCommand>,
+    /// What this node keeps about the nodes it sends work to.
+    peers: remote::Peers,
     /// Workers that exited before saying hello, in a row.
     start_failures: u32,
     last_start_failure: String,
@@ -160,6 +166,7 @@ impl NodeCore {
         store: Arc<Store>,
         pool_tx: mpsc::UnboundedSender<PoolCommand>,
         restore_tx: mpsc::UnboundedSender<ObjectId>,
+        peer_tx: mpsc::UnboundedSender<crate::peers::PeerCommand>,
     ) -> Result<Self, NodeError> {
         let mut total_map = node.resources.clone();
         total_map.insert("CPU".into(), node.num_cpus);
@@ -197,6 +204,8 @@ impl NodeCore {
             pending_creates: Vec::new(),
             restoring: HashMap::new(),
             restore_tx,
+            peer_tx,
+            peers: remote::Peers::default(),
             start_failures: 0,
             last_start_failure: String::new(),
             stopping: false,
@@ -485,7 +494,7 @@ impl NodeCore {
         let mut infeasible = Vec::new();
         for (id, t) in &self.tasks {
             match t.state {
-                tasks::TaskState::Assigned(_) => counts.running += 1,
+                tasks::TaskState::Assigned(_) | tasks::TaskState::Remote(_) => counts.running += 1,
                 tasks::TaskState::Infeasible => {
                     counts.pending += 1;
                     counts.infeasible += 1;
@@ -537,6 +546,7 @@ impl NodeCore {
     /// The cluster's nodes as the head reported them.
     pub fn set_cluster_view(&mut self, nodes: Vec<v1::NodeInfo>) {
         self.cluster_view = nodes;
+        self.view_changed();
     }
 
     fn available_for_status(&self) -> ResourceSet {

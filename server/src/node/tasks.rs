@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use ember_proto::v1::{self, node_op};
-use ember_proto::{ObjectId, TaskId, WorkerId};
+use ember_proto::{NodeId, ObjectId, TaskId, WorkerId};
 
 use super::actors::{call_actor, created_actor};
+use super::placement::Placement;
 use super::residency::{ArgPins, RestoreWaiter};
 use super::{error_value, system_error, ConnId, ConnKind, NodeCore};
 use crate::resources::{self, ResourceSet};
@@ -28,6 +29,8 @@ pub(super) enum TaskState {
     Assigned(WorkerId),
     /// Ready, but some arguments are spilled: requeued once restored.
     RestoringArgs,
+    /// Sent to another node, which runs it (see `remote`).
+    Remote(NodeId),
 }
 
 pub(super) struct TaskEntry {
@@ -231,10 +234,14 @@ impl NodeCore {
     /// Put a ready task in its class queue (at the front when it is handed
     /// back by a worker), or mark it infeasible.
     pub(super) fn enqueue(&mut self, task_id: TaskId, front: bool) {
+        let Some(request) = self.tasks.get(&task_id).map(|t| t.request.clone()) else {
+            return;
+        };
+        let feasible = self.could_run_anywhere(&request);
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        if !self.total.contains(&t.request) {
+        if !feasible {
             if t.state != TaskState::Infeasible {
                 t.state = TaskState::Infeasible;
                 let msg = format!(
@@ -281,6 +288,29 @@ impl NodeCore {
                 }
                 let fits =
                     self.available.contains(&class) && self.gpus.can_acquire(class.get("GPU"));
+                // Another node, when the strategy or the resources say so.
+                match self.placement_of(task_id, &class, fits) {
+                    Placement::Local | Placement::Wait => {}
+                    Placement::Remote { node, address } => {
+                        self.queues.get_mut(&class).map(|q| q.pop_front());
+                        if !self.forward(task_id, node, address) {
+                            // Waits for another task's restore: keep its place.
+                            self.queues.get_mut(&class).map(|q| q.push_front(task_id));
+                            break;
+                        }
+                        continue;
+                    }
+                    Placement::Infeasible => {
+                        self.queues.get_mut(&class).map(|q| q.pop_front());
+                        self.enqueue(task_id, false);
+                        continue;
+                    }
+                    Placement::Fail(message) => {
+                        self.queues.get_mut(&class).map(|q| q.pop_front());
+                        self.fail_task(task_id, system_error(v1::ErrorKind::NodeDied, message));
+                        continue;
+                    }
+                }
                 // Its shared-memory arguments stay in memory from here on;
                 // spilled ones are restored first, when it could run now and
                 // no other task is restoring (see `a_task_is_restoring`).
@@ -535,7 +565,7 @@ impl NodeCore {
     }
 
     /// The submitter is told about each return without asking.
-    fn push_to_owner(&mut self, owner: ConnId, id: ObjectId) {
+    pub(super) fn push_to_owner(&mut self, owner: ConnId, id: ObjectId) {
         let holds = self.conns.get(&owner).is_some_and(|c| c.held.contains(&id));
         if !holds {
             return;
@@ -595,7 +625,7 @@ impl NodeCore {
         }
     }
 
-    fn release_args(&mut self, t: &TaskEntry) {
+    pub(super) fn release_args(&mut self, t: &TaskEntry) {
         self.hold_nested_args(&t.spec, false);
         for arg in &t.spec.args {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
@@ -699,6 +729,16 @@ impl NodeCore {
             return;
         }
         match t.state {
+            TaskState::Remote(node) => {
+                // The node running it cancels it; its returns come back as
+                // TASK_CANCELLED (or its result, if it finished first).
+                let cancel = v1::CancelTask {
+                    task_id: task_id.to_vec().into(),
+                    force,
+                    recursive,
+                };
+                self.send_to_peer(node, v1::client_op::Op::CancelTask(cancel));
+            }
             TaskState::WaitingArgs
             | TaskState::Queued
             | TaskState::Infeasible

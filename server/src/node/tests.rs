@@ -60,7 +60,17 @@ fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bo
     };
     let (pool_tx, pool) = mpsc::unbounded_channel();
     let (restore_tx, restores) = mpsc::unbounded_channel();
-    let mut core = NodeCore::new(NodeId::random(), cfg, &node, store, pool_tx, restore_tx).unwrap();
+    let (peer_tx, _peers) = mpsc::unbounded_channel();
+    let mut core = NodeCore::new(
+        NodeId::random(),
+        cfg,
+        &node,
+        store,
+        pool_tx,
+        restore_tx,
+        peer_tx,
+    )
+    .unwrap();
     let (tx, driver_rx) = mpsc::unbounded_channel();
     let driver = core.add_conn(tx);
     let hello = v1::Hello {

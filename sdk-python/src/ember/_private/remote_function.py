@@ -190,6 +190,11 @@ class RemoteFunction:
             name=opts["name"] or self.__qualname__,
             retry_exception_allowlist=allowlist,
         )
+        from ember.util import scheduling_strategies
+
+        strategy = scheduling_strategies.to_proto(opts["scheduling_strategy"])
+        if strategy is not None:
+            spec.scheduling_strategy.CopyFrom(strategy)
         self._static_spec = spec.SerializeToString()
         return self._static_spec
 

@@ -41,6 +41,13 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTOR_DIED: _ClassVar[ErrorKind]
     NOT_FOUND: _ClassVar[ErrorKind]
     ALREADY_EXISTS: _ClassVar[ErrorKind]
+    NODE_DIED: _ClassVar[ErrorKind]
+
+class SchedulingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULING_DEFAULT: _ClassVar[SchedulingKind]
+    SPREAD: _ClassVar[SchedulingKind]
+    NODE_AFFINITY: _ClassVar[SchedulingKind]
 LANGUAGE_UNSPECIFIED: Language
 PYTHON: Language
 GO: Language
@@ -67,6 +74,10 @@ GET_TIMEOUT: ErrorKind
 ACTOR_DIED: ErrorKind
 NOT_FOUND: ErrorKind
 ALREADY_EXISTS: ErrorKind
+NODE_DIED: ErrorKind
+SCHEDULING_DEFAULT: SchedulingKind
+SPREAD: SchedulingKind
+NODE_AFFINITY: SchedulingKind
 
 class TaskError(_message.Message):
     __slots__ = ("kind", "type_name", "message", "traceback", "language", "payload", "task_id", "function_name")
@@ -133,7 +144,7 @@ class TaskArg(_message.Message):
     def __init__(self, object_ref: _Optional[bytes] = ..., value: _Optional[_Union[ObjectValue, _Mapping]] = ..., keyword: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist", "actor_id", "method_name", "actor_creation", "concurrency_group")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist", "actor_id", "method_name", "actor_creation", "concurrency_group", "scheduling_strategy")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +167,7 @@ class TaskSpec(_message.Message):
     METHOD_NAME_FIELD_NUMBER: _ClassVar[int]
     ACTOR_CREATION_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_STRATEGY_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -171,7 +183,18 @@ class TaskSpec(_message.Message):
     method_name: str
     actor_creation: ActorCreation
     concurrency_group: str
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., actor_creation: _Optional[_Union[ActorCreation, _Mapping]] = ..., concurrency_group: _Optional[str] = ...) -> None: ...
+    scheduling_strategy: SchedulingStrategy
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., actor_creation: _Optional[_Union[ActorCreation, _Mapping]] = ..., concurrency_group: _Optional[str] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ...) -> None: ...
+
+class SchedulingStrategy(_message.Message):
+    __slots__ = ("kind", "node_id", "soft")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOFT_FIELD_NUMBER: _ClassVar[int]
+    kind: SchedulingKind
+    node_id: bytes
+    soft: bool
+    def __init__(self, kind: _Optional[_Union[SchedulingKind, str]] = ..., node_id: _Optional[bytes] = ..., soft: _Optional[bool] = ...) -> None: ...
 
 class ActorCreation(_message.Message):
     __slots__ = ("actor_id", "name", "namespace", "detached", "max_restarts", "max_task_retries", "max_concurrency", "is_async", "concurrency_groups", "get_if_exists", "held_resources", "class_name", "methods")
