@@ -70,9 +70,19 @@ impl NodeService for NodeServiceImpl {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let conn = lock(&self.core).add_conn(tx);
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        // Batch what the core queued into one NodeMessage per wake-up.
+        // Batch what the core queued into one NodeMessage per wake-up; end
+        // the stream when the node shuts down (a graceful server shutdown
+        // waits for open streams).
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    first = rx.recv() => match first {
+                        Some(first) => first,
+                        None => return,
+                    },
+                };
                 let (msg, close) = gather(first, &mut rx);
                 if !msg.ops.is_empty() && out_tx.send(Ok(msg)).is_err() {
                     return;

@@ -134,8 +134,12 @@ fn open_link(
                 })),
             }],
         };
-        let outgoing =
-            futures::stream::once(async move { hello }).chain(UnboundedReceiverStream::new(rx));
+        // The request stream ends with the response, so that neither node
+        // waits for the other when it shuts down.
+        let done = CancellationToken::new();
+        let outgoing = futures::stream::once(async move { hello })
+            .chain(UnboundedReceiverStream::new(rx))
+            .take_until(done.clone().cancelled_owned());
         let result: anyhow::Result<()> = async {
             let channel = Endpoint::from_shared(format!("http://{address}"))?
                 .connect_timeout(Duration::from_secs(5))
@@ -152,6 +156,7 @@ fn open_link(
             Ok(())
         }
         .await;
+        done.cancel();
         let why = match result {
             Ok(()) => "its stream ended".to_string(),
             Err(e) => format!("{e:#}"),

@@ -39,9 +39,9 @@ pub fn render(status: &v1::ClusterStatus) -> String {
             n.num_workers
         );
     }
-    let _ = writeln!(out, "Resources (used / total):");
+    let _ = writeln!(out, "Resources of the live nodes (used / total):");
     let mut totals: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
-    for n in &status.nodes {
+    for n in status.nodes.iter().filter(|n| n.alive) {
         for (k, v) in &n.resources_total {
             let e = totals.entry(k.as_str()).or_default();
             e.1 += v;

@@ -131,3 +131,109 @@ def test_a_node_keeps_trying_until_its_head_is_there_and_rejoins_a_restarted_hea
         node.stop()
         if head is not None:
             head.stop()
+
+
+def _driver(root: str, address: str, body: str, timeout: float = 180):
+    import textwrap
+
+    code = f"""
+import time
+import numpy as np, ember
+from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ember.init(address="{address}")
+ids = {{n["NodeManagerAddress"]: n["NodeID"] for n in ember.nodes()}}
+
+@ember.remote
+def where(seconds=0.0):
+    time.sleep(seconds)
+    return ember.get_runtime_context().get_node_id()
+""" + textwrap.dedent(body) + "\nember.shutdown()\n"
+    return run_driver(code, env={"EMBER_TMPDIR": root}, timeout=timeout)
+
+
+def test_work_goes_where_the_resources_and_the_strategy_say(three_nodes):
+    root, (head, _, _) = three_nodes
+    out = _driver(root, head.address, """
+        # A custom resource only the second node has routes work there.
+        print("SPECIAL", ember.get(where.options(resources={"special": 1}).remote()) == ids["127.0.0.2"])
+        # The head has 1 CPU: a burst of tasks spills over to the other nodes.
+        started = time.time()
+        ran_on = ember.get([where.remote(0.5) for _ in range(6)])
+        print("SPILLBACK", len(set(ran_on)), round(time.time() - started, 2))
+        # SPREAD uses every node.
+        print("SPREAD", len(set(ember.get([where.options(scheduling_strategy="SPREAD").remote()
+                                           for _ in range(6)]))))
+        # Node affinity: hard goes there; soft to an unknown node runs anyway;
+        # hard to an unknown node fails with NodeDiedError.
+        hard = NodeAffinitySchedulingStrategy(ids["127.0.0.3"], soft=False)
+        print("HARD", ember.get(where.options(scheduling_strategy=hard).remote()) == ids["127.0.0.3"])
+        nowhere = "ab" * 16
+        soft = NodeAffinitySchedulingStrategy(nowhere, soft=True)
+        print("SOFT", ember.get(where.options(scheduling_strategy=soft).remote()) in ids.values())
+        try:
+            ember.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nowhere, soft=False)).remote())
+        except ember.exceptions.NodeDiedError as e:
+            print("HARD_UNKNOWN", "soft=False" in str(e))
+        # Work no node can do is reported, not run.
+        ref = where.options(resources={"tpu": 1}).remote()
+        ready, _ = ember.wait([ref], timeout=0.5)
+        print("INFEASIBLE", ready == [])
+        """)
+    assert "SPECIAL True" in out.stdout, out.stdout + out.stderr[-3000:]
+    spill = out.stdout.split("SPILLBACK")[1].split()
+    assert int(spill[0]) >= 2 and float(spill[1]) < 2.5, out.stdout  # 6 x 0.5 s on one CPU would be 3 s
+    assert "SPREAD 3" in out.stdout, out.stdout
+    assert "HARD True" in out.stdout and "SOFT True" in out.stdout, out.stdout
+    assert "HARD_UNKNOWN True" in out.stdout, out.stdout
+    assert "INFEASIBLE True" in out.stdout, out.stdout
+
+
+def test_a_100mb_object_made_on_one_node_is_read_on_another(three_nodes):
+    root, (head, _, _) = three_nodes
+    out = _driver(root, head.address, """
+        on = lambda name: NodeAffinitySchedulingStrategy(ids[name], soft=False)
+
+        @ember.remote
+        def make():
+            return np.arange(12_500_000, dtype=np.float64)  # 100 MB
+
+        @ember.remote
+        def total(x):
+            return float(x.sum()), ember.get_runtime_context().get_node_id()
+
+        ref = make.options(scheduling_strategy=on("127.0.0.2")).remote()
+        s, node = ember.get(total.options(scheduling_strategy=on("127.0.0.3")).remote(ref), timeout=120)
+        print("SUM", s == float(np.arange(12_500_000, dtype=np.float64).sum()), node == ids["127.0.0.3"])
+        local = ember.get(ref)
+        print("DRIVER", local.shape, bool((local == np.arange(12_500_000)).all()))
+        """)
+    assert "SUM True True" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "DRIVER (12500000,) True" in out.stdout, out.stdout
+
+
+def test_every_result_arrives_when_a_node_dies_under_200_tasks(three_nodes):
+    import threading
+
+    root, (head, _, third) = three_nodes
+
+    killer = threading.Timer(1.5, third.kill)
+    killer.start()
+    try:
+        out = _driver(root, head.address, """
+            @ember.remote
+            def square(i):
+                time.sleep(0.05)
+                return i * i
+
+            refs = [square.options(scheduling_strategy="SPREAD").remote(i) for i in range(200)]
+            results = ember.get(refs, timeout=300)
+            print("RESULTS", results == [i * i for i in range(200)])
+            """, timeout=300)
+    finally:
+        killer.cancel()
+    assert third.proc.poll() is not None, "the node was killed during the run"
+    assert "RESULTS True" in out.stdout, out.stdout + out.stderr[-3000:]
+    # The dead node's tasks ran again elsewhere; nothing is left running.
+    status = subprocess.run([EMBER_BIN, "status", "--address", head.address], capture_output=True,
+                            text=True, check=True, env=dict(os.environ, EMBER_TMPDIR=root)).stdout
+    assert "0 running" in status and "200 finished, 0 failed" in status, status

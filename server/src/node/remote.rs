@@ -36,7 +36,13 @@ pub(super) struct Peers {
     pub pulls: HashMap<ObjectId, NodeId>,
     /// Returns received per remote task (by index).
     pub received: HashMap<TaskId, HashSet<u32>>,
+    /// Nodes whose stream broke, and when: no work is sent there for
+    /// `LOST_FOR` (the head declares them dead meanwhile, or they recover).
+    pub lost: HashMap<NodeId, std::time::Instant>,
 }
+
+/// How long a node whose stream broke gets no work from this one.
+const LOST_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl NodeCore {
     /// The other live nodes, with what they can take now.
@@ -46,6 +52,14 @@ impl NodeCore {
             .filter(|n| n.alive && n.node_id.as_ref() != self.node_id.as_bytes())
             .filter_map(|n| {
                 let id = NodeId::from_bytes(&n.node_id).ok()?;
+                if self
+                    .peers
+                    .lost
+                    .get(&id)
+                    .is_some_and(|at| at.elapsed() < LOST_FOR)
+                {
+                    return None;
+                }
                 let total = ResourceSet::from_map(&n.resources_total).ok()?;
                 let mut available = ResourceSet::from_map(&n.resources_available).ok()?;
                 if let Some(sent) = self.peers.sent.get(&id) {
@@ -147,8 +161,12 @@ impl NodeCore {
         t.state = TaskState::Remote(node);
         let request = t.request.clone();
         let mut spec = t.spec.clone();
-        // The other node must not route it again.
-        spec.scheduling_strategy = None;
+        // It runs there: the other node must not send it on.
+        spec.scheduling_strategy = Some(v1::SchedulingStrategy {
+            kind: v1::SchedulingKind::NodeAffinity as i32,
+            node_id: node.to_vec().into(),
+            soft: false,
+        });
         for (arg, pinned) in spec.args.iter_mut().zip(pins.iter()) {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
                 continue;
@@ -282,6 +300,7 @@ impl NodeCore {
             return;
         };
         if t.state != TaskState::Remote(node) {
+            tracing::debug!(%task_id, node = %node, state = ?t.state, "a return for a task sent elsewhere since");
             return;
         }
         let owner = t.owner;
@@ -301,6 +320,7 @@ impl NodeCore {
 
     /// Every return of a remote task is in.
     fn finish_remote(&mut self, task_id: TaskId, node: NodeId) {
+        tracing::debug!(%task_id, node = %node, "remote task finished");
         self.peers.received.remove(&task_id);
         let Some(t) = self.tasks.remove(&task_id) else {
             return;
@@ -333,6 +353,7 @@ impl NodeCore {
 
     /// The stream to `node` broke: its tasks run again elsewhere.
     pub fn peer_lost(&mut self, node: NodeId, why: &str) {
+        self.peers.lost.insert(node, std::time::Instant::now());
         self.peers.functions.remove(&node);
         self.peers.sent.remove(&node);
         let lost: Vec<TaskId> = self
