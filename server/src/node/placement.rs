@@ -196,7 +196,13 @@ mod tests {
         let one_cpu = set(1.0, 0.0);
         let mut c = 0;
         assert_eq!(
-            place(&one_cpu, None, &idle, &[free_remote.clone()], &mut c),
+            place(
+                &one_cpu,
+                None,
+                &idle,
+                std::slice::from_ref(&free_remote),
+                &mut c
+            ),
             Placement::Local
         );
         assert_eq!(
@@ -210,7 +216,13 @@ mod tests {
             remote(&free_remote)
         );
         assert_eq!(
-            place(&one_cpu, None, &busy, &[full_remote.clone()], &mut c),
+            place(
+                &one_cpu,
+                None,
+                &busy,
+                std::slice::from_ref(&full_remote),
+                &mut c
+            ),
             Placement::Wait
         );
         // Only another node has the custom resource: go there, even busy.

@@ -295,7 +295,9 @@ impl NodeCore {
                         self.queues.get_mut(&class).map(|q| q.pop_front());
                         if !self.forward(task_id, node, address) {
                             // Waits for another task's restore: keep its place.
-                            self.queues.get_mut(&class).map(|q| q.push_front(task_id));
+                            if let Some(q) = self.queues.get_mut(&class) {
+                                q.push_front(task_id);
+                            }
                             break;
                         }
                         continue;
