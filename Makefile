@@ -102,6 +102,7 @@ test-examples: build ## run the examples (short settings) and a quick benchmark 
 	$(VENV_PY) examples/rollouts.py --iterations 2
 	$(VENV_PY) examples/counter.py
 	$(VENV_PY) examples/parameter_server.py --iterations 10
+	$(VENV_PY) examples/es_cluster.py --iterations 2
 	$(VENV_PY) benches/bench_core.py --quick
 	$(VENV_PY) benches/bench_actors.py --quick
 	$(VENV_PY) benches/bench_objects.py --quick

@@ -416,6 +416,7 @@ fn tasks_run_on_python_workers() {
                 max_retries: 3,
                 ..Default::default()
             }),
+            code_search_path: Vec::new(),
         })]);
         results.push((i, ObjectId::for_return(task, 0)));
     }

@@ -556,6 +556,10 @@ pub struct RegisterFunction {
 pub struct SubmitTask {
     #[prost(message, optional, tag = "1")]
     pub spec: ::core::option::Option<TaskSpec>,
+    /// A task sent on by another node: its job's code search path (the
+    /// directories its workers add to sys.path), unknown to this node.
+    #[prost(string, repeated, tag = "2")]
+    pub code_search_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Batched reference-count changes of the sending process.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -1012,10 +1012,13 @@ func (x *RegisterFunction) GetPayload() []byte {
 
 // Submit a task; the submitter holds a reference to each of its returns.
 type SubmitTask struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *TaskSpec              `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// A task sent on by another node: its job's code search path (the
+	// directories its workers add to sys.path), unknown to this node.
+	CodeSearchPath []string `protobuf:"bytes,2,rep,name=code_search_path,json=codeSearchPath,proto3" json:"code_search_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SubmitTask) Reset() {
@@ -1051,6 +1054,13 @@ func (*SubmitTask) Descriptor() ([]byte, []int) {
 func (x *SubmitTask) GetSpec() *TaskSpec {
 	if x != nil {
 		return x.Spec
+	}
+	return nil
+}
+
+func (x *SubmitTask) GetCodeSearchPath() []string {
+	if x != nil {
+		return x.CodeSearchPath
 	}
 	return nil
 }
@@ -2690,10 +2700,11 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x02op\"f\n" +
 	"\x10RegisterFunction\x128\n" +
 	"\bfunction\x18\x01 \x01(\v2\x1c.ember.v1.FunctionDescriptorR\bfunction\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"4\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"^\n" +
 	"\n" +
 	"SubmitTask\x12&\n" +
-	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\"K\n" +
+	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\x12(\n" +
+	"\x10code_search_path\x18\x02 \x03(\tR\x0ecodeSearchPath\"K\n" +
 	"\tRefUpdate\x12\x10\n" +
 	"\x03add\x18\x01 \x03(\fR\x03add\x12\x16\n" +
 	"\x06remove\x18\x02 \x03(\fR\x06remove\x12\x14\n" +

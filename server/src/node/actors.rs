@@ -158,7 +158,13 @@ impl NodeCore {
             );
         }
         let creation_task = TaskId::from_bytes(&spec.task_id).ok();
-        self.submit(conn, v1::SubmitTask { spec: Some(spec) });
+        self.submit(
+            conn,
+            v1::SubmitTask {
+                spec: Some(spec),
+                ..Default::default()
+            },
+        );
         // A creation always waits for a worker: if it is not pending now it was refused.
         if !creation_task.is_some_and(|t| self.tasks.contains_key(&t)) {
             // Refused at once (malformed spec, unknown class): calls fail.
@@ -543,7 +549,13 @@ impl NodeCore {
         a.creation_task = Some(task_id);
         let owner = a.owner;
         tracing::info!(actor = %actor_id, restarts = a.num_restarts, "restarting actor");
-        self.submit(owner, v1::SubmitTask { spec: Some(spec) });
+        self.submit(
+            owner,
+            v1::SubmitTask {
+                spec: Some(spec),
+                ..Default::default()
+            },
+        );
         // Nobody holds the new creation's return: let it go when done.
         if let Some(c) = self.conns.get_mut(&owner) {
             c.held.remove(&ObjectId::for_return(task_id, 0));

@@ -291,7 +291,14 @@ impl NodeCore {
                 ConnKind::Worker(wid)
             }
             Ok(v1::ClientKind::Driver) => {
-                let job = JobId(self.next_job.to_le_bytes());
+                // Job ids travel with tasks sent to other nodes: a counter
+                // per node would collide there. Random, unused here, not 0.
+                let job = loop {
+                    let candidate = JobId((self.next_job ^ rand::random::<u32>()).to_le_bytes());
+                    if candidate.0 != [0; 4] && !self.jobs.contains_key(&candidate) {
+                        break candidate;
+                    }
+                };
                 self.next_job += 1;
                 self.jobs.insert(job, hello.code_search_path.clone());
                 let namespace = if hello.namespace.is_empty() {

@@ -210,8 +210,13 @@ impl NodeCore {
                 }));
             }
         }
+        let code_search_path = ember_proto::JobId::from_bytes(&spec.job_id)
+            .ok()
+            .and_then(|job| self.jobs.get(&job).cloned())
+            .unwrap_or_default();
         ops.push(client_op::Op::SubmitTask(v1::SubmitTask {
             spec: Some(spec),
+            code_search_path,
         }));
         self.peers.sent.entry(node).or_default().add(&request);
         self.peers.received.entry(task_id).or_default();

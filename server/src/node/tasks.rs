@@ -93,6 +93,17 @@ impl NodeCore {
         if spec.job_id.is_empty() {
             spec.job_id = self.job_of(conn).into();
         }
+        if !submit.code_search_path.is_empty() {
+            // Sent on by another node: its job's code paths, for the workers.
+            if let Ok(job) = ember_proto::JobId::from_bytes(&spec.job_id) {
+                let paths = self.jobs.entry(job).or_default();
+                for path in submit.code_search_path {
+                    if !paths.contains(&path) {
+                        paths.push(path);
+                    }
+                }
+            }
+        }
         let request = match self.validate(&spec) {
             Ok(r) => r,
             Err(message) => {

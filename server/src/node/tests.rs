@@ -119,7 +119,13 @@ fn task(cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
         max_retries: 1,
         ..Default::default()
     };
-    (id, op(Op::SubmitTask(v1::SubmitTask { spec: Some(spec) })))
+    (
+        id,
+        op(Op::SubmitTask(v1::SubmitTask {
+            spec: Some(spec),
+            ..Default::default()
+        })),
+    )
 }
 
 impl Harness {
@@ -363,7 +369,13 @@ fn actor_call(actor: ember_proto::ActorId) -> (TaskId, v1::ClientOp) {
         method_name: "inc".into(),
         ..Default::default()
     };
-    (id, op(Op::SubmitTask(v1::SubmitTask { spec: Some(spec) })))
+    (
+        id,
+        op(Op::SubmitTask(v1::SubmitTask {
+            spec: Some(spec),
+            ..Default::default()
+        })),
+    )
 }
 
 fn driver_errors(h: &mut Harness) -> Vec<v1::TaskError> {

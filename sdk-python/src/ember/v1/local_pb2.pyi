@@ -150,10 +150,12 @@ class RegisterFunction(_message.Message):
     def __init__(self, function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class SubmitTask(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "code_search_path")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    CODE_SEARCH_PATH_FIELD_NUMBER: _ClassVar[int]
     spec: _common_pb2.TaskSpec
-    def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    code_search_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., code_search_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RefUpdate(_message.Message):
     __slots__ = ("add", "remove", "unmap")
