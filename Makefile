@@ -107,10 +107,11 @@ test-examples: build ## run the examples (short settings) and a quick benchmark 
 	$(VENV_PY) benches/bench_actors.py --quick
 	$(VENV_PY) benches/bench_objects.py --quick
 
-bench: build ## build, then run the benchmarks in benches/ (core, actors, objects)
+bench: build ## build, then run the benchmarks in benches/ (core, actors, objects, cluster)
 	$(VENV_PY) benches/bench_core.py
 	$(VENV_PY) benches/bench_actors.py
 	$(VENV_PY) benches/bench_objects.py
+	$(VENV_PY) benches/bench_cluster.py
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)

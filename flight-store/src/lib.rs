@@ -28,6 +28,6 @@ mod test_util;
 pub use error::StoreError;
 pub use flight::FlightStoreService;
 pub use store::{
-    ObjectBody, ObjectInfo, PinOutcome, RoomRequest, SpillConfig, Store, StoreConfig, StoreStats,
-    StoredObject,
+    BlockWriter, ObjectBody, ObjectInfo, PinOutcome, RoomRequest, SpillConfig, Store, StoreConfig,
+    StoreStats, StoredObject,
 };

@@ -331,6 +331,19 @@ impl Store {
         self.create_leased(id, size).map(|(location, _)| location)
     }
 
+    /// An unsealed block of `size` bytes for `id`, filled with
+    /// [`BlockWriter::write`] and sealed with [`BlockWriter::finish`].
+    pub fn writer(&self, id: ObjectId, size: u64) -> Result<BlockWriter, StoreError> {
+        let (location, lease) = self.create_leased(id, size)?;
+        Ok(BlockWriter {
+            shared: self.shared.clone(),
+            id,
+            location,
+            lease: Some(lease),
+            written: 0,
+        })
+    }
+
     /// `create`, also returning the block's lease so that a writer inside the
     /// daemon keeps the block even if the entry is aborted meanwhile.
     fn create_leased(
@@ -652,6 +665,66 @@ impl Store {
             state.spill_idle = false;
             self.shared.spill_wakeup.notify_one();
         }
+    }
+}
+
+/// An unsealed block being filled in pieces by the daemon (an object
+/// copied from another node): `write` appends, `finish` seals. Dropped
+/// unfinished, the block is given back.
+pub struct BlockWriter {
+    shared: Arc<Shared>,
+    id: ObjectId,
+    location: ShmLocation,
+    lease: Option<Arc<ShmLease>>,
+    written: u64,
+}
+
+impl BlockWriter {
+    /// Append `data` (a memcpy into the arena).
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let end = self.written + data.len() as u64;
+        if end > self.location.size {
+            return Err(StoreError::InvalidData(format!(
+                "object {}: {end} bytes written into a block of {}",
+                self.id, self.location.size
+            )));
+        }
+        self.shared
+            .arena
+            .write_at(self.location.offset + self.written, data)?;
+        self.written = end;
+        Ok(())
+    }
+
+    /// Seal the block as the object (every byte must have been written).
+    pub fn finish(mut self, store: &Store, format: i32, metadata: Bytes) -> Result<(), StoreError> {
+        if self.written != self.location.size {
+            return Err(StoreError::InvalidData(format!(
+                "object {}: {} of {} bytes written",
+                self.id, self.written, self.location.size
+            )));
+        }
+        self.lease = None;
+        let (id, location) = (self.id, self.location);
+        self.written = u64::MAX; // sealed: nothing to give back on drop
+        store.seal(id, format, metadata, location)
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if self.written == u64::MAX {
+            return;
+        }
+        drop(self.lease.take());
+        let removed = {
+            let mut state = self.shared.lock();
+            match state.objects.get(&self.id) {
+                Some(entry) if !entry.sealed => state.remove(&self.id, self.shared.spill.as_ref()),
+                _ => None,
+            }
+        };
+        drop(removed);
     }
 }
 

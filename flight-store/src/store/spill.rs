@@ -522,6 +522,39 @@ impl Store {
         Ok(Bytes::from(data))
     }
 
+    /// [`Store::writer`] that waits (until `deadline`) for room when the
+    /// arena is full, asking the spill thread to make it; fails early when
+    /// spilling fails while it waits.
+    pub async fn writer_waiting(
+        &self,
+        id: ObjectId,
+        size: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<super::BlockWriter, StoreError> {
+        let mut changes = self.shared.changes.subscribe();
+        let mut room: Option<RoomRequest> = None;
+        let failures_before = self.spill_failures().0;
+        loop {
+            changes.borrow_and_update();
+            let full = match self.writer(id, size) {
+                Ok(writer) => return Ok(writer),
+                Err(full @ StoreError::Full { .. }) => full,
+                Err(other) => return Err(other),
+            };
+            let (failures, reason) = self.spill_failures();
+            if failures > failures_before {
+                return Err(StoreError::spill_failed(full, reason));
+            }
+            if room.is_none() {
+                room = Some(self.request_room(size));
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(full),
+            }
+        }
+    }
+
     /// `put_bytes` that waits (until `deadline`) for room when the arena is
     /// full, asking the spill thread to make it. Fails early when spilling
     /// fails while it waits.

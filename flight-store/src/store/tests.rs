@@ -328,3 +328,38 @@ fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
 }
+
+#[test]
+fn block_writers_fill_in_pieces_and_give_back_what_they_do_not_finish() {
+    let dir = temp_dir();
+    let store = new_store(&dir, 64 * KB);
+    let id = ObjectId::random();
+    let mut writer = store.writer(id, 10_000).unwrap();
+    writer.write(&[1u8; 6_000]).unwrap();
+    assert!(store.get(&id).is_none(), "invisible until finished");
+    writer.write(&[2u8; 4_000]).unwrap();
+    assert!(matches!(
+        writer.write(&[3u8]),
+        Err(StoreError::InvalidData(_))
+    ));
+    writer
+        .finish(&store, RAW, Bytes::from_static(b"m"))
+        .unwrap();
+    let data = store.read(&id).unwrap();
+    assert!(data[..6_000].iter().all(|&b| b == 1) && data[6_000..].iter().all(|&b| b == 2));
+
+    let short = ObjectId::random();
+    let mut writer = store.writer(short, 10_000).unwrap();
+    writer.write(&[1u8; 10]).unwrap();
+    let used = store.stats().used;
+    assert!(matches!(
+        writer.finish(&store, RAW, Bytes::new()),
+        Err(StoreError::InvalidData(_))
+    ));
+    assert!(
+        store.stats().used < used,
+        "an unfinished block is given back"
+    );
+    assert!(!store.contains(&short));
+    assert_eq!(store.stats().num_unsealed, 0);
+}

@@ -81,12 +81,14 @@ def find_session(address: str) -> dict:
     else:
         address = address.removeprefix("ember://").removeprefix("ray://")
         info = None
-        for path in sorted(glob.glob(os.path.join(root, "session_*", "session.json"))):
+        # Newest first, and only live nodes: a node killed with SIGKILL
+        # leaves its session file, and a restarted one may reuse the address.
+        for path in sorted(glob.glob(os.path.join(root, "session_*", "session.json")), reverse=True):
             try:
                 candidate = _read_json(path)
             except (OSError, ValueError):
                 continue  # a session being written or removed
-            if candidate.get("address") == address:
+            if candidate.get("address") == address and _alive(candidate.get("pid", 0)):
                 info = candidate
                 break
         if info is None:
@@ -97,6 +99,18 @@ def find_session(address: str) -> dict:
     if token:
         info["token"] = token
     return info
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalNode:
