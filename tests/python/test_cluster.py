@@ -237,3 +237,32 @@ def test_every_result_arrives_when_a_node_dies_under_200_tasks(three_nodes):
     status = subprocess.run([EMBER_BIN, "status", "--address", head.address], capture_output=True,
                             text=True, check=True, env=dict(os.environ, EMBER_TMPDIR=root)).stdout
     assert "0 running" in status and "200 finished, 0 failed" in status, status
+
+
+def test_refs_made_on_one_node_are_read_on_another(three_nodes):
+    root, (head, _, _) = three_nodes
+    out = _driver(root, head.address, """
+        on = lambda name: NodeAffinitySchedulingStrategy(ids[name], soft=False)
+
+        @ember.remote
+        def make_inside():
+            # A put by a worker on another node, handed back inside a list.
+            return [ember.put(np.full(1_250_000, 3.0)), ember.put("small")]
+
+        @ember.remote
+        def read_nested(box):
+            return float(ember.get(box[0]).sum()), ember.get_runtime_context().get_node_id()
+
+        box = ember.get(make_inside.options(scheduling_strategy=on("127.0.0.2")).remote(), timeout=60)
+        print("DRIVER", float(ember.get(box[0]).sum()), ember.get(box[1]))
+        # The driver's own put, nested in an argument of a task on a third node.
+        mine = [ember.put(np.full(1_250_000, 2.0))]
+        total, node = ember.get(read_nested.options(scheduling_strategy=on("127.0.0.3")).remote(mine), timeout=60)
+        print("TASK", total, node == ids["127.0.0.3"])
+        # ... and the worker-made one, read on the third node too.
+        total, _ = ember.get(read_nested.options(scheduling_strategy=on("127.0.0.3")).remote(box), timeout=60)
+        print("BOTH", total)
+        """)
+    assert "DRIVER 3750000.0 small" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "TASK 2500000.0 True" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "BOTH 3750000.0" in out.stdout, out.stdout + out.stderr[-3000:]

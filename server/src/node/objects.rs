@@ -149,11 +149,20 @@ impl NodeCore {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.subscribed.insert(id);
             }
+            if !self.tasks.contains_key(&id.task_id()) {
+                self.look_up_elsewhere(id);
+            }
         }
     }
 
     fn send_ready(&self, conn: ConnId, id: ObjectId, obj: &StoredObject) {
-        self.send_value(conn, id, announcement(obj));
+        let mut value = announcement(obj);
+        // The refs inside it: a node receiving the value holds them here
+        // before it lets the value go (see `remote`).
+        if let Some(entry) = self.objects.get(&id) {
+            value.contained_refs = entry.contains.iter().map(|c| c.to_vec().into()).collect();
+        }
+        self.send_value(conn, id, value);
     }
 
     pub(super) fn put_object(&mut self, conn: ConnId, put: v1::PutObject) {
@@ -305,6 +314,7 @@ impl NodeCore {
             if self.store.delete(&id) {
                 self.retry_creates();
             }
+            self.release_remote_hold(id);
             for inner in entry.contains {
                 if let Some(o) = self.objects.get_mut(&inner) {
                     o.contained_in = o.contained_in.saturating_sub(1);

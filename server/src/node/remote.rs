@@ -39,6 +39,11 @@ pub(super) struct Peers {
     /// Nodes whose stream broke, and when: no work is sent there for
     /// `LOST_FOR` (the head declares them dead meanwhile, or they recover).
     pub lost: HashMap<NodeId, std::time::Instant>,
+    /// Objects asked of the other nodes (refs made elsewhere).
+    pub lookups: HashSet<ObjectId>,
+    /// Objects this node holds a reference to on another node (refs found
+    /// inside values that came from there), released when freed here.
+    pub remote_holds: HashMap<ObjectId, NodeId>,
 }
 
 /// How long a node whose stream broke gets no work from this one.
@@ -256,10 +261,62 @@ impl NodeCore {
         }
     }
 
+    /// A value from `node` has refs inside: hold them there (before the
+    /// value itself is released there), so they outlive it while this node
+    /// can still reach them.
+    fn hold_contained_on(&mut self, node: NodeId, value: &v1::ObjectValue) {
+        let inner: Vec<ObjectId> = value
+            .contained_refs
+            .iter()
+            .filter_map(|raw| ObjectId::from_bytes(raw).ok())
+            .filter(|c| {
+                !self.peers.remote_holds.contains_key(c) && !self.tasks.contains_key(&c.task_id())
+            })
+            .collect();
+        if inner.is_empty() {
+            return;
+        }
+        for c in &inner {
+            self.peers.remote_holds.insert(*c, node);
+        }
+        let update = v1::RefUpdate {
+            add: inner.iter().map(|c| c.to_vec().into()).collect(),
+            ..Default::default()
+        };
+        self.send_to_peer(node, client_op::Op::RefUpdate(update));
+    }
+
+    /// `id` was freed here: let go of the reference held on its node.
+    pub(super) fn release_remote_hold(&mut self, id: ObjectId) {
+        if let Some(node) = self.peers.remote_holds.remove(&id) {
+            let update = v1::RefUpdate {
+                remove: vec![id.to_vec().into()],
+                ..Default::default()
+            };
+            self.send_to_peer(node, client_op::Op::RefUpdate(update));
+        }
+    }
+
     /// A return of a task that ran on `node` exists there.
     fn remote_return(&mut self, node: NodeId, id: ObjectId, value: v1::ObjectValue) {
+        self.hold_contained_on(node, &value);
         match &value.body {
             Some(Body::StoredSize(size)) => {
+                // The refs inside live as long as it does here, as for a
+                // value stored with `store_value`.
+                let inner: Vec<ObjectId> = value
+                    .contained_refs
+                    .iter()
+                    .filter_map(|raw| ObjectId::from_bytes(raw).ok())
+                    .collect();
+                if !inner.is_empty() && self.objects.contains_key(&id) {
+                    for c in &inner {
+                        self.objects.entry(*c).or_default().contained_in += 1;
+                    }
+                    if let Some(e) = self.objects.get_mut(&id) {
+                        e.contains = inner;
+                    }
+                }
                 let address = self.peer_address(node);
                 self.peers.pulls.insert(id, node);
                 let _ = self.peer_tx.send(PeerCommand::Pull {
@@ -296,12 +353,46 @@ impl NodeCore {
         }
     }
 
-    /// A remote task's return is stored here: tell who waits, release the
-    /// other node's copy, and finish the task once every return is in.
+    /// An object this node has no trace of (a ref made on another node,
+    /// handed over inside a value): ask every other node for it. The one
+    /// that has it (or will) answers with `ObjectReady`, and it is copied
+    /// here like a remote task's return.
+    pub(super) fn look_up_elsewhere(&mut self, id: ObjectId) {
+        if self.store.contains(&id)
+            || self.tasks.contains_key(&id.task_id())
+            || self.peers.lookups.contains(&id)
+        {
+            return;
+        }
+        let nodes = self.remote_nodes();
+        if nodes.is_empty() {
+            return;
+        }
+        self.peers.lookups.insert(id);
+        tracing::debug!(object_id = %id, nodes = nodes.len(), "asking the other nodes for an object");
+        for node in nodes {
+            let get = v1::GetObjects {
+                object_ids: vec![id.to_vec().into()],
+                map: false,
+            };
+            self.send_to_peer(node.id, client_op::Op::GetObjects(get));
+        }
+    }
+
+    /// A remote task's return (or an object asked of other nodes) is
+    /// stored here: tell who waits, release the other node's copy, and
+    /// finish the task once every return is in.
     fn remote_return_stored(&mut self, node: NodeId, id: ObjectId) {
         let task_id = id.task_id();
         self.release_on(node, id);
         let Some(t) = self.tasks.get(&task_id) else {
+            // An answer to a lookup.
+            self.peers.lookups.remove(&id);
+            if self.objects.contains_key(&id) {
+                self.object_ready(id);
+            } else {
+                self.store.delete(&id);
+            }
             return;
         };
         if t.state != TaskState::Remote(node) {

@@ -64,6 +64,9 @@ impl NodeCore {
             PinOutcome::Inline(obj) => self.send_value(conn, id, granted_value(&obj)),
             PinOutcome::Spilled => self.request_restore(id, RestoreWaiter::Conn(conn)),
             PinOutcome::Missing => {
+                if !self.tasks.contains_key(&id.task_id()) {
+                    self.look_up_elsewhere(id);
+                }
                 let entry = self.objects.entry(id).or_default();
                 if !entry.map_subscribers.contains(&conn) {
                     entry.map_subscribers.push(conn);

@@ -155,6 +155,9 @@ impl NodeCore {
             if !ready {
                 entry.waiting_tasks.push(task_id);
                 missing += 1;
+                if !self.tasks.contains_key(&id.task_id()) {
+                    self.look_up_elsewhere(id);
+                }
             }
         }
         self.hold_nested_args(&spec, true);
