@@ -266,3 +266,19 @@ def test_refs_made_on_one_node_are_read_on_another(three_nodes):
     assert "DRIVER 3750000.0 small" in out.stdout, out.stdout + out.stderr[-3000:]
     assert "TASK 2500000.0 True" in out.stdout, out.stdout + out.stderr[-3000:]
     assert "BOTH 3750000.0" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+def test_an_actor_needing_another_nodes_resources_is_reported_not_hung(three_nodes):
+    root, (head, _, _) = three_nodes
+    out = _driver(root, head.address, """
+        @ember.remote(resources={"special": 1})
+        class Special:
+            def ping(self):
+                return "pong"
+
+        actor = Special.remote()
+        ready, _ = ember.wait([actor.ping.remote()], timeout=1.0)
+        print("PENDING", ready == [])
+        """)
+    assert "PENDING True" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "only other nodes have it" in out.stderr, out.stderr[-3000:]

@@ -517,7 +517,7 @@ impl NodeCore {
         let revived: Vec<TaskId> = self
             .tasks
             .iter()
-            .filter(|(_, t)| t.state == TaskState::Infeasible)
+            .filter(|(_, t)| t.state == TaskState::Infeasible && t.spec.actor_creation.is_none())
             .filter(|(_, t)| self.could_run_anywhere(&t.request))
             .map(|(id, _)| *id)
             .collect();

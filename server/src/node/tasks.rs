@@ -248,24 +248,47 @@ impl NodeCore {
     /// Put a ready task in its class queue (at the front when it is handed
     /// back by a worker), or mark it infeasible.
     pub(super) fn enqueue(&mut self, task_id: TaskId, front: bool) {
-        let Some(request) = self.tasks.get(&task_id).map(|t| t.request.clone()) else {
+        let Some((request, actor)) = self
+            .tasks
+            .get(&task_id)
+            .map(|t| (t.request.clone(), t.spec.actor_creation.is_some()))
+        else {
             return;
         };
-        let feasible = self.could_run_anywhere(&request);
+        // Actors are placed on their creator's node (placement on other
+        // nodes comes with the actor directory in the head).
+        let feasible = if actor {
+            self.total.contains(&request)
+        } else {
+            self.could_run_anywhere(&request)
+        };
+        let elsewhere = actor && !feasible && self.could_run_anywhere(&request);
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
         if !feasible {
             if t.state != TaskState::Infeasible {
                 t.state = TaskState::Infeasible;
-                let msg = format!(
-                    "task {} ({}) is infeasible: it requires {} but the cluster has {}; \
-                     it stays pending until a node with these resources joins",
-                    task_id,
-                    t.display_name(),
-                    t.request,
-                    self.total
-                );
+                let msg = if elsewhere {
+                    format!(
+                        "actor creation {} ({}) is infeasible here: it requires {} and only other \
+                         nodes have it, but actors are placed on the node of their creator so far \
+                         (this node has {}); it stays pending",
+                        task_id,
+                        t.display_name(),
+                        t.request,
+                        self.total
+                    )
+                } else {
+                    format!(
+                        "task {} ({}) is infeasible: it requires {} but the cluster has {}; \
+                         it stays pending until a node with these resources joins",
+                        task_id,
+                        t.display_name(),
+                        t.request,
+                        self.total
+                    )
+                };
                 let owner = t.owner;
                 self.warn(owner, msg);
             }
