@@ -570,44 +570,12 @@ impl Store {
         if data.len() <= inline_threshold || data.is_empty() {
             return self.put_inline(id, format, metadata, data);
         }
-        let size = data.len() as u64;
-        let mut changes = self.shared.changes.subscribe();
-        let mut room: Option<RoomRequest> = None;
-        let failures_before = self.spill_failures().0;
-        let created = loop {
-            changes.borrow_and_update();
-            let full = match self.create_leased(id, size) {
-                Ok(created) => break created,
-                Err(full @ StoreError::Full { .. }) => full,
-                Err(other) => return Err(other),
-            };
-            let (failures, reason) = self.spill_failures();
-            if failures > failures_before {
-                return Err(StoreError::spill_failed(full, reason));
-            }
-            if room.is_none() {
-                room = Some(self.request_room(size));
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return Err(full),
-            }
-        };
-        drop(room);
-        let shared = self.shared.clone();
-        let (location, lease) = created;
-        let written = tokio::task::spawn_blocking(move || {
-            let written = shared.arena.write_at(location.offset, &data);
-            drop(lease);
-            written
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::io("copy", std::io::Error::other(e))));
-        if let Err(error) = written {
-            self.abort(id);
-            return Err(error);
-        }
-        self.seal(id, format, metadata, location)
+        let mut writer = self.writer_waiting(id, data.len() as u64, deadline).await?;
+        // The copy runs off the async workers.
+        let writer = tokio::task::spawn_blocking(move || writer.write(&data).map(|()| writer))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::io("copy", std::io::Error::other(e))))?;
+        writer.finish(self, format, metadata)
     }
 }
 
