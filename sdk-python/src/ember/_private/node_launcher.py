@@ -110,7 +110,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is not alive
+    except (OSError, IndexError):
+        return True
 
 
 class LocalNode:
