@@ -123,6 +123,7 @@ fn open_link(
     token: String,
 ) -> mpsc::UnboundedSender<v1::ClientMessage> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let me = lock(&core).node_id;
     tokio::spawn(async move {
         let hello = v1::ClientMessage {
             ops: vec![v1::ClientOp {
@@ -132,6 +133,7 @@ fn open_link(
                     pid: std::process::id(),
                     language: v1::Language::Python as i32,
                     namespace: "ember-peer".into(),
+                    peer_node_id: me.to_vec().into(),
                     ..Default::default()
                 })),
             }],

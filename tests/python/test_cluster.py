@@ -268,17 +268,100 @@ def test_refs_made_on_one_node_are_read_on_another(three_nodes):
     assert "BOTH 3750000.0" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
-def test_an_actor_needing_another_nodes_resources_is_reported_not_hung(three_nodes):
+def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
     root, (head, _, _) = three_nodes
     out = _driver(root, head.address, """
-        @ember.remote(resources={"special": 1})
-        class Special:
-            def ping(self):
-                return "pong"
+        from ember.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
 
-        actor = Special.remote()
-        ready, _ = ember.wait([actor.ping.remote()], timeout=1.0)
-        print("PENDING", ready == [])
+        @ember.remote
+        class Counter:
+            def __init__(self, start):
+                self.n = start
+                self.seen = []
+            def add(self, i):
+                self.n += 1
+                self.seen.append(i)
+                return self.n
+            def where(self):
+                return ember.get_runtime_context().get_node_id()
+            def seen_in_order(self):
+                return self.seen == sorted(self.seen)
+            def big(self, mb):
+                return np.ones(mb * 125_000)
+            def total(self, arr):
+                return float(arr.sum())
+
+        # A resource only the second node has: the actor is created there.
+        special = Counter.options(resources={"special": 1}, name="special").remote(10)
+        print("SPECIAL", ember.get(special.where.remote(), timeout=60) == ids["127.0.0.2"])
+        # Calls keep their order and the actor keeps its state.
+        last = ember.get([special.add.remote(i) for i in range(200)], timeout=60)
+        print("ORDER", last == list(range(11, 211)), ember.get(special.seen_in_order.remote()))
+        # The name is found from the driver on the owner's node.
+        print("NAMED", ember.get(ember.get_actor("special").add.remote(0)) == 211)
+        # Arguments by reference and large returns cross the nodes.
+        arr = ember.put(np.ones(2_500_000))
+        print("ARG", ember.get(special.total.remote(arr), timeout=60))
+        print("BIG", float(ember.get(special.big.remote(40), timeout=60).sum()))
+        # Node affinity places an actor on the third node.
+        pinned = Counter.options(scheduling_strategy=Affinity(ids["127.0.0.3"], soft=False)).remote(0)
+        print("PINNED", ember.get(pinned.where.remote(), timeout=60) == ids["127.0.0.3"])
+        # kill(): its calls fail with ActorDiedError.
+        ember.kill(pinned)
+        try:
+            ember.get(pinned.add.remote(1), timeout=60)
+            print("KILLED no error")
+        except ember.exceptions.ActorDiedError:
+            print("KILLED ActorDiedError")
         """)
-    assert "PENDING True" in out.stdout, out.stdout + out.stderr[-3000:]
-    assert "only other nodes have it" in out.stderr, out.stderr[-3000:]
+    for line in ("SPECIAL True", "ORDER True True", "NAMED True", "ARG 2500000.0", "BIG 5000000.0",
+                 "PINNED True", "KILLED ActorDiedError"):
+        assert line in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+def test_an_actor_on_a_killed_node_restarts_on_another(tmp_path):
+    root = str(tmp_path)
+    head = NodeProcess(["--head", "--num-cpus", "1"], root, FAST_BEATS)
+    nodes = [head]
+    try:
+        for ip in ("127.0.0.2", "127.0.0.3"):
+            nodes.append(NodeProcess(["--address", head.address, "--node-ip", ip, "--num-cpus", "2",
+                                      "--resources", '{"pool": 1}'], root, FAST_BEATS))
+        wait_for(lambda: sum(_alive(head.address, root).values()) == 3, what="three live nodes")
+        pids = {n.address.split(":")[0]: n.proc.pid for n in nodes}
+        out = _driver(root, head.address, f"""
+            import os, signal
+            pids = {pids!r}
+            by_id = {{v: k for k, v in ids.items()}}
+
+            @ember.remote(resources={{"pool": 1}}, max_restarts=1, max_task_retries=-1)
+            class Keeper:
+                def __init__(self):
+                    self.calls = 0
+                def call(self):
+                    self.calls += 1
+                    return ember.get_runtime_context().get_node_id(), self.calls
+
+            keeper = Keeper.remote()
+            first, n = ember.get(keeper.call.remote(), timeout=60)
+            print("FIRST", by_id[first], n)
+            os.kill(pids[by_id[first]], signal.SIGKILL)  # the machine fails
+            again, n = ember.get(keeper.call.remote(), timeout=60)
+            print("AGAIN", by_id[again] != by_id[first], n)
+            # A second loss: max_restarts=1 is used up, callers get ActorDiedError.
+            os.kill(pids[by_id[again]], signal.SIGKILL)
+            try:
+                ember.get(keeper.call.remote(), timeout=60)
+                print("DEAD no error")
+            except ember.exceptions.ActorDiedError as e:
+                print("DEAD ActorDiedError")
+            print("DRIVER", ember.get(where.remote()) == ids["127.0.0.1"])
+            """)
+        assert "FIRST 127.0.0." in out.stdout, out.stdout + out.stderr[-3000:]
+        assert "AGAIN True 1" in out.stdout, out.stdout + out.stderr[-3000:]
+        assert "DEAD ActorDiedError" in out.stdout, out.stdout + out.stderr[-3000:]
+        assert "DRIVER True" in out.stdout, out.stdout + out.stderr[-3000:]
+        assert sum(n.proc.poll() is not None for n in nodes[1:]) == 2
+    finally:
+        for node in reversed(nodes):
+            node.stop()

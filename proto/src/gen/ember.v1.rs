@@ -431,6 +431,11 @@ pub struct Hello {
     /// equivalent) before running this job's functions.
     #[prost(string, repeated, tag = "7")]
     pub code_search_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Set by a node opening its stream to another node (its own node id):
+    /// the connection is a peer, which hosts actors it owns there and is
+    /// told of their state changes (ActorReply with request_id 0).
+    #[prost(bytes = "bytes", tag = "8")]
+    pub peer_node_id: ::prost::bytes::Bytes,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HelloReply {
@@ -677,6 +682,10 @@ pub struct CreateActor {
     pub request_id: u64,
     #[prost(message, optional, tag = "2")]
     pub spec: ::core::option::Option<TaskSpec>,
+    /// Set by a node placing its actor on another node: the job's code paths
+    /// (as in SubmitTask).
+    #[prost(string, repeated, tag = "3")]
+    pub code_search_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Look up a named actor: ActorReply, or ErrorReply{NOT_FOUND}.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -699,6 +708,8 @@ pub struct KillActor {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ActorReply {
+    /// 0: not an answer but a report, to the node that owns an actor this
+    /// node hosts, that the actor's state changed (see Hello.peer_node_id).
     #[prost(uint64, tag = "1")]
     pub request_id: u64,
     #[prost(message, optional, tag = "2")]

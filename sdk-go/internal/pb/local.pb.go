@@ -199,8 +199,12 @@ type Hello struct {
 	// Drivers: directories workers add to sys.path (or the language's
 	// equivalent) before running this job's functions.
 	CodeSearchPath []string `protobuf:"bytes,7,rep,name=code_search_path,json=codeSearchPath,proto3" json:"code_search_path,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set by a node opening its stream to another node (its own node id):
+	// the connection is a peer, which hosts actors it owns there and is
+	// told of their state changes (ActorReply with request_id 0).
+	PeerNodeId    []byte `protobuf:"bytes,8,opt,name=peer_node_id,json=peerNodeId,proto3" json:"peer_node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -278,6 +282,13 @@ func (x *Hello) GetNamespace() string {
 func (x *Hello) GetCodeSearchPath() []string {
 	if x != nil {
 		return x.CodeSearchPath
+	}
+	return nil
+}
+
+func (x *Hello) GetPeerNodeId() []byte {
+	if x != nil {
+		return x.PeerNodeId
 	}
 	return nil
 }
@@ -1620,11 +1631,14 @@ func (x *ExecuteTask) GetCodeSearchPath() []string {
 // existing one for get_if_exists) or ErrorReply (ALREADY_EXISTS); with 0 it
 // answers nothing (anonymous actors: the handle needs no round trip).
 type CreateActor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Spec      *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Set by a node placing its actor on another node: the job's code paths
+	// (as in SubmitTask).
+	CodeSearchPath []string `protobuf:"bytes,3,rep,name=code_search_path,json=codeSearchPath,proto3" json:"code_search_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CreateActor) Reset() {
@@ -1667,6 +1681,13 @@ func (x *CreateActor) GetRequestId() uint64 {
 func (x *CreateActor) GetSpec() *TaskSpec {
 	if x != nil {
 		return x.Spec
+	}
+	return nil
+}
+
+func (x *CreateActor) GetCodeSearchPath() []string {
+	if x != nil {
+		return x.CodeSearchPath
 	}
 	return nil
 }
@@ -1787,9 +1808,11 @@ func (x *KillActor) GetNoRestart() bool {
 }
 
 type ActorReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Actor         *ActorInfo             `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0: not an answer but a report, to the node that owns an actor this
+	// node hosts, that the actor's state changed (see Hello.peer_node_id).
+	RequestId     uint64     `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Actor         *ActorInfo `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2637,7 +2660,7 @@ var File_ember_v1_local_proto protoreflect.FileDescriptor
 
 const file_ember_v1_local_proto_rawDesc = "" +
 	"\n" +
-	"\x14ember/v1/local.proto\x12\bember.v1\x1a\x15ember/v1/common.proto\"\xee\x01\n" +
+	"\x14ember/v1/local.proto\x12\bember.v1\x1a\x15ember/v1/common.proto\"\x90\x02\n" +
 	"\x05Hello\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.ember.v1.ClientKindR\x04kind\x12\x1b\n" +
@@ -2645,7 +2668,9 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x03pid\x18\x04 \x01(\rR\x03pid\x12.\n" +
 	"\blanguage\x18\x05 \x01(\x0e2\x12.ember.v1.LanguageR\blanguage\x12\x1c\n" +
 	"\tnamespace\x18\x06 \x01(\tR\tnamespace\x12(\n" +
-	"\x10code_search_path\x18\a \x03(\tR\x0ecodeSearchPath\"\xe0\x01\n" +
+	"\x10code_search_path\x18\a \x03(\tR\x0ecodeSearchPath\x12 \n" +
+	"\fpeer_node_id\x18\b \x01(\fR\n" +
+	"peerNodeId\"\xe0\x01\n" +
 	"\n" +
 	"HelloReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x15\n" +
@@ -2747,11 +2772,12 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x10code_search_path\x18\x05 \x03(\tR\x0ecodeSearchPath\x1aD\n" +
 	"\x16AssignedResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"T\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"~\n" +
 	"\vCreateActor\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12&\n" +
-	"\x04spec\x18\x02 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\"[\n" +
+	"\x04spec\x18\x02 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\x12(\n" +
+	"\x10code_search_path\x18\x03 \x03(\tR\x0ecodeSearchPath\"[\n" +
 	"\bGetActor\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +

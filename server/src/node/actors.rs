@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use ember_proto::v1::{self, node_op};
-use ember_proto::{ActorId, ObjectId, TaskId, WorkerId};
+use ember_proto::{ActorId, NodeId, ObjectId, TaskId, WorkerId};
 
 use super::residency::RestoreWaiter;
 use super::tasks::TaskState;
@@ -38,6 +38,11 @@ pub(super) struct ActorEntry {
     /// The constructor's arguments are held while the actor may restart;
     /// set once they have been let go (the actor is dead).
     pub args_released: bool,
+    /// The other node it was placed on (see `remote`): calls are sent
+    /// there, and its state comes from that node's reports.
+    pub host: Option<NodeId>,
+    /// Calls sent to `host` and not finished, in submission order.
+    pub remote_in_flight: VecDeque<TaskId>,
 }
 
 impl NodeCore {
@@ -143,6 +148,8 @@ impl NodeCore {
             queue: VecDeque::new(),
             creation_task: TaskId::from_bytes(&spec.task_id).ok(),
             args_released: false,
+            host: None,
+            remote_in_flight: VecDeque::new(),
         };
         self.actors.insert(actor_id, entry);
         // A restart runs the constructor again with the same arguments.
@@ -162,7 +169,7 @@ impl NodeCore {
             conn,
             v1::SubmitTask {
                 spec: Some(spec),
-                ..Default::default()
+                code_search_path: req.code_search_path,
             },
         );
         // A creation always waits for a worker: if it is not pending now it was refused.
@@ -228,7 +235,7 @@ impl NodeCore {
             creation: Some(creation),
             death_cause: a.death_cause.clone(),
             num_restarts: a.num_restarts,
-            node_id: self.node_id.to_vec().into(),
+            node_id: a.host.unwrap_or(self.node_id).to_vec().into(),
             pid: a.pid,
         })
     }
@@ -282,7 +289,10 @@ impl NodeCore {
                 }
             }
             v1::ActorState::Alive => {
-                let Some(worker) = a.worker else { return };
+                let (worker, host) = (a.worker, a.host);
+                if worker.is_none() && host.is_none() {
+                    return;
+                }
                 loop {
                     let Some(a) = self.actors.get_mut(&actor_id) else {
                         return;
@@ -318,7 +328,16 @@ impl NodeCore {
                         self.finish_cancelled(task);
                         continue;
                     }
-                    self.assign(worker, task, pins);
+                    match (worker, host) {
+                        (Some(worker), _) => self.assign(worker, task, pins),
+                        (None, Some(node)) => {
+                            if let Some(a) = self.actors.get_mut(&actor_id) {
+                                a.remote_in_flight.push_back(task);
+                            }
+                            self.send_task(task, node, pins);
+                        }
+                        (None, None) => return,
+                    }
                 }
             }
             _ => {}
@@ -398,6 +417,7 @@ impl NodeCore {
             }
             _ => a.state = v1::ActorState::Alive,
         }
+        self.report_actor(actor_id);
         self.pump_actor(actor_id);
     }
 
@@ -423,6 +443,20 @@ impl NodeCore {
         if no_restart {
             a.state = v1::ActorState::Dead;
             a.death_cause = cause;
+        }
+        if let Some(node) = a.host {
+            // It runs on another node: that node kills it (and restarts it
+            // if it may), and reports.
+            if !no_restart && a.restarts_left != 0 {
+                a.state = v1::ActorState::Restarting;
+            }
+            let kill = v1::KillActor {
+                actor_id: actor_id.to_vec().into(),
+                no_restart,
+            };
+            self.send_to_peer(node, v1::client_op::Op::KillActor(kill));
+            self.pump_actor(actor_id);
+            return;
         }
         let worker = a.worker;
         let creation_task = a.creation_task;
@@ -454,6 +488,7 @@ impl NodeCore {
             }
             None => {}
         }
+        self.report_actor(actor_id);
         self.pump_actor(actor_id);
     }
 
@@ -531,6 +566,7 @@ impl NodeCore {
                 a.queue.push_front(task);
             }
         }
+        self.report_actor(actor_id);
         if restarting {
             self.restart_actor(actor_id);
         } else {
@@ -571,7 +607,96 @@ impl NodeCore {
             a.state = v1::ActorState::Dead;
             a.death_cause = "it called exit_actor()".into();
         }
+        self.report_actor(actor_id);
         self.pump_actor(actor_id);
+    }
+
+    /// Tell the node that owns `actor_id` (when its owner is another
+    /// node's stream) what state the actor is in now.
+    fn report_actor(&self, actor_id: ActorId) {
+        let Some(a) = self.actors.get(&actor_id) else {
+            return;
+        };
+        if self.conns.get(&a.owner).is_none_or(|c| c.peer.is_none()) {
+            return;
+        }
+        let owner = a.owner;
+        let info = self.actor_info(actor_id);
+        self.send(
+            owner,
+            node_op::Op::ActorReply(v1::ActorReply {
+                request_id: 0,
+                actor: info,
+            }),
+        );
+    }
+
+    /// `node`, which hosts one of this node's actors, reports its state.
+    pub(super) fn actor_report(&mut self, node: NodeId, info: v1::ActorInfo) {
+        let Ok(actor_id) = ActorId::from_bytes(&info.actor_id) else {
+            return;
+        };
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        if a.host != Some(node) || a.state == v1::ActorState::Dead {
+            return;
+        }
+        let state = v1::ActorState::try_from(info.state).unwrap_or(v1::ActorState::Pending);
+        a.pid = info.pid;
+        a.num_restarts = a.num_restarts.max(info.num_restarts);
+        if a.creation.max_restarts >= 0 {
+            a.restarts_left = (a.creation.max_restarts - a.num_restarts as i32).max(0);
+        }
+        match state {
+            v1::ActorState::Dead => {
+                a.state = v1::ActorState::Dead;
+                a.death_cause = info.death_cause;
+            }
+            // Until its constructor's return is here, it is pending.
+            v1::ActorState::Alive if a.creation_task.is_some() => {}
+            s => a.state = s,
+        }
+        tracing::debug!(actor = %actor_id, node = %node, state = ?a.state, "actor state reported by its node");
+        self.pump_actor(actor_id);
+    }
+
+    /// `node`, which hosted actors of this node, is lost: they restart
+    /// (elsewhere) while `max_restarts` allows, with the calls that were
+    /// running there sent again while their `max_task_retries` allow.
+    pub(super) fn actor_host_lost(&mut self, node: NodeId, why: &str) {
+        let hosted: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, a)| a.host == Some(node))
+            .map(|(id, _)| *id)
+            .collect();
+        for actor_id in hosted {
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                continue;
+            };
+            a.host = None;
+            let in_flight: VecDeque<TaskId> = std::mem::take(&mut a.remote_in_flight)
+                .into_iter()
+                .filter(|t| {
+                    self.tasks
+                        .get(t)
+                        .is_some_and(|t| t.state == TaskState::Remote(node))
+                })
+                .collect();
+            for task in &in_flight {
+                self.peers.received.remove(task);
+            }
+            if let Some(creation) = self.actors.get(&actor_id).and_then(|a| a.creation_task) {
+                self.peers.received.remove(&creation);
+            }
+            tracing::warn!(actor = %actor_id, node = %node, calls = in_flight.len(), "the node running an actor was lost");
+            self.actor_worker_died(
+                actor_id,
+                in_flight,
+                &format!("its node {node} was lost: {why}"),
+            );
+        }
     }
 
     /// A connection closed: the non-detached actors it owned die with it.

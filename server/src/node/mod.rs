@@ -77,6 +77,9 @@ struct Conn {
     /// Locations of objects it was given and has not released (see
     /// `residency`): object → how many.
     grants: HashMap<ObjectId, u32>,
+    /// Another node's stream (it said so in its hello): told of the state
+    /// of the actors it owns that run here.
+    peer: Option<NodeId>,
 }
 
 /// Settings the core needs (a subset of `NodeConfig`).
@@ -242,6 +245,7 @@ impl NodeCore {
                 subscribed: HashSet::new(),
                 creating: HashSet::new(),
                 grants: HashMap::new(),
+                peer: None,
             },
         );
         id
@@ -320,8 +324,10 @@ impl NodeCore {
             ConnKind::Driver(job) => job.to_vec(),
             _ => Vec::new(),
         };
+        let peer = NodeId::from_bytes(&hello.peer_node_id).ok();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.kind = kind;
+            c.peer = peer;
         }
         let reply = v1::HelloReply {
             node_id: self.node_id.to_vec().into(),

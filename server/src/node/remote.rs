@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use ember_proto::v1::{self, client_op, node_op, object_value::Body};
-use ember_proto::{NodeId, ObjectId, TaskId};
+use ember_proto::{ActorId, NodeId, ObjectId, TaskId};
 
+use super::actors::{call_actor, created_actor};
 use super::placement::{place, LocalNode, Placement, RemoteNode};
 use super::tasks::TaskState;
 use super::{error_value, system_error, NodeCore};
@@ -91,11 +92,6 @@ impl NodeCore {
         let Some(t) = self.tasks.get(&task_id) else {
             return Placement::Local;
         };
-        // Actors are placed here (placement by the head comes with actors
-        // on several nodes).
-        if t.spec.actor_creation.is_some() {
-            return Placement::Local;
-        }
         let strategy = t.spec.scheduling_strategy.clone();
         let remotes = self.remote_nodes();
         if remotes.is_empty() && strategy.is_none() {
@@ -144,7 +140,7 @@ impl NodeCore {
     /// Send a queued task to another node. Its arguments must be in
     /// memory here: spilled ones are restored first (and the task comes
     /// back through the queue). Returns false if it stays queued.
-    pub(super) fn forward(&mut self, task_id: TaskId, node: NodeId, address: String) -> bool {
+    pub(super) fn forward(&mut self, task_id: TaskId, node: NodeId) -> bool {
         let pins = match self.pin_args(task_id) {
             Ok(pins) => pins,
             Err(spilled) => {
@@ -160,19 +156,42 @@ impl NodeCore {
                 return true;
             }
         };
+        if let Some(actor) = self
+            .tasks
+            .get(&task_id)
+            .and_then(|t| created_actor(&t.spec))
+        {
+            if let Some(a) = self.actors.get_mut(&actor) {
+                a.host = Some(node);
+            }
+        }
+        self.send_task(task_id, node, pins);
+        true
+    }
+
+    /// Send a task (or an actor's creation, or a call to an actor placed
+    /// there) to `node`, its arguments by value.
+    pub(super) fn send_task(
+        &mut self,
+        task_id: TaskId,
+        node: NodeId,
+        pins: super::residency::ArgPins,
+    ) {
         let Some(t) = self.tasks.get_mut(&task_id) else {
-            return true;
+            return;
         };
         t.state = TaskState::Remote(node);
         let request = t.request.clone();
         let mut spec = t.spec.clone();
         // It runs there: the other node must not send it on.
-        spec.scheduling_strategy = Some(v1::SchedulingStrategy {
-            kind: v1::SchedulingKind::NodeAffinity as i32,
-            node_id: node.to_vec().into(),
-            soft: false,
-        });
-        for (arg, pinned) in spec.args.iter_mut().zip(pins.iter()) {
+        if spec.actor_id.is_empty() {
+            spec.scheduling_strategy = Some(v1::SchedulingStrategy {
+                kind: v1::SchedulingKind::NodeAffinity as i32,
+                node_id: node.to_vec().into(),
+                soft: false,
+            });
+        }
+        for arg in spec.args.iter_mut() {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
                 continue;
             };
@@ -188,7 +207,6 @@ impl NodeCore {
                     format!("argument object {id} is no longer available"),
                 )),
             };
-            let _ = pinned;
             arg.object_ref = Bytes::new();
             arg.value = Some(value);
         }
@@ -219,22 +237,40 @@ impl NodeCore {
             .ok()
             .and_then(|job| self.jobs.get(&job).cloned())
             .unwrap_or_default();
-        ops.push(client_op::Op::SubmitTask(v1::SubmitTask {
-            spec: Some(spec),
-            code_search_path,
-        }));
+        if let Some(mut creation) = spec.actor_creation.clone() {
+            // The actor is this node's: its name stays here (other nodes
+            // find it through the head), and its owner is this node.
+            let namespace = ActorId::from_bytes(&creation.actor_id)
+                .ok()
+                .and_then(|id| self.actors.get(&id))
+                .map(|a| a.namespace.clone())
+                .unwrap_or_default();
+            creation.name.clear();
+            creation.get_if_exists = false;
+            creation.namespace = namespace;
+            spec.actor_creation = Some(creation);
+            ops.push(client_op::Op::CreateActor(v1::CreateActor {
+                request_id: 0,
+                spec: Some(spec),
+                code_search_path,
+            }));
+        } else {
+            ops.push(client_op::Op::SubmitTask(v1::SubmitTask {
+                spec: Some(spec),
+                code_search_path,
+            }));
+        }
         self.peers.sent.entry(node).or_default().add(&request);
         self.peers.received.entry(task_id).or_default();
         tracing::debug!(%task_id, node = %node, "task sent to another node");
         let _ = self.peer_tx.send(PeerCommand::Send {
             node,
-            address,
+            address: self.peer_address(node),
             ops: ops
                 .into_iter()
                 .map(|op| v1::ClientOp { op: Some(op) })
                 .collect(),
         });
-        true
     }
 
     /// Ops from another node's stream (answers to the tasks sent there).
@@ -255,6 +291,11 @@ impl NodeCore {
                 }
                 node_op::Op::Warning(w) => {
                     tracing::warn!(node = %node, message = %w.message, "warning from another node");
+                }
+                node_op::Op::ActorReply(r) if r.request_id == 0 => {
+                    if let Some(info) = r.actor {
+                        self.actor_report(node, info);
+                    }
                 }
                 _ => {}
             }
@@ -435,6 +476,25 @@ impl NodeCore {
             self.counters.finished += 1;
         }
         self.release_args(&t);
+        if let Some(actor) = call_actor(&t.spec) {
+            if let Some(a) = self.actors.get_mut(&actor) {
+                a.remote_in_flight.retain(|c| *c != task_id);
+            }
+        }
+        if let Some(actor) = created_actor(&t.spec) {
+            // The constructor ran there: alive, or dead with its error.
+            let first = ObjectId::for_return(task_id, 0);
+            let value = match (self.store.get(&first), self.store.read(&first)) {
+                (Some(obj), Some(data)) => Some(v1::ObjectValue {
+                    format: obj.format,
+                    metadata: obj.metadata.clone(),
+                    body: Some(Body::InlineData(data)),
+                    contained_refs: Vec::new(),
+                }),
+                _ => None,
+            };
+            self.actor_created(actor, value.as_ref());
+        }
         self.dispatch();
     }
 
@@ -452,6 +512,9 @@ impl NodeCore {
         self.peers.lost.insert(node, std::time::Instant::now());
         self.peers.functions.remove(&node);
         self.peers.sent.remove(&node);
+        // Its actors restart (elsewhere) or die, before its other tasks are
+        // sent again.
+        self.actor_host_lost(node, why);
         let lost: Vec<TaskId> = self
             .tasks
             .iter()
@@ -475,6 +538,16 @@ impl NodeCore {
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
+        if call_actor(&t.spec).is_some() || t.spec.actor_creation.is_some() {
+            // Not placed by the queues: its actor decides (see actor_host_lost).
+            let err = system_error(
+                v1::ErrorKind::ActorDied,
+                format!("task {task_id} ({}) was lost: {why}", t.display_name()),
+            );
+            self.peers.received.remove(&task_id);
+            self.fail_task(task_id, err);
+            return;
+        }
         if let TaskState::Remote(node) = t.state {
             if let Some(sent) = self.peers.sent.get_mut(&node) {
                 sent.subtract(&t.request);
@@ -509,6 +582,7 @@ impl NodeCore {
                 self.tasks
                     .values()
                     .any(|t| t.state == TaskState::Remote(*id))
+                    || self.actors.values().any(|a| a.host == Some(*id))
             })
             .collect();
         for node in dead {
@@ -517,7 +591,7 @@ impl NodeCore {
         let revived: Vec<TaskId> = self
             .tasks
             .iter()
-            .filter(|(_, t)| t.state == TaskState::Infeasible && t.spec.actor_creation.is_none())
+            .filter(|(_, t)| t.state == TaskState::Infeasible)
             .filter(|(_, t)| self.could_run_anywhere(&t.request))
             .map(|(id, _)| *id)
             .collect();

@@ -255,40 +255,22 @@ impl NodeCore {
         else {
             return;
         };
-        // Actors are placed on their creator's node (placement on other
-        // nodes comes with the actor directory in the head).
-        let feasible = if actor {
-            self.total.contains(&request)
-        } else {
-            self.could_run_anywhere(&request)
-        };
-        let elsewhere = actor && !feasible && self.could_run_anywhere(&request);
+        let feasible = self.could_run_anywhere(&request);
         let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
         if !feasible {
             if t.state != TaskState::Infeasible {
                 t.state = TaskState::Infeasible;
-                let msg = if elsewhere {
-                    format!(
-                        "actor creation {} ({}) is infeasible here: it requires {} and only other \
-                         nodes have it, but actors are placed on the node of their creator so far \
-                         (this node has {}); it stays pending",
-                        task_id,
-                        t.display_name(),
-                        t.request,
-                        self.total
-                    )
-                } else {
-                    format!(
-                        "task {} ({}) is infeasible: it requires {} but the cluster has {}; \
-                         it stays pending until a node with these resources joins",
-                        task_id,
-                        t.display_name(),
-                        t.request,
-                        self.total
-                    )
-                };
+                let what = if actor { "actor creation" } else { "task" };
+                let msg = format!(
+                    "{what} {} ({}) is infeasible: it requires {} but no node has that much \
+                     (this node has {}); it stays pending until a node with these resources joins",
+                    task_id,
+                    t.display_name(),
+                    t.request,
+                    self.total
+                );
                 let owner = t.owner;
                 self.warn(owner, msg);
             }
@@ -328,9 +310,9 @@ impl NodeCore {
                 // Another node, when the strategy or the resources say so.
                 match self.placement_of(task_id, &class, fits) {
                     Placement::Local | Placement::Wait => {}
-                    Placement::Remote { node, address } => {
+                    Placement::Remote { node, .. } => {
                         self.queues.get_mut(&class).map(|q| q.pop_front());
-                        if !self.forward(task_id, node, address) {
+                        if !self.forward(task_id, node) {
                             // Waits for another task's restore: keep its place.
                             if let Some(q) = self.queues.get_mut(&class) {
                                 q.push_front(task_id);

@@ -352,6 +352,7 @@ fn actor_creation(name: &str, max_restarts: i32) -> (ember_proto::ActorId, TaskI
         op(Op::CreateActor(v1::CreateActor {
             request_id,
             spec: Some(spec),
+            ..Default::default()
         })),
     )
 }

@@ -306,6 +306,11 @@ class ActorClass:
             name=f"{meta.class_name}.__init__",
             actor_creation=creation,
         )
+        from ember.util import scheduling_strategies
+
+        strategy = scheduling_strategies.to_proto(opts["scheduling_strategy"])
+        if strategy is not None:
+            spec.scheduling_strategy.CopyFrom(strategy)
         request_id = next(rt._request_ids) if name else 0
         info, error = rt.create_actor(handle, spec.SerializeToString(), request_id, args, kwargs)
         if error is not None:

@@ -38,7 +38,7 @@ INFO_KIND_UNSPECIFIED: InfoKind
 CLUSTER_STATUS: InfoKind
 
 class Hello(_message.Message):
-    __slots__ = ("token", "kind", "worker_id", "pid", "language", "namespace", "code_search_path")
+    __slots__ = ("token", "kind", "worker_id", "pid", "language", "namespace", "code_search_path", "peer_node_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Hello(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     CODE_SEARCH_PATH_FIELD_NUMBER: _ClassVar[int]
+    PEER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     kind: ClientKind
     worker_id: bytes
@@ -53,7 +54,8 @@ class Hello(_message.Message):
     language: _common_pb2.Language
     namespace: str
     code_search_path: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, token: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., language: _Optional[_Union[_common_pb2.Language, str]] = ..., namespace: _Optional[str] = ..., code_search_path: _Optional[_Iterable[str]] = ...) -> None: ...
+    peer_node_id: bytes
+    def __init__(self, token: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., worker_id: _Optional[bytes] = ..., pid: _Optional[int] = ..., language: _Optional[_Union[_common_pb2.Language, str]] = ..., namespace: _Optional[str] = ..., code_search_path: _Optional[_Iterable[str]] = ..., peer_node_id: _Optional[bytes] = ...) -> None: ...
 
 class HelloReply(_message.Message):
     __slots__ = ("node_id", "job_id", "shm_path", "shm_size", "session_dir", "max_inline_bytes", "node_address")
@@ -251,12 +253,14 @@ class ExecuteTask(_message.Message):
     def __init__(self, spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., function_payload: _Optional[bytes] = ..., gpu_ids: _Optional[_Iterable[str]] = ..., assigned_resources: _Optional[_Mapping[str, float]] = ..., code_search_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateActor(_message.Message):
-    __slots__ = ("request_id", "spec")
+    __slots__ = ("request_id", "spec", "code_search_path")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    CODE_SEARCH_PATH_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     spec: _common_pb2.TaskSpec
-    def __init__(self, request_id: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    code_search_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[int] = ..., spec: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., code_search_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetActor(_message.Message):
     __slots__ = ("request_id", "name", "namespace")
