@@ -23,6 +23,25 @@ struct HeadState {
     nodes: HashMap<Bytes, NodeRecord>,
     functions: HashMap<Bytes, Bytes>,
     kv: HashMap<(String, Bytes), Bytes>,
+    /// The actor directory: actor id -> record (dead actors are dropped,
+    /// but a dead named actor's record stays until the name is reused).
+    actors: HashMap<Bytes, v1::ActorRecord>,
+    /// (namespace, name) -> actor id.
+    actor_names: HashMap<(String, String), Bytes>,
+    /// Requests answered, by RPC.
+    requests: HashMap<&'static str, u64>,
+}
+
+fn record_state(r: &v1::ActorRecord) -> v1::ActorState {
+    r.actor
+        .as_ref()
+        .and_then(|a| v1::ActorState::try_from(a.state).ok())
+        .unwrap_or(v1::ActorState::Pending)
+}
+
+fn record_name(r: &v1::ActorRecord) -> Option<(String, String)> {
+    let c = r.actor.as_ref()?.creation.as_ref()?;
+    (!c.name.is_empty()).then(|| (c.namespace.clone(), c.name.clone()))
 }
 
 struct NodeRecord {
@@ -147,6 +166,90 @@ impl Head {
     pub fn kv_get(&self, ns: String, key: Bytes) -> Option<Bytes> {
         self.state().kv.get(&(ns, key)).cloned()
     }
+
+    /// Add or update an actor. A named actor is refused (with the actor
+    /// that has the name) while another live actor of a live node has it.
+    pub fn register_actor(&self, record: v1::ActorRecord) -> Result<(), v1::ActorRecord> {
+        let Some(id) = record.actor.as_ref().map(|a| a.actor_id.clone()) else {
+            return Ok(());
+        };
+        let mut st = self.state();
+        let name = record_name(&record);
+        if let Some(key) = &name {
+            if let Some(holder) = st.actor_names.get(key).filter(|h| **h != id) {
+                if let Some(existing) = st.actors.get(holder) {
+                    let owner_alive = st
+                        .nodes
+                        .get(&existing.owner_node_id)
+                        .is_some_and(|n| n.info.alive);
+                    if record_state(existing) != v1::ActorState::Dead && owner_alive {
+                        return Err(existing.clone());
+                    }
+                }
+            }
+        }
+        let dead = record_state(&record) == v1::ActorState::Dead;
+        match (name, dead) {
+            (Some(key), false) => {
+                if let Some(old) = st.actor_names.insert(key, id.clone()) {
+                    if old != id {
+                        st.actors.remove(&old);
+                    }
+                }
+                st.actors.insert(id, record);
+            }
+            (Some(_), true) => {
+                st.actors.insert(id, record);
+            }
+            (None, false) => {
+                st.actors.insert(id, record);
+            }
+            (None, true) => {
+                st.actors.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    /// An actor by id, or by (namespace, name).
+    pub fn actor(&self, id: &[u8], namespace: &str, name: &str) -> Option<v1::ActorRecord> {
+        let st = self.state();
+        let id = if id.is_empty() {
+            st.actor_names
+                .get(&(namespace.to_string(), name.to_string()))?
+                .clone()
+        } else {
+            Bytes::copy_from_slice(id)
+        };
+        let mut record = st.actors.get(&id)?.clone();
+        // Its owner's node died: nobody can reach it.
+        let owner_alive = st
+            .nodes
+            .get(&record.owner_node_id)
+            .is_some_and(|n| n.info.alive);
+        if !owner_alive {
+            if let Some(a) = record.actor.as_mut() {
+                if a.state != v1::ActorState::Dead as i32 {
+                    a.state = v1::ActorState::Dead as i32;
+                    a.death_cause = "the node that owned it died".into();
+                }
+            }
+        }
+        Some(record)
+    }
+
+    fn count(&self, rpc: &'static str) {
+        *self.state().requests.entry(rpc).or_default() += 1;
+    }
+
+    /// Requests answered so far, by RPC.
+    pub fn request_counts(&self) -> HashMap<String, u64> {
+        self.state()
+            .requests
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
 }
 
 /// The gRPC face of the head.
@@ -158,6 +261,7 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::RegisterNodeRequest>,
     ) -> Result<Response<v1::RegisterNodeResponse>, Status> {
+        self.0.count("RegisterNode");
         let node = req
             .into_inner()
             .node
@@ -177,6 +281,7 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        self.0.count("Heartbeat");
         let hb = req.into_inner();
         let mut node = hb.node.unwrap_or_default();
         node.node_id = hb.node_id;
@@ -197,6 +302,7 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::RegisterFunctionRequest>,
     ) -> Result<Response<v1::RegisterFunctionResponse>, Status> {
+        self.0.count("RegisterFunction");
         let r = req.into_inner();
         let f = r
             .function
@@ -209,6 +315,7 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::GetFunctionRequest>,
     ) -> Result<Response<v1::GetFunctionResponse>, Status> {
+        self.0.count("GetFunction");
         let f = req
             .into_inner()
             .function
@@ -224,6 +331,7 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::KvPutRequest>,
     ) -> Result<Response<v1::KvPutResponse>, Status> {
+        self.0.count("KvPut");
         let r = req.into_inner();
         let added = self.0.kv_put(r.namespace, r.key, r.value, r.overwrite);
         Ok(Response::new(v1::KvPutResponse { added }))
@@ -233,11 +341,64 @@ impl HeadService for HeadServiceImpl {
         &self,
         req: Request<v1::KvGetRequest>,
     ) -> Result<Response<v1::KvGetResponse>, Status> {
+        self.0.count("KvGet");
         let r = req.into_inner();
         let value = self.0.kv_get(r.namespace, r.key);
         Ok(Response::new(v1::KvGetResponse {
             found: value.is_some(),
             value: value.unwrap_or_default(),
+        }))
+    }
+
+    async fn register_actor(
+        &self,
+        req: Request<v1::RegisterActorRequest>,
+    ) -> Result<Response<v1::RegisterActorResponse>, Status> {
+        self.0.count("RegisterActor");
+        let record = req
+            .into_inner()
+            .record
+            .ok_or_else(|| Status::invalid_argument("record is required"))?;
+        if record
+            .actor
+            .as_ref()
+            .is_none_or(|a| a.actor_id.len() != ember_proto::ActorId::LEN)
+        {
+            return Err(Status::invalid_argument(
+                "record.actor.actor_id must be 16 bytes",
+            ));
+        }
+        Ok(Response::new(match self.0.register_actor(record) {
+            Ok(()) => v1::RegisterActorResponse {
+                registered: true,
+                existing: None,
+            },
+            Err(existing) => v1::RegisterActorResponse {
+                registered: false,
+                existing: Some(existing),
+            },
+        }))
+    }
+
+    async fn get_actor_info(
+        &self,
+        req: Request<v1::GetActorInfoRequest>,
+    ) -> Result<Response<v1::GetActorInfoResponse>, Status> {
+        self.0.count("GetActorInfo");
+        let r = req.into_inner();
+        let record = self.0.actor(&r.actor_id, &r.namespace, &r.name);
+        Ok(Response::new(v1::GetActorInfoResponse {
+            found: record.is_some(),
+            record,
+        }))
+    }
+
+    async fn get_head_stats(
+        &self,
+        _req: Request<v1::GetHeadStatsRequest>,
+    ) -> Result<Response<v1::GetHeadStatsResponse>, Status> {
+        Ok(Response::new(v1::GetHeadStatsResponse {
+            requests: self.0.request_counts(),
         }))
     }
 }
@@ -278,6 +439,68 @@ mod tests {
         );
         head.register_node(node(2, "127.0.0.2:1"));
         assert!(head.nodes().iter().all(|n| n.alive));
+    }
+
+    fn actor(id: u8, owner: u8, name: &str, state: v1::ActorState) -> v1::ActorRecord {
+        v1::ActorRecord {
+            actor: Some(v1::ActorInfo {
+                actor_id: vec![id; 16].into(),
+                state: state as i32,
+                creation: Some(v1::ActorCreation {
+                    name: name.into(),
+                    namespace: "ns".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            owner_node_id: vec![owner; 16].into(),
+        }
+    }
+
+    #[test]
+    fn actor_names_are_unique_while_their_actor_and_its_owner_live() {
+        let head = Head::default();
+        head.register_node(node(1, "127.0.0.1:1"));
+        head.register_node(node(2, "127.0.0.2:1"));
+        head.register_actor(actor(7, 1, "a", v1::ActorState::Pending))
+            .unwrap();
+        // Taken: the refusal names the holder.
+        let holder = head
+            .register_actor(actor(8, 2, "a", v1::ActorState::Pending))
+            .unwrap_err();
+        assert_eq!(holder.actor.unwrap().actor_id, Bytes::from(vec![7; 16]));
+        // Found by name and by id; updates of the holder itself are fine.
+        assert!(head.actor(&[], "ns", "a").is_some());
+        head.register_actor(actor(7, 1, "a", v1::ActorState::Alive))
+            .unwrap();
+        assert!(head.actor(&[7; 16], "", "").is_some());
+        // Dead: the name is free again.
+        head.register_actor(actor(7, 1, "a", v1::ActorState::Dead))
+            .unwrap();
+        head.register_actor(actor(8, 2, "a", v1::ActorState::Pending))
+            .unwrap();
+        let now = head.actor(&[], "ns", "a").unwrap();
+        assert_eq!(now.actor.unwrap().actor_id, Bytes::from(vec![8; 16]));
+        // Its owner's node dies: the actor reads as dead, the name is free.
+        std::thread::sleep(Duration::from_millis(1));
+        let short = Head::new(Duration::from_millis(1), 1);
+        short.register_node(node(2, "127.0.0.2:1"));
+        short
+            .register_actor(actor(8, 2, "a", v1::ActorState::Alive))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        short.check_liveness(Instant::now());
+        let dead = short.actor(&[8; 16], "", "").unwrap().actor.unwrap();
+        assert_eq!(dead.state, v1::ActorState::Dead as i32);
+        short
+            .register_actor(actor(9, 1, "a", v1::ActorState::Pending))
+            .unwrap();
+        // Unnamed actors are dropped when dead.
+        head.register_actor(actor(3, 1, "", v1::ActorState::Alive))
+            .unwrap();
+        head.register_actor(actor(3, 1, "", v1::ActorState::Dead))
+            .unwrap();
+        assert!(head.actor(&[3; 16], "", "").is_none());
     }
 
     #[test]

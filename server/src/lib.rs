@@ -22,6 +22,7 @@ pub mod error;
 pub mod gpu;
 pub mod grpc;
 pub mod head;
+pub mod head_link;
 pub mod local;
 pub mod membership;
 pub mod node;
@@ -165,6 +166,23 @@ pub async fn run_node(
             address.clone(),
             token.clone(),
             joined,
+            shutdown.clone(),
+        ));
+    }
+    {
+        // The actor directory: the head's address (this node's own when
+        // it is the head).
+        let head_address = config
+            .head_address
+            .clone()
+            .unwrap_or_else(|| address.clone());
+        let (head_tx, head_rx) = tokio::sync::mpsc::unbounded_channel();
+        local::lock(&core).set_head_link(head_tx);
+        tracker.spawn(head_link::run_head_link(
+            core.clone(),
+            head_address,
+            token.clone(),
+            head_rx,
             shutdown.clone(),
         ));
     }

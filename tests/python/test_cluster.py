@@ -319,6 +319,67 @@ def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
         assert line in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_named_actors_and_handles_work_from_every_node(three_nodes):
+    root, (head, second, third) = three_nodes
+    # A detached named actor made by a driver on the third node ...
+    out = _driver(root, third.address, """
+        @ember.remote
+        class Registry:
+            def __init__(self):
+                self.items = []
+            def add(self, item):
+                self.items.append(item)
+                return len(self.items)
+            def items_(self):
+                return self.items
+
+        reg = Registry.options(name="registry", namespace="shared", lifetime="detached").remote()
+        print("MADE", ember.get(reg.add.remote("from-third"), timeout=60))
+        """)
+    assert "MADE 1" in out.stdout, out.stdout + out.stderr[-3000:]
+    # ... is found by name from a driver on the head, called from there and
+    # from tasks on the other nodes (the handle travels as an argument).
+    out = _driver(root, head.address, """
+        reg = ember.get_actor("registry", namespace="shared")
+        print("FOUND", ember.get(reg.add.remote("from-head"), timeout=60))
+
+        @ember.remote
+        def add_from_task(handle, item):
+            return ember.get(handle.add.remote(item)), ember.get_runtime_context().get_node_id()
+
+        on = lambda name: NodeAffinitySchedulingStrategy(ids[name], soft=False)
+        n, node = ember.get(add_from_task.options(scheduling_strategy=on("127.0.0.2")).remote(reg, "from-task"),
+                            timeout=60)
+        print("TASK", n, node == ids["127.0.0.2"])
+        print("ITEMS", ember.get(reg.items_.remote(), timeout=60))
+        # The name is taken cluster-wide; get_if_exists returns the same actor.
+        @ember.remote
+        class Other:
+            def ping(self):
+                return "other"
+        try:
+            Other.options(name="registry", namespace="shared").remote()
+            print("TAKEN no error")
+        except ValueError as e:
+            print("TAKEN", "already taken" in str(e))
+        same = Other.options(name="registry", namespace="shared", get_if_exists=True).remote()
+        print("SAME", ember.get(same.add.remote("again"), timeout=60))
+        try:
+            ember.get_actor("nobody", namespace="shared")
+        except ValueError as e:
+            print("MISSING", "nobody" in str(e))
+        ember.kill(reg)
+        try:
+            ember.get(reg.add.remote("late"), timeout=60)
+            print("KILLED no error")
+        except ember.exceptions.ActorDiedError:
+            print("KILLED ActorDiedError")
+        """)
+    for line in ("FOUND 2", "TASK 3 True", "ITEMS ['from-third', 'from-head', 'from-task']", "TAKEN True",
+                 "SAME 4", "MISSING True", "KILLED ActorDiedError"):
+        assert line in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def test_an_actor_on_a_killed_node_restarts_on_another(tmp_path):
     root = str(tmp_path)
     head = NodeProcess(["--head", "--num-cpus", "1"], root, FAST_BEATS)

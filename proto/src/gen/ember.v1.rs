@@ -1034,6 +1034,54 @@ pub struct KvGetResponse {
     #[prost(bytes = "bytes", tag = "2")]
     pub value: ::prost::bytes::Bytes,
 }
+/// An actor as the head's directory knows it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ActorRecord {
+    #[prost(message, optional, tag = "1")]
+    pub actor: ::core::option::Option<ActorInfo>,
+    /// The node that owns it (its creator's node): calls from other nodes go
+    /// there.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub owner_node_id: ::prost::bytes::Bytes,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RegisterActorRequest {
+    #[prost(message, optional, tag = "1")]
+    pub record: ::core::option::Option<ActorRecord>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RegisterActorResponse {
+    #[prost(bool, tag = "1")]
+    pub registered: bool,
+    /// When refused: the live actor that has the name.
+    #[prost(message, optional, tag = "2")]
+    pub existing: ::core::option::Option<ActorRecord>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetActorInfoRequest {
+    /// By id when set; else by name in namespace.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub actor_id: ::prost::bytes::Bytes,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetActorInfoResponse {
+    #[prost(bool, tag = "1")]
+    pub found: bool,
+    #[prost(message, optional, tag = "2")]
+    pub record: ::core::option::Option<ActorRecord>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetHeadStatsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetHeadStatsResponse {
+    /// RPC name -> how many the head has answered since it started.
+    #[prost(map = "string, uint64", tag = "1")]
+    pub requests: ::std::collections::HashMap<::prost::alloc::string::String, u64>,
+}
 /// Generated client implementations.
 pub mod head_service_client {
     #![allow(
@@ -1264,6 +1312,84 @@ pub mod head_service_client {
                 .insert(GrpcMethod::new("ember.v1.HeadService", "KvGet"));
             self.inner.unary(req, path, codec).await
         }
+        /// The actor directory: which node owns each actor, and the names.
+        /// Nodes register their actors when created and when they die; a named
+        /// actor's registration is refused while another live actor has the name.
+        pub async fn register_actor(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RegisterActorRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RegisterActorResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ember.v1.HeadService/RegisterActor",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ember.v1.HeadService", "RegisterActor"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Find an actor by id, or by name and namespace.
+        pub async fn get_actor_info(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetActorInfoRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetActorInfoResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ember.v1.HeadService/GetActorInfo",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ember.v1.HeadService", "GetActorInfo"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Counts of the messages the head has handled, by kind (the head stays
+        /// off the per-task path: tests count them).
+        pub async fn get_head_stats(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetHeadStatsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetHeadStatsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ember.v1.HeadService/GetHeadStats",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ember.v1.HeadService", "GetHeadStats"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1316,6 +1442,33 @@ pub mod head_service_server {
             &self,
             request: tonic::Request<super::KvGetRequest>,
         ) -> std::result::Result<tonic::Response<super::KvGetResponse>, tonic::Status>;
+        /// The actor directory: which node owns each actor, and the names.
+        /// Nodes register their actors when created and when they die; a named
+        /// actor's registration is refused while another live actor has the name.
+        async fn register_actor(
+            &self,
+            request: tonic::Request<super::RegisterActorRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RegisterActorResponse>,
+            tonic::Status,
+        >;
+        /// Find an actor by id, or by name and namespace.
+        async fn get_actor_info(
+            &self,
+            request: tonic::Request<super::GetActorInfoRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetActorInfoResponse>,
+            tonic::Status,
+        >;
+        /// Counts of the messages the head has handled, by kind (the head stays
+        /// off the per-task path: tests count them).
+        async fn get_head_stats(
+            &self,
+            request: tonic::Request<super::GetHeadStatsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetHeadStatsResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct HeadServiceServer<T> {
@@ -1644,6 +1797,141 @@ pub mod head_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = KvGetSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ember.v1.HeadService/RegisterActor" => {
+                    #[allow(non_camel_case_types)]
+                    struct RegisterActorSvc<T: HeadService>(pub Arc<T>);
+                    impl<
+                        T: HeadService,
+                    > tonic::server::UnaryService<super::RegisterActorRequest>
+                    for RegisterActorSvc<T> {
+                        type Response = super::RegisterActorResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RegisterActorRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HeadService>::register_actor(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RegisterActorSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ember.v1.HeadService/GetActorInfo" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetActorInfoSvc<T: HeadService>(pub Arc<T>);
+                    impl<
+                        T: HeadService,
+                    > tonic::server::UnaryService<super::GetActorInfoRequest>
+                    for GetActorInfoSvc<T> {
+                        type Response = super::GetActorInfoResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetActorInfoRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HeadService>::get_actor_info(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetActorInfoSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ember.v1.HeadService/GetHeadStats" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetHeadStatsSvc<T: HeadService>(pub Arc<T>);
+                    impl<
+                        T: HeadService,
+                    > tonic::server::UnaryService<super::GetHeadStatsRequest>
+                    for GetHeadStatsSvc<T> {
+                        type Response = super::GetHeadStatsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetHeadStatsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HeadService>::get_head_stats(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetHeadStatsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

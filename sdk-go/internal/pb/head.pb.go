@@ -635,6 +635,352 @@ func (x *KvGetResponse) GetValue() []byte {
 	return nil
 }
 
+// An actor as the head's directory knows it.
+type ActorRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Actor *ActorInfo             `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The node that owns it (its creator's node): calls from other nodes go
+	// there.
+	OwnerNodeId   []byte `protobuf:"bytes,2,opt,name=owner_node_id,json=ownerNodeId,proto3" json:"owner_node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActorRecord) Reset() {
+	*x = ActorRecord{}
+	mi := &file_ember_v1_head_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorRecord) ProtoMessage() {}
+
+func (x *ActorRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorRecord.ProtoReflect.Descriptor instead.
+func (*ActorRecord) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ActorRecord) GetActor() *ActorInfo {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ActorRecord) GetOwnerNodeId() []byte {
+	if x != nil {
+		return x.OwnerNodeId
+	}
+	return nil
+}
+
+type RegisterActorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Record        *ActorRecord           `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterActorRequest) Reset() {
+	*x = RegisterActorRequest{}
+	mi := &file_ember_v1_head_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterActorRequest) ProtoMessage() {}
+
+func (x *RegisterActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterActorRequest.ProtoReflect.Descriptor instead.
+func (*RegisterActorRequest) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RegisterActorRequest) GetRecord() *ActorRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+type RegisterActorResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Registered bool                   `protobuf:"varint,1,opt,name=registered,proto3" json:"registered,omitempty"`
+	// When refused: the live actor that has the name.
+	Existing      *ActorRecord `protobuf:"bytes,2,opt,name=existing,proto3" json:"existing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterActorResponse) Reset() {
+	*x = RegisterActorResponse{}
+	mi := &file_ember_v1_head_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterActorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterActorResponse) ProtoMessage() {}
+
+func (x *RegisterActorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterActorResponse.ProtoReflect.Descriptor instead.
+func (*RegisterActorResponse) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RegisterActorResponse) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
+func (x *RegisterActorResponse) GetExisting() *ActorRecord {
+	if x != nil {
+		return x.Existing
+	}
+	return nil
+}
+
+type GetActorInfoRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By id when set; else by name in namespace.
+	ActorId       []byte `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace     string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActorInfoRequest) Reset() {
+	*x = GetActorInfoRequest{}
+	mi := &file_ember_v1_head_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActorInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActorInfoRequest) ProtoMessage() {}
+
+func (x *GetActorInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActorInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetActorInfoRequest) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetActorInfoRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *GetActorInfoRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetActorInfoRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+type GetActorInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Record        *ActorRecord           `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActorInfoResponse) Reset() {
+	*x = GetActorInfoResponse{}
+	mi := &file_ember_v1_head_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActorInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActorInfoResponse) ProtoMessage() {}
+
+func (x *GetActorInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActorInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetActorInfoResponse) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetActorInfoResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetActorInfoResponse) GetRecord() *ActorRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+type GetHeadStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHeadStatsRequest) Reset() {
+	*x = GetHeadStatsRequest{}
+	mi := &file_ember_v1_head_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHeadStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHeadStatsRequest) ProtoMessage() {}
+
+func (x *GetHeadStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHeadStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetHeadStatsRequest) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{17}
+}
+
+type GetHeadStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RPC name -> how many the head has answered since it started.
+	Requests      map[string]uint64 `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHeadStatsResponse) Reset() {
+	*x = GetHeadStatsResponse{}
+	mi := &file_ember_v1_head_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHeadStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHeadStatsResponse) ProtoMessage() {}
+
+func (x *GetHeadStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHeadStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetHeadStatsResponse) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetHeadStatsResponse) GetRequests() map[string]uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 var File_ember_v1_head_proto protoreflect.FileDescriptor
 
 const file_ember_v1_head_proto_rawDesc = "" +
@@ -678,14 +1024,40 @@ const file_ember_v1_head_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\fR\x03key\";\n" +
 	"\rKvGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value2\xbd\x03\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\\\n" +
+	"\vActorRecord\x12)\n" +
+	"\x05actor\x18\x01 \x01(\v2\x13.ember.v1.ActorInfoR\x05actor\x12\"\n" +
+	"\rowner_node_id\x18\x02 \x01(\fR\vownerNodeId\"E\n" +
+	"\x14RegisterActorRequest\x12-\n" +
+	"\x06record\x18\x01 \x01(\v2\x15.ember.v1.ActorRecordR\x06record\"j\n" +
+	"\x15RegisterActorResponse\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x01 \x01(\bR\n" +
+	"registered\x121\n" +
+	"\bexisting\x18\x02 \x01(\v2\x15.ember.v1.ActorRecordR\bexisting\"b\n" +
+	"\x13GetActorInfoRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"[\n" +
+	"\x14GetActorInfoResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12-\n" +
+	"\x06record\x18\x02 \x01(\v2\x15.ember.v1.ActorRecordR\x06record\"\x15\n" +
+	"\x13GetHeadStatsRequest\"\x9d\x01\n" +
+	"\x14GetHeadStatsResponse\x12H\n" +
+	"\brequests\x18\x01 \x03(\v2,.ember.v1.GetHeadStatsResponse.RequestsEntryR\brequests\x1a;\n" +
+	"\rRequestsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xad\x05\n" +
 	"\vHeadService\x12M\n" +
 	"\fRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12D\n" +
 	"\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n" +
 	"\x10RegisterFunction\x12!.ember.v1.RegisterFunctionRequest\x1a\".ember.v1.RegisterFunctionResponse\x12J\n" +
 	"\vGetFunction\x12\x1c.ember.v1.GetFunctionRequest\x1a\x1d.ember.v1.GetFunctionResponse\x128\n" +
 	"\x05KvPut\x12\x16.ember.v1.KvPutRequest\x1a\x17.ember.v1.KvPutResponse\x128\n" +
-	"\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
+	"\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponse\x12P\n" +
+	"\rRegisterActor\x12\x1e.ember.v1.RegisterActorRequest\x1a\x1f.ember.v1.RegisterActorResponse\x12M\n" +
+	"\fGetActorInfo\x12\x1d.ember.v1.GetActorInfoRequest\x1a\x1e.ember.v1.GetActorInfoResponse\x12M\n" +
+	"\fGetHeadStats\x12\x1d.ember.v1.GetHeadStatsRequest\x1a\x1e.ember.v1.GetHeadStatsResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
 
 var (
 	file_ember_v1_head_proto_rawDescOnce sync.Once
@@ -699,7 +1071,7 @@ func file_ember_v1_head_proto_rawDescGZIP() []byte {
 	return file_ember_v1_head_proto_rawDescData
 }
 
-var file_ember_v1_head_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ember_v1_head_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_ember_v1_head_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),      // 0: ember.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil),     // 1: ember.v1.RegisterNodeResponse
@@ -713,38 +1085,58 @@ var file_ember_v1_head_proto_goTypes = []any{
 	(*KvPutResponse)(nil),            // 9: ember.v1.KvPutResponse
 	(*KvGetRequest)(nil),             // 10: ember.v1.KvGetRequest
 	(*KvGetResponse)(nil),            // 11: ember.v1.KvGetResponse
-	nil,                              // 12: ember.v1.HeartbeatRequest.ResourcesAvailableEntry
-	(*NodeInfo)(nil),                 // 13: ember.v1.NodeInfo
-	(*TaskCounts)(nil),               // 14: ember.v1.TaskCounts
-	(*InfeasibleTask)(nil),           // 15: ember.v1.InfeasibleTask
-	(*FunctionDescriptor)(nil),       // 16: ember.v1.FunctionDescriptor
+	(*ActorRecord)(nil),              // 12: ember.v1.ActorRecord
+	(*RegisterActorRequest)(nil),     // 13: ember.v1.RegisterActorRequest
+	(*RegisterActorResponse)(nil),    // 14: ember.v1.RegisterActorResponse
+	(*GetActorInfoRequest)(nil),      // 15: ember.v1.GetActorInfoRequest
+	(*GetActorInfoResponse)(nil),     // 16: ember.v1.GetActorInfoResponse
+	(*GetHeadStatsRequest)(nil),      // 17: ember.v1.GetHeadStatsRequest
+	(*GetHeadStatsResponse)(nil),     // 18: ember.v1.GetHeadStatsResponse
+	nil,                              // 19: ember.v1.HeartbeatRequest.ResourcesAvailableEntry
+	nil,                              // 20: ember.v1.GetHeadStatsResponse.RequestsEntry
+	(*NodeInfo)(nil),                 // 21: ember.v1.NodeInfo
+	(*TaskCounts)(nil),               // 22: ember.v1.TaskCounts
+	(*InfeasibleTask)(nil),           // 23: ember.v1.InfeasibleTask
+	(*FunctionDescriptor)(nil),       // 24: ember.v1.FunctionDescriptor
+	(*ActorInfo)(nil),                // 25: ember.v1.ActorInfo
 }
 var file_ember_v1_head_proto_depIdxs = []int32{
-	13, // 0: ember.v1.RegisterNodeRequest.node:type_name -> ember.v1.NodeInfo
-	12, // 1: ember.v1.HeartbeatRequest.resources_available:type_name -> ember.v1.HeartbeatRequest.ResourcesAvailableEntry
-	14, // 2: ember.v1.HeartbeatRequest.tasks:type_name -> ember.v1.TaskCounts
-	15, // 3: ember.v1.HeartbeatRequest.infeasible:type_name -> ember.v1.InfeasibleTask
-	13, // 4: ember.v1.HeartbeatRequest.node:type_name -> ember.v1.NodeInfo
-	13, // 5: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
-	16, // 6: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	16, // 7: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	0,  // 8: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
-	2,  // 9: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
-	4,  // 10: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
-	6,  // 11: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
-	8,  // 12: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
-	10, // 13: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
-	1,  // 14: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
-	3,  // 15: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
-	5,  // 16: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
-	7,  // 17: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
-	9,  // 18: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
-	11, // 19: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	21, // 0: ember.v1.RegisterNodeRequest.node:type_name -> ember.v1.NodeInfo
+	19, // 1: ember.v1.HeartbeatRequest.resources_available:type_name -> ember.v1.HeartbeatRequest.ResourcesAvailableEntry
+	22, // 2: ember.v1.HeartbeatRequest.tasks:type_name -> ember.v1.TaskCounts
+	23, // 3: ember.v1.HeartbeatRequest.infeasible:type_name -> ember.v1.InfeasibleTask
+	21, // 4: ember.v1.HeartbeatRequest.node:type_name -> ember.v1.NodeInfo
+	21, // 5: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
+	24, // 6: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	24, // 7: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	25, // 8: ember.v1.ActorRecord.actor:type_name -> ember.v1.ActorInfo
+	12, // 9: ember.v1.RegisterActorRequest.record:type_name -> ember.v1.ActorRecord
+	12, // 10: ember.v1.RegisterActorResponse.existing:type_name -> ember.v1.ActorRecord
+	12, // 11: ember.v1.GetActorInfoResponse.record:type_name -> ember.v1.ActorRecord
+	20, // 12: ember.v1.GetHeadStatsResponse.requests:type_name -> ember.v1.GetHeadStatsResponse.RequestsEntry
+	0,  // 13: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
+	2,  // 14: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
+	4,  // 15: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
+	6,  // 16: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
+	8,  // 17: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
+	10, // 18: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
+	13, // 19: ember.v1.HeadService.RegisterActor:input_type -> ember.v1.RegisterActorRequest
+	15, // 20: ember.v1.HeadService.GetActorInfo:input_type -> ember.v1.GetActorInfoRequest
+	17, // 21: ember.v1.HeadService.GetHeadStats:input_type -> ember.v1.GetHeadStatsRequest
+	1,  // 22: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
+	3,  // 23: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
+	5,  // 24: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
+	7,  // 25: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
+	9,  // 26: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
+	11, // 27: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
+	14, // 28: ember.v1.HeadService.RegisterActor:output_type -> ember.v1.RegisterActorResponse
+	16, // 29: ember.v1.HeadService.GetActorInfo:output_type -> ember.v1.GetActorInfoResponse
+	18, // 30: ember.v1.HeadService.GetHeadStats:output_type -> ember.v1.GetHeadStatsResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_head_proto_init() }
@@ -760,7 +1152,7 @@ func file_ember_v1_head_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_head_proto_rawDesc), len(file_ember_v1_head_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

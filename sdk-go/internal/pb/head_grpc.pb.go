@@ -28,6 +28,9 @@ const (
 	HeadService_GetFunction_FullMethodName      = "/ember.v1.HeadService/GetFunction"
 	HeadService_KvPut_FullMethodName            = "/ember.v1.HeadService/KvPut"
 	HeadService_KvGet_FullMethodName            = "/ember.v1.HeadService/KvGet"
+	HeadService_RegisterActor_FullMethodName    = "/ember.v1.HeadService/RegisterActor"
+	HeadService_GetActorInfo_FullMethodName     = "/ember.v1.HeadService/GetActorInfo"
+	HeadService_GetHeadStats_FullMethodName     = "/ember.v1.HeadService/GetHeadStats"
 )
 
 // HeadServiceClient is the client API for HeadService service.
@@ -41,6 +44,15 @@ type HeadServiceClient interface {
 	GetFunction(ctx context.Context, in *GetFunctionRequest, opts ...grpc.CallOption) (*GetFunctionResponse, error)
 	KvPut(ctx context.Context, in *KvPutRequest, opts ...grpc.CallOption) (*KvPutResponse, error)
 	KvGet(ctx context.Context, in *KvGetRequest, opts ...grpc.CallOption) (*KvGetResponse, error)
+	// The actor directory: which node owns each actor, and the names.
+	// Nodes register their actors when created and when they die; a named
+	// actor's registration is refused while another live actor has the name.
+	RegisterActor(ctx context.Context, in *RegisterActorRequest, opts ...grpc.CallOption) (*RegisterActorResponse, error)
+	// Find an actor by id, or by name and namespace.
+	GetActorInfo(ctx context.Context, in *GetActorInfoRequest, opts ...grpc.CallOption) (*GetActorInfoResponse, error)
+	// Counts of the messages the head has handled, by kind (the head stays
+	// off the per-task path: tests count them).
+	GetHeadStats(ctx context.Context, in *GetHeadStatsRequest, opts ...grpc.CallOption) (*GetHeadStatsResponse, error)
 }
 
 type headServiceClient struct {
@@ -111,6 +123,36 @@ func (c *headServiceClient) KvGet(ctx context.Context, in *KvGetRequest, opts ..
 	return out, nil
 }
 
+func (c *headServiceClient) RegisterActor(ctx context.Context, in *RegisterActorRequest, opts ...grpc.CallOption) (*RegisterActorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterActorResponse)
+	err := c.cc.Invoke(ctx, HeadService_RegisterActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *headServiceClient) GetActorInfo(ctx context.Context, in *GetActorInfoRequest, opts ...grpc.CallOption) (*GetActorInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetActorInfoResponse)
+	err := c.cc.Invoke(ctx, HeadService_GetActorInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *headServiceClient) GetHeadStats(ctx context.Context, in *GetHeadStatsRequest, opts ...grpc.CallOption) (*GetHeadStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHeadStatsResponse)
+	err := c.cc.Invoke(ctx, HeadService_GetHeadStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HeadServiceServer is the server API for HeadService service.
 // All implementations must embed UnimplementedHeadServiceServer
 // for forward compatibility.
@@ -122,6 +164,15 @@ type HeadServiceServer interface {
 	GetFunction(context.Context, *GetFunctionRequest) (*GetFunctionResponse, error)
 	KvPut(context.Context, *KvPutRequest) (*KvPutResponse, error)
 	KvGet(context.Context, *KvGetRequest) (*KvGetResponse, error)
+	// The actor directory: which node owns each actor, and the names.
+	// Nodes register their actors when created and when they die; a named
+	// actor's registration is refused while another live actor has the name.
+	RegisterActor(context.Context, *RegisterActorRequest) (*RegisterActorResponse, error)
+	// Find an actor by id, or by name and namespace.
+	GetActorInfo(context.Context, *GetActorInfoRequest) (*GetActorInfoResponse, error)
+	// Counts of the messages the head has handled, by kind (the head stays
+	// off the per-task path: tests count them).
+	GetHeadStats(context.Context, *GetHeadStatsRequest) (*GetHeadStatsResponse, error)
 	mustEmbedUnimplementedHeadServiceServer()
 }
 
@@ -149,6 +200,15 @@ func (UnimplementedHeadServiceServer) KvPut(context.Context, *KvPutRequest) (*Kv
 }
 func (UnimplementedHeadServiceServer) KvGet(context.Context, *KvGetRequest) (*KvGetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KvGet not implemented")
+}
+func (UnimplementedHeadServiceServer) RegisterActor(context.Context, *RegisterActorRequest) (*RegisterActorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterActor not implemented")
+}
+func (UnimplementedHeadServiceServer) GetActorInfo(context.Context, *GetActorInfoRequest) (*GetActorInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetActorInfo not implemented")
+}
+func (UnimplementedHeadServiceServer) GetHeadStats(context.Context, *GetHeadStatsRequest) (*GetHeadStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHeadStats not implemented")
 }
 func (UnimplementedHeadServiceServer) mustEmbedUnimplementedHeadServiceServer() {}
 func (UnimplementedHeadServiceServer) testEmbeddedByValue()                     {}
@@ -279,6 +339,60 @@ func _HeadService_KvGet_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HeadService_RegisterActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeadServiceServer).RegisterActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeadService_RegisterActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeadServiceServer).RegisterActor(ctx, req.(*RegisterActorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HeadService_GetActorInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetActorInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeadServiceServer).GetActorInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeadService_GetActorInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeadServiceServer).GetActorInfo(ctx, req.(*GetActorInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HeadService_GetHeadStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHeadStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeadServiceServer).GetHeadStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeadService_GetHeadStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeadServiceServer).GetHeadStats(ctx, req.(*GetHeadStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HeadService_ServiceDesc is the grpc.ServiceDesc for HeadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -309,6 +423,18 @@ var HeadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KvGet",
 			Handler:    _HeadService_KvGet_Handler,
+		},
+		{
+			MethodName: "RegisterActor",
+			Handler:    _HeadService_RegisterActor_Handler,
+		},
+		{
+			MethodName: "GetActorInfo",
+			Handler:    _HeadService_GetActorInfo_Handler,
+		},
+		{
+			MethodName: "GetHeadStats",
+			Handler:    _HeadService_GetHeadStats_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

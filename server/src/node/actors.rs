@@ -58,6 +58,15 @@ impl NodeCore {
     }
 
     pub(super) fn create_actor(&mut self, conn: ConnId, req: v1::CreateActor) {
+        self.create_actor_with(conn, req, false);
+    }
+
+    /// A named actor whose name the head has reserved.
+    pub(super) fn create_actor_reserved(&mut self, conn: ConnId, req: v1::CreateActor) {
+        self.create_actor_with(conn, req, true);
+    }
+
+    fn create_actor_with(&mut self, conn: ConnId, req: v1::CreateActor, reserved: bool) {
         let reply_error = |core: &mut Self, kind: v1::ErrorKind, message: String| {
             core.send_error(conn, req.request_id, system_error(kind, message));
         };
@@ -131,6 +140,19 @@ impl NodeCore {
                     return;
                 }
             }
+            // Hosted for another node (the owner reserved the name): no
+            // name here. Otherwise the head reserves it cluster-wide first.
+            let hosted = self.conns.get(&conn).is_some_and(|c| c.peer.is_some());
+            if !reserved && !hosted {
+                let req = v1::CreateActor {
+                    request_id: req.request_id,
+                    spec: Some(spec.clone()),
+                    code_search_path: req.code_search_path.clone(),
+                };
+                if self.reserve_actor_name(conn, req, &namespace) {
+                    return;
+                }
+            }
             self.actor_names.insert(key, actor_id);
         }
         let entry = ActorEntry {
@@ -152,6 +174,9 @@ impl NodeCore {
             remote_in_flight: VecDeque::new(),
         };
         self.actors.insert(actor_id, entry);
+        if !reserved {
+            self.register_actor_at_head(actor_id);
+        }
         // A restart runs the constructor again with the same arguments.
         self.hold_actor_args(&spec, true);
         if req.request_id != 0 {
@@ -199,6 +224,11 @@ impl NodeCore {
                     .get(id)
                     .is_some_and(|a| a.state != v1::ActorState::Dead)
             });
+        if found.is_none()
+            && self.get_actor_from_head(conn, req.request_id, namespace.clone(), req.name.clone())
+        {
+            return;
+        }
         match found {
             Some(id) => {
                 let info = self.actor_info(id);
@@ -249,6 +279,10 @@ impl NodeCore {
 
     /// A method call was submitted (its args may still be missing).
     pub(super) fn submit_actor_call(&mut self, task_id: TaskId, actor_id: ActorId) {
+        if !self.actors.contains_key(&actor_id) && self.submit_remote_actor_call(task_id, actor_id)
+        {
+            return;
+        }
         match self.actors.get_mut(&actor_id) {
             Some(a) => a.queue.push_back(task_id),
             None => {
@@ -268,6 +302,7 @@ impl NodeCore {
     /// or fail them all if the actor is dead.
     pub(super) fn pump_actor(&mut self, actor_id: ActorId) {
         let Some(a) = self.actors.get(&actor_id) else {
+            self.pump_remote_actor(actor_id);
             return;
         };
         match a.state {
@@ -278,6 +313,8 @@ impl NodeCore {
                 });
                 if let Some(spec) = release {
                     self.hold_actor_args(&spec, false);
+                    // Dead for good: the directory hears it once.
+                    self.register_actor_at_head(actor_id);
                 }
                 let queued: Vec<TaskId> = self
                     .actors

@@ -17,6 +17,7 @@
 //! become `ERROR` values.
 
 mod actors;
+mod directory;
 mod objects;
 mod placement;
 mod remote;
@@ -159,6 +160,13 @@ pub struct NodeCore {
     /// Every node of the cluster as the head last reported it (this one
     /// included; its own entry is replaced by fresh figures in status).
     cluster_view: Vec<v1::NodeInfo>,
+    /// Calls to the head's actor directory, served by `head_link` (none in
+    /// a core without a cluster, as in unit tests: names stay local).
+    head_tx: Option<mpsc::UnboundedSender<crate::head_link::HeadCommand>>,
+    next_head_token: u64,
+    head_waits: HashMap<u64, directory::HeadWait>,
+    /// Actors owned by other nodes that this node sends calls to.
+    remote_actors: HashMap<ActorId, directory::RemoteActor>,
 }
 
 impl NodeCore {
@@ -213,6 +221,10 @@ impl NodeCore {
             last_start_failure: String::new(),
             stopping: false,
             trimmed_at: Instant::now(),
+            head_tx: None,
+            next_head_token: 0,
+            head_waits: HashMap::new(),
+            remote_actors: HashMap::new(),
             cluster_view: Vec::new(),
         })
     }
@@ -223,6 +235,11 @@ impl NodeCore {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Use the head's actor directory through `tx` (see `head_link`).
+    pub fn set_head_link(&mut self, tx: mpsc::UnboundedSender<crate::head_link::HeadCommand>) {
+        self.head_tx = Some(tx);
     }
 
     /// Start the configured number of workers ahead of demand.
@@ -407,7 +424,15 @@ impl NodeCore {
                 Op::WorkerUnblocked(_) => self.worker_unblocked(conn),
                 Op::CreateActor(c) => self.create_actor(conn, c),
                 Op::GetActor(g) => self.get_actor(conn, g),
-                Op::KillActor(k) => self.kill_actor(k),
+                Op::KillActor(k) => {
+                    let known = ActorId::from_bytes(&k.actor_id)
+                        .is_ok_and(|id| self.actors.contains_key(&id));
+                    if known {
+                        self.kill_actor(k)
+                    } else {
+                        self.kill_remote_actor(k)
+                    }
+                }
                 Op::InfoRequest(r) => {
                     let reply = v1::InfoReply {
                         request_id: r.request_id,

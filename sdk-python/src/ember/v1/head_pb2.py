@@ -26,7 +26,7 @@ from ember.v1 import common_pb2 as ember_dot_v1_dot_common__pb2
 from ember.v1 import local_pb2 as ember_dot_v1_dot_local__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65mber/v1/head.proto\x12\x08\x65mber.v1\x1a\x15\x65mber/v1/common.proto\x1a\x14\x65mber/v1/local.proto\"7\n\x13RegisterNodeRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.ember.v1.NodeInfo\"5\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x04\"\xa4\x02\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12O\n\x13resources_available\x18\x02 \x03(\x0b\x32\x32.ember.v1.HeartbeatRequest.ResourcesAvailableEntry\x12#\n\x05tasks\x18\x03 \x01(\x0b\x32\x14.ember.v1.TaskCounts\x12,\n\ninfeasible\x18\x04 \x03(\x0b\x32\x18.ember.v1.InfeasibleTask\x12 \n\x04node\x18\x05 \x01(\x0b\x32\x12.ember.v1.NodeInfo\x1a\x39\n\x17ResourcesAvailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11HeartbeatResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\"Z\n\x17RegisterFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x1a\n\x18RegisterFunctionResponse\"D\n\x12GetFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\"5\n\x13GetFunctionResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"P\n\x0cKvPutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"\x1e\n\rKvPutResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\".\n\x0cKvGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"-\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x32\xbd\x03\n\x0bHeadService\x12M\n\x0cRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12\x44\n\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n\x10RegisterFunction\x12!.ember.v1.RegisterFunctionRequest\x1a\".ember.v1.RegisterFunctionResponse\x12J\n\x0bGetFunction\x12\x1c.ember.v1.GetFunctionRequest\x1a\x1d.ember.v1.GetFunctionResponse\x12\x38\n\x05KvPut\x12\x16.ember.v1.KvPutRequest\x1a\x17.ember.v1.KvPutResponse\x12\x38\n\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65mber/v1/head.proto\x12\x08\x65mber.v1\x1a\x15\x65mber/v1/common.proto\x1a\x14\x65mber/v1/local.proto\"7\n\x13RegisterNodeRequest\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.ember.v1.NodeInfo\"5\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\x04\"\xa4\x02\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x0c\x12O\n\x13resources_available\x18\x02 \x03(\x0b\x32\x32.ember.v1.HeartbeatRequest.ResourcesAvailableEntry\x12#\n\x05tasks\x18\x03 \x01(\x0b\x32\x14.ember.v1.TaskCounts\x12,\n\ninfeasible\x18\x04 \x03(\x0b\x32\x18.ember.v1.InfeasibleTask\x12 \n\x04node\x18\x05 \x01(\x0b\x32\x12.ember.v1.NodeInfo\x1a\x39\n\x17ResourcesAvailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"6\n\x11HeartbeatResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\"Z\n\x17RegisterFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x1a\n\x18RegisterFunctionResponse\"D\n\x12GetFunctionRequest\x12.\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\"5\n\x13GetFunctionResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"P\n\x0cKvPutRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x11\n\toverwrite\x18\x04 \x01(\x08\"\x1e\n\rKvPutResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\".\n\x0cKvGetRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\x0c\"-\n\rKvGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\"H\n\x0b\x41\x63torRecord\x12\"\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x13.ember.v1.ActorInfo\x12\x15\n\rowner_node_id\x18\x02 \x01(\x0c\"=\n\x14RegisterActorRequest\x12%\n\x06record\x18\x01 \x01(\x0b\x32\x15.ember.v1.ActorRecord\"T\n\x15RegisterActorResponse\x12\x12\n\nregistered\x18\x01 \x01(\x08\x12\'\n\x08\x65xisting\x18\x02 \x01(\x0b\x32\x15.ember.v1.ActorRecord\"H\n\x13GetActorInfoRequest\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\"L\n\x14GetActorInfoResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x06record\x18\x02 \x01(\x0b\x32\x15.ember.v1.ActorRecord\"\x15\n\x13GetHeadStatsRequest\"\x87\x01\n\x14GetHeadStatsResponse\x12>\n\x08requests\x18\x01 \x03(\x0b\x32,.ember.v1.GetHeadStatsResponse.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xad\x05\n\x0bHeadService\x12M\n\x0cRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12\x44\n\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n\x10RegisterFunction\x12!.ember.v1.RegisterFunctionRequest\x1a\".ember.v1.RegisterFunctionResponse\x12J\n\x0bGetFunction\x12\x1c.ember.v1.GetFunctionRequest\x1a\x1d.ember.v1.GetFunctionResponse\x12\x38\n\x05KvPut\x12\x16.ember.v1.KvPutRequest\x1a\x17.ember.v1.KvPutResponse\x12\x38\n\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponse\x12P\n\rRegisterActor\x12\x1e.ember.v1.RegisterActorRequest\x1a\x1f.ember.v1.RegisterActorResponse\x12M\n\x0cGetActorInfo\x12\x1d.ember.v1.GetActorInfoRequest\x1a\x1e.ember.v1.GetActorInfoResponse\x12M\n\x0cGetHeadStats\x12\x1d.ember.v1.GetHeadStatsRequest\x1a\x1e.ember.v1.GetHeadStatsResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z0github.com/ember-run/ember/sdk-go/internal/pb;pb'
   _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._loaded_options = None
   _globals['_HEARTBEATREQUEST_RESOURCESAVAILABLEENTRY']._serialized_options = b'8\001'
+  _globals['_GETHEADSTATSRESPONSE_REQUESTSENTRY']._loaded_options = None
+  _globals['_GETHEADSTATSRESPONSE_REQUESTSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERNODEREQUEST']._serialized_start=78
   _globals['_REGISTERNODEREQUEST']._serialized_end=133
   _globals['_REGISTERNODERESPONSE']._serialized_start=135
@@ -62,6 +64,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KVGETREQUEST']._serialized_end=946
   _globals['_KVGETRESPONSE']._serialized_start=948
   _globals['_KVGETRESPONSE']._serialized_end=993
-  _globals['_HEADSERVICE']._serialized_start=996
-  _globals['_HEADSERVICE']._serialized_end=1441
+  _globals['_ACTORRECORD']._serialized_start=995
+  _globals['_ACTORRECORD']._serialized_end=1067
+  _globals['_REGISTERACTORREQUEST']._serialized_start=1069
+  _globals['_REGISTERACTORREQUEST']._serialized_end=1130
+  _globals['_REGISTERACTORRESPONSE']._serialized_start=1132
+  _globals['_REGISTERACTORRESPONSE']._serialized_end=1216
+  _globals['_GETACTORINFOREQUEST']._serialized_start=1218
+  _globals['_GETACTORINFOREQUEST']._serialized_end=1290
+  _globals['_GETACTORINFORESPONSE']._serialized_start=1292
+  _globals['_GETACTORINFORESPONSE']._serialized_end=1368
+  _globals['_GETHEADSTATSREQUEST']._serialized_start=1370
+  _globals['_GETHEADSTATSREQUEST']._serialized_end=1391
+  _globals['_GETHEADSTATSRESPONSE']._serialized_start=1394
+  _globals['_GETHEADSTATSRESPONSE']._serialized_end=1529
+  _globals['_GETHEADSTATSRESPONSE_REQUESTSENTRY']._serialized_start=1482
+  _globals['_GETHEADSTATSRESPONSE_REQUESTSENTRY']._serialized_end=1529
+  _globals['_HEADSERVICE']._serialized_start=1532
+  _globals['_HEADSERVICE']._serialized_end=2217
 # @@protoc_insertion_point(module_scope)

@@ -106,3 +106,60 @@ class KvGetResponse(_message.Message):
     found: bool
     value: bytes
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class ActorRecord(_message.Message):
+    __slots__ = ("actor", "owner_node_id")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    OWNER_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    actor: _local_pb2.ActorInfo
+    owner_node_id: bytes
+    def __init__(self, actor: _Optional[_Union[_local_pb2.ActorInfo, _Mapping]] = ..., owner_node_id: _Optional[bytes] = ...) -> None: ...
+
+class RegisterActorRequest(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: ActorRecord
+    def __init__(self, record: _Optional[_Union[ActorRecord, _Mapping]] = ...) -> None: ...
+
+class RegisterActorResponse(_message.Message):
+    __slots__ = ("registered", "existing")
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    registered: bool
+    existing: ActorRecord
+    def __init__(self, registered: _Optional[bool] = ..., existing: _Optional[_Union[ActorRecord, _Mapping]] = ...) -> None: ...
+
+class GetActorInfoRequest(_message.Message):
+    __slots__ = ("actor_id", "name", "namespace")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    actor_id: bytes
+    name: str
+    namespace: str
+    def __init__(self, actor_id: _Optional[bytes] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
+
+class GetActorInfoResponse(_message.Message):
+    __slots__ = ("found", "record")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    record: ActorRecord
+    def __init__(self, found: _Optional[bool] = ..., record: _Optional[_Union[ActorRecord, _Mapping]] = ...) -> None: ...
+
+class GetHeadStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetHeadStatsResponse(_message.Message):
+    __slots__ = ("requests",)
+    class RequestsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.ScalarMap[str, int]
+    def __init__(self, requests: _Optional[_Mapping[str, int]] = ...) -> None: ...
