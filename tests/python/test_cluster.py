@@ -380,6 +380,55 @@ def test_named_actors_and_handles_work_from_every_node(three_nodes):
         assert line in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def _head_requests(head: NodeProcess) -> dict:
+    """The head's count of the requests it answered, by RPC (GetHeadStats)."""
+    import grpc
+    from ember.v1 import head_pb2
+
+    with grpc.insecure_channel(head.address) as channel:
+        call = channel.unary_unary("/ember.v1.HeadService/GetHeadStats",
+                                   request_serializer=head_pb2.GetHeadStatsRequest.SerializeToString,
+                                   response_deserializer=head_pb2.GetHeadStatsResponse.FromString)
+        reply = call(head_pb2.GetHeadStatsRequest(), timeout=10,
+                     metadata=[("authorization", f"Bearer {head.info['token']}")])
+    return dict(reply.requests)
+
+
+def test_the_head_stays_off_the_task_path(three_nodes):
+    import time
+
+    root, (head, _, _) = three_nodes
+    before, started = _head_requests(head), time.monotonic()
+    out = _driver(root, head.address, """
+        @ember.remote
+        def one(i):
+            return i
+
+        @ember.remote
+        class Echo:
+            def echo(self, i):
+                return i
+
+        total = 0
+        for _ in range(6):
+            total += sum(ember.get([one.options(scheduling_strategy="SPREAD").remote(i) for i in range(500)]))
+        actors = [Echo.options(scheduling_strategy="SPREAD").remote() for _ in range(3)]
+        total += sum(ember.get([a.echo.remote(i) for a in actors for i in range(300)]))
+        print("TOTAL", total)
+        """)
+    elapsed = time.monotonic() - started
+    after = _head_requests(head)
+    assert "TOTAL" in out.stdout, out.stdout + out.stderr[-3000:]
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    # 3,900 tasks and calls. The head hears heartbeats (2 joined nodes, one
+    # per 200 ms) and one registration per actor, nothing per task.
+    beats = 2 * (elapsed / 0.2 + 3)
+    print("HEAD REQUESTS", delta, elapsed)
+    assert 0 < delta.get("Heartbeat", 0) <= beats, (delta, elapsed)
+    assert delta.get("RegisterActor", 0) <= 6, delta
+    assert sum(delta.values()) <= beats + 12, (delta, elapsed)
+
+
 def test_an_actor_on_a_killed_node_restarts_on_another(tmp_path):
     root = str(tmp_path)
     head = NodeProcess(["--head", "--num-cpus", "1"], root, FAST_BEATS)
