@@ -39,7 +39,7 @@ NEED_GO = @$(call require,$(GO),Go 1.26 (https://go.dev/dl))
 NEED_PYTHON = @$(call require,$(PYTHON),Python 3.10 or newer (set PYTHON=...))
 
 .PHONY: help venv build demo test check-proto gen-proto test-rust test-go \
-	test-python test-examples bench lint clean
+	test-python test-examples bench lint clean redis
 
 help: ## list the targets
 	@echo "ember make targets (run from a fresh clone; each sets up what it needs):"
@@ -84,7 +84,19 @@ test-go: ## go vet + go test of sdk-go
 
 # Runs the test directories that exist; pytest's "no tests collected" (exit
 # code 5) is a failure, not a pass.
-test-python: build ## pytest of sdk-python/tests and tests/python
+# The head-storage tests start a real redis-server: installed here from the
+# machine's package manager when missing (as root, or with sudo).
+redis: ## install redis-server (for the head-storage tests) if it is missing
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		command -v apt-get >/dev/null 2>&1 \
+			|| { echo "make: redis-server not found: install it with your package manager" >&2; exit 1; }; \
+		sudo=""; if [[ $$(id -u) != 0 ]]; then sudo="sudo"; fi; \
+		echo "installing redis-server (apt-get)"; \
+		$$sudo apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	fi
+
+test-python: build redis ## pytest of sdk-python/tests and tests/python
 	@dirs=(); \
 	for d in $(PY_TEST_DIRS); do if [[ -d $$d ]]; then dirs+=("$$d"); fi; done; \
 	if (( $${#dirs[@]} == 0 )); then \

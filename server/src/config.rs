@@ -62,6 +62,9 @@ pub struct NodeConfig {
     /// Heartbeats a node may miss before the head declares it dead
     /// (`EMBER_NODE_DEATH_BEATS`, default 5).
     pub node_death_beats: u32,
+    /// Where the head keeps its tables (`ember start --head --storage`): a
+    /// directory, or `redis://HOST:PORT`; `None`: in memory.
+    pub head_storage: Option<String>,
 }
 
 impl NodeConfig {
@@ -91,6 +94,7 @@ impl NodeConfig {
             spill_disk_max_fraction: env_or("EMBER_SPILL_DISK_MAX_FRACTION", 0.95),
             object_store_wait_ms: env_or("EMBER_OBJECT_STORE_WAIT_MS", 30_000),
             head_address: None,
+            head_storage: None,
             heartbeat_interval_ms: env_or("EMBER_HEARTBEAT_MS", 1000),
             node_death_beats: env_or("EMBER_NODE_DEATH_BEATS", 5),
         }

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ember_proto::v1::{self, head_service_server::HeadService};
+use prost::Message;
+
+use crate::head_store::{Backend, Entries};
 use tonic::{Request, Response, Status};
 
 #[derive(Default)]
@@ -30,6 +33,44 @@ struct HeadState {
     actor_names: HashMap<(String, String), Bytes>,
     /// Requests answered, by RPC.
     requests: HashMap<&'static str, u64>,
+    /// Where the tables are kept (see `head_store`); none: memory only.
+    backend: Option<Box<dyn Backend>>,
+    /// A write to the backend failed (said once, not per write).
+    backend_failed: bool,
+}
+
+impl HeadState {
+    fn persist(&mut self, table: &str, key: &[u8], value: Option<&[u8]>) {
+        let Some(backend) = self.backend.as_mut() else {
+            return;
+        };
+        let result = match value {
+            Some(v) => backend.put(table, key, v),
+            None => backend.delete(table, key),
+        };
+        match result {
+            Ok(()) => self.backend_failed = false,
+            Err(error) if !self.backend_failed => {
+                self.backend_failed = true;
+                tracing::error!(error = %format!("{error:#}"), storage = %backend.describe(), "the head cannot write its storage: it keeps running from memory");
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn persist_actor(&mut self, id: &Bytes) {
+        match self.actors.get(id).map(|r| r.encode_to_vec()) {
+            Some(v) => self.persist("actors", id, Some(&v)),
+            None => self.persist("actors", id, None),
+        }
+    }
+}
+
+fn kv_key(ns: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = ns.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key);
+    k
 }
 
 fn record_state(r: &v1::ActorRecord) -> v1::ActorState {
@@ -81,6 +122,69 @@ impl Head {
         }
     }
 
+    /// A head that keeps its tables in `backend`, starting from `entries`
+    /// (what a previous head stored there). Nodes it knew count as alive
+    /// until they miss their beats: a node that kept running goes on
+    /// heartbeating and never notices the restart.
+    pub fn with_storage(
+        heartbeat_interval: Duration,
+        missed_beats: u32,
+        backend: Box<dyn Backend>,
+        entries: Entries,
+    ) -> Head {
+        let head = Head::new(heartbeat_interval, missed_beats);
+        {
+            let mut st = head.state();
+            for (table, key, value) in entries {
+                match table.as_str() {
+                    "nodes" => {
+                        if let Ok(mut info) = v1::NodeInfo::decode(value.as_slice()) {
+                            info.is_head = false; // the head it was is gone
+                            st.nodes.insert(
+                                Bytes::from(key),
+                                NodeRecord {
+                                    info,
+                                    last_seen: Instant::now(),
+                                },
+                            );
+                        }
+                    }
+                    "functions" => {
+                        st.functions.insert(Bytes::from(key), Bytes::from(value));
+                    }
+                    "kv" => {
+                        if let Some(split) = key.iter().position(|b| *b == 0) {
+                            let ns = String::from_utf8_lossy(&key[..split]).into_owned();
+                            st.kv.insert(
+                                (ns, Bytes::copy_from_slice(&key[split + 1..])),
+                                Bytes::from(value),
+                            );
+                        }
+                    }
+                    "actors" => {
+                        if let Ok(record) = v1::ActorRecord::decode(value.as_slice()) {
+                            if let Some(name) = record_name(&record) {
+                                st.actor_names.insert(name, Bytes::from(key.clone()));
+                            }
+                            st.actors.insert(Bytes::from(key), record);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            tracing::info!(
+                storage = %backend.describe(),
+                nodes = st.nodes.len(),
+                actors = st.actors.len(),
+                functions = st.functions.len(),
+                kv = st.kv.len(),
+                "the head loaded its tables"
+            );
+            st.backend = Some(backend);
+        }
+        head
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, HeadState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -91,11 +195,13 @@ impl Head {
         let id = node.node_id.clone();
         let rejoined = self.state().nodes.contains_key(&id);
         tracing::info!(node = %hex::encode(&id), address = %node.address, rejoined, "node registered");
+        let mut st = self.state();
+        st.persist("nodes", &id, Some(&node.encode_to_vec()));
         let record = NodeRecord {
             info: node,
             last_seen: Instant::now(),
         };
-        self.state().nodes.insert(id, record);
+        st.nodes.insert(id, record);
     }
 
     /// A node reports: its info replaces what was known.
@@ -119,7 +225,8 @@ impl Head {
     pub fn check_liveness(&self, now: Instant) -> Vec<v1::NodeInfo> {
         let limit = self.heartbeat_interval * self.missed_beats;
         let mut dead = Vec::new();
-        for record in self.state().nodes.values_mut() {
+        let mut st = self.state();
+        for record in st.nodes.values_mut() {
             if record.info.alive && now.duration_since(record.last_seen) > limit {
                 record.info.alive = false;
                 tracing::warn!(
@@ -130,6 +237,9 @@ impl Head {
                 );
                 dead.push(record.info.clone());
             }
+        }
+        for info in &dead {
+            st.persist("nodes", &info.node_id, Some(&info.encode_to_vec()));
         }
         dead
     }
@@ -147,7 +257,11 @@ impl Head {
     }
 
     pub fn register_function(&self, id: Bytes, payload: Bytes) {
-        self.state().functions.entry(id).or_insert(payload);
+        let mut st = self.state();
+        if !st.functions.contains_key(&id) {
+            st.persist("functions", &id, Some(&payload));
+            st.functions.insert(id, payload);
+        }
     }
 
     pub fn function(&self, id: &Bytes) -> Option<Bytes> {
@@ -160,6 +274,7 @@ impl Head {
         if !overwrite && st.kv.contains_key(&k) {
             return false;
         }
+        st.persist("kv", &kv_key(&k.0, &k.1), Some(&value));
         st.kv.insert(k, value).is_none()
     }
 
@@ -169,7 +284,7 @@ impl Head {
 
     /// Add or update an actor. A named actor is refused (with the actor
     /// that has the name) while another live actor of a live node has it.
-    pub fn register_actor(&self, record: v1::ActorRecord) -> Result<(), v1::ActorRecord> {
+    pub fn register_actor(&self, record: v1::ActorRecord) -> Result<(), Box<v1::ActorRecord>> {
         let Some(id) = record.actor.as_ref().map(|a| a.actor_id.clone()) else {
             return Ok(());
         };
@@ -183,7 +298,7 @@ impl Head {
                         .get(&existing.owner_node_id)
                         .is_some_and(|n| n.info.alive);
                     if record_state(existing) != v1::ActorState::Dead && owner_alive {
-                        return Err(existing.clone());
+                        return Err(Box::new(existing.clone()));
                     }
                 }
             }
@@ -194,20 +309,19 @@ impl Head {
                 if let Some(old) = st.actor_names.insert(key, id.clone()) {
                     if old != id {
                         st.actors.remove(&old);
+                        st.persist_actor(&old);
                     }
                 }
-                st.actors.insert(id, record);
+                st.actors.insert(id.clone(), record);
             }
-            (Some(_), true) => {
-                st.actors.insert(id, record);
-            }
-            (None, false) => {
-                st.actors.insert(id, record);
+            (Some(_), true) | (None, false) => {
+                st.actors.insert(id.clone(), record);
             }
             (None, true) => {
                 st.actors.remove(&id);
             }
         }
+        st.persist_actor(&id);
         Ok(())
     }
 
@@ -236,6 +350,12 @@ impl Head {
             }
         }
         Some(record)
+    }
+
+    /// Keep the cluster token in the storage (a restarted head reuses it).
+    pub fn remember_token(&self, token: &str) {
+        self.state()
+            .persist("meta", b"token", Some(token.as_bytes()));
     }
 
     fn count(&self, rpc: &'static str) {
@@ -375,7 +495,7 @@ impl HeadService for HeadServiceImpl {
             },
             Err(existing) => v1::RegisterActorResponse {
                 registered: false,
-                existing: Some(existing),
+                existing: Some(*existing),
             },
         }))
     }

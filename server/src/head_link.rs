@@ -19,7 +19,7 @@ use crate::node::NodeCore;
 #[derive(Debug)]
 pub enum HeadCommand {
     RegisterActor {
-        record: v1::ActorRecord,
+        record: Box<v1::ActorRecord>,
         token: Option<u64>,
     },
     GetActorInfo {
@@ -33,7 +33,7 @@ pub enum HeadCommand {
 pub enum HeadAnswer {
     /// Registered, or refused with the actor that has the name.
     Registered(Result<(), Box<v1::ActorRecord>>),
-    Found(Option<v1::ActorRecord>),
+    Found(Option<Box<v1::ActorRecord>>),
 }
 
 /// Serve the core's head commands until `shutdown`.
@@ -101,7 +101,7 @@ async fn call(client: &mut Client, command: &HeadCommand) -> Result<HeadAnswer, 
         HeadCommand::RegisterActor { record, .. } => {
             let reply = client
                 .register_actor(v1::RegisterActorRequest {
-                    record: Some(record.clone()),
+                    record: Some((**record).clone()),
                 })
                 .await
                 .map_err(|s| s.message().to_string())?
@@ -118,7 +118,9 @@ async fn call(client: &mut Client, command: &HeadCommand) -> Result<HeadAnswer, 
                 .await
                 .map_err(|s| s.message().to_string())?
                 .into_inner();
-            Ok(HeadAnswer::Found(reply.record.filter(|_| reply.found)))
+            Ok(HeadAnswer::Found(
+                reply.record.filter(|_| reply.found).map(Box::new),
+            ))
         }
     }
 }

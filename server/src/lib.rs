@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod grpc;
 pub mod head;
 pub mod head_link;
+pub mod head_store;
 pub mod local;
 pub mod membership;
 pub mod node;
@@ -60,13 +61,31 @@ pub async fn run_node(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?.to_string();
+    // The head's storage first: a second head on it stops here, before
+    // anything is made.
+    let storage = match (config.head, &config.head_storage) {
+        (true, Some(spec)) => Some(head_store::open(spec, &address)?),
+        _ => None,
+    };
     let session_dir = session::create_session_dir(&config.session_root).with_context(|| {
         format!(
             "cannot create a session under {}",
             config.session_root.display()
         )
     })?;
-    let token = config.token.clone().unwrap_or_else(session::new_token);
+    // A head restarted on its storage keeps its token, so that its nodes
+    // and drivers get back in.
+    let stored_token = storage.as_ref().and_then(|(_, entries)| {
+        entries
+            .iter()
+            .find(|(table, key, _)| table == "meta" && key == b"token")
+            .map(|(_, _, value)| String::from_utf8_lossy(value).into_owned())
+    });
+    let token = config
+        .token
+        .clone()
+        .or(stored_token)
+        .unwrap_or_else(session::new_token);
     let node_id = NodeId::random();
 
     session::remove_stale_arenas(std::path::Path::new("/dev/shm"));
@@ -121,12 +140,29 @@ pub async fn run_node(
         restore_tx,
         peer_tx,
     )?));
-    let head = config.head.then(|| {
-        Arc::new(head::Head::new(
-            Duration::from_millis(config.heartbeat_interval_ms),
-            config.node_death_beats,
-        ))
-    });
+    let head = match (config.head, storage) {
+        (false, _) => None,
+        (true, None) => {
+            tracing::info!(
+                "the head keeps its tables in memory (start it with --storage PATH or \
+                 --storage redis://HOST:PORT to keep them across restarts)"
+            );
+            Some(Arc::new(head::Head::new(
+                Duration::from_millis(config.heartbeat_interval_ms),
+                config.node_death_beats,
+            )))
+        }
+        (true, Some((backend, entries))) => {
+            let head = head::Head::with_storage(
+                Duration::from_millis(config.heartbeat_interval_ms),
+                config.node_death_beats,
+                backend,
+                entries,
+            );
+            head.remember_token(&token);
+            Some(Arc::new(head))
+        }
+    };
     if let Some(head) = &head {
         head.register_node(local::lock(&core).node_info());
     }

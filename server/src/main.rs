@@ -63,6 +63,11 @@ struct StartArgs {
     /// token to use instead of a fresh one (a restarted head keeps its nodes).
     #[arg(long, env = "EMBER_TOKEN")]
     token: Option<String>,
+    /// With --head: keep the head's tables (nodes, actors, functions, KV)
+    /// in this directory, or in Redis (redis://HOST:PORT), so that a head
+    /// restarted on the same storage finds them again. Default: in memory.
+    #[arg(long, value_name = "PATH|redis://HOST:PORT")]
+    storage: Option<String>,
     /// The address this node listens on, e.g. 127.0.0.2 to run several
     /// nodes on one machine (same as --host).
     #[arg(long)]
@@ -110,7 +115,21 @@ struct StartArgs {
     prestart_workers: Option<usize>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The causes, one per line; no backtrace (RUST_BACKTRACE is for panics).
+            eprintln!("Error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // Large transfer buffers (Flight messages of a few MiB) come from the
     // heap and are reused while their pages are warm, instead of a fresh
     // mmap (and page faults) for each; an idle node still trims its heap.
@@ -158,6 +177,11 @@ fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         (None, false) => {
             bail!("give --head to start a cluster, or --address HEAD_HOST:PORT to join one")
         }
+        (Some(_), false) if args.storage.is_some() => {
+            bail!(
+                "--storage is for the head (--head): a node joining with --address keeps no tables"
+            )
+        }
         (Some(address), false) => {
             cfg.head = false;
             cfg.head_address = Some(address.clone());
@@ -178,6 +202,7 @@ fn node_config(args: &StartArgs) -> anyhow::Result<NodeConfig> {
         (None, true) => {
             cfg.head = true;
             cfg.token = args.token.clone();
+            cfg.head_storage = args.storage.clone();
         }
     }
     cfg.port = args.port;

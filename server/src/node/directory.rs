@@ -21,7 +21,10 @@ use crate::head_link::{HeadAnswer, HeadCommand};
 /// What an answer from the head is for.
 pub(super) enum HeadWait {
     /// A named actor's creation, waiting for its name.
-    Create { conn: ConnId, req: v1::CreateActor },
+    Create {
+        conn: ConnId,
+        req: Box<v1::CreateActor>,
+    },
     /// `get_actor` of a name this node does not know.
     GetActor {
         conn: ConnId,
@@ -79,7 +82,7 @@ impl NodeCore {
         }
         if let Some(record) = self.actor_record(actor_id) {
             let _ = tx.send(HeadCommand::RegisterActor {
-                record,
+                record: Box::new(record),
                 token: None,
             });
         }
@@ -111,10 +114,13 @@ impl NodeCore {
         };
         self.head_call(
             |token| HeadCommand::RegisterActor {
-                record,
+                record: Box::new(record),
                 token: Some(token),
             },
-            HeadWait::Create { conn, req },
+            HeadWait::Create {
+                conn,
+                req: Box::new(req),
+            },
         )
     }
 
@@ -249,7 +255,7 @@ impl NodeCore {
         };
         match (wait, answer) {
             (HeadWait::Create { conn, req }, Ok(HeadAnswer::Registered(Ok(())))) => {
-                self.create_actor_reserved(conn, req);
+                self.create_actor_reserved(conn, *req);
             }
             (HeadWait::Create { conn, req }, Ok(HeadAnswer::Registered(Err(existing)))) => {
                 let creation = req
