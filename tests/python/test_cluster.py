@@ -268,6 +268,45 @@ def test_refs_made_on_one_node_are_read_on_another(three_nodes):
     assert "BOTH 3750000.0" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_a_killed_nodes_puts_are_lost_and_a_chain_through_it_is_rebuilt(three_nodes):
+    root, (head, second, third) = three_nodes
+    out = _driver(root, head.address, f"""
+        import os, signal
+        on = lambda name: NodeAffinitySchedulingStrategy(ids[name], soft=True)
+
+        @ember.remote
+        def make_inside():
+            return [ember.put(np.full(1_250_000, 3.0)), ember.put("small")]
+
+        @ember.remote(max_retries=3)
+        def step(prev, i):
+            time.sleep(0.3)
+            return prev + [i]
+
+        # Objects made by put on the second node, handed over inside a list.
+        box = ember.get(make_inside.options(scheduling_strategy=on("127.0.0.2")).remote(), timeout=60)
+        # A chain of 5 tasks, each on the third node (soft affinity), each
+        # reading the one before.
+        ref = ember.put([])
+        for i in range(5):
+            ref = step.options(scheduling_strategy=on("127.0.0.3")).remote(ref, i)
+        time.sleep(0.8)  # the chain is under way on the third node
+        os.kill({third.proc.pid}, signal.SIGKILL)
+        os.kill({second.proc.pid}, signal.SIGKILL)
+        print("CHAIN", ember.get(ref, timeout=120))
+        for r in box:
+            try:
+                ember.get(r, timeout=60)
+                print("LOST no error")
+            except ember.exceptions.ObjectLostError as e:
+                print("LOST ObjectLostError", "127.0.0.2" in str(e) or "was lost" in str(e))
+        print("DRIVER", ember.get(where.remote()) == ids["127.0.0.1"])
+        """, timeout=300)
+    assert "CHAIN [0, 1, 2, 3, 4]" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert out.stdout.count("LOST ObjectLostError True") == 2, out.stdout + out.stderr[-3000:]
+    assert "DRIVER True" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
     root, (head, _, _) = three_nodes
     out = _driver(root, head.address, """

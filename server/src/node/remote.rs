@@ -515,6 +515,7 @@ impl NodeCore {
         // Its actors restart (elsewhere) or die, before its other tasks are
         // sent again.
         self.actor_host_lost(node, why);
+        self.objects_lost_with(node, why);
         let lost: Vec<TaskId> = self
             .tasks
             .iter()
@@ -531,6 +532,38 @@ impl NodeCore {
             );
         }
         self.dispatch();
+    }
+
+    /// Objects whose only copy was on `node` (made by `put` there, or by
+    /// tasks that node owned, and handed over inside values) are lost:
+    /// whoever reads them gets ObjectLostError. (Returns of tasks this node
+    /// sent there are copied here when they finish, so they are not.)
+    fn objects_lost_with(&mut self, node: NodeId, why: &str) {
+        let lost: Vec<ObjectId> = self
+            .peers
+            .remote_holds
+            .iter()
+            .filter(|(_, n)| **n == node)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.peers.remote_holds.remove(&id);
+            self.peers.lookups.remove(&id);
+            if self.store.contains(&id) || !self.objects.contains_key(&id) {
+                continue;
+            }
+            let err = system_error(
+                v1::ErrorKind::ObjectLost,
+                format!(
+                    "object {id} was lost: its only copy was on node {node}, which died ({why}); \
+                     it was made there (by ember.put or a task that node owned), so it cannot \
+                     be rebuilt from this node"
+                ),
+            );
+            tracing::warn!(object_id = %id, node = %node, "object lost with its node");
+            self.store_value(id, error_value(&err));
+            self.object_ready(id);
+        }
     }
 
     /// Run a remote task again (a retry), or fail it when none is left.
@@ -583,6 +616,7 @@ impl NodeCore {
                     .values()
                     .any(|t| t.state == TaskState::Remote(*id))
                     || self.actors.values().any(|a| a.host == Some(*id))
+                    || self.peers.remote_holds.values().any(|n| n == id)
             })
             .collect();
         for node in dead {
