@@ -7,7 +7,9 @@ Figures (multi-node issue):
 - tasks/s from one driver spread over 4 nodes (SPREAD);
 - time from a node's SIGKILL to the first of its tasks running again
   elsewhere (default heartbeat settings);
-- head restart: time until a node has joined the restarted head.
+- head restart on its storage (--storage DIR): time until the restarted
+  head answers with its nodes alive, and until a detached named actor is
+  found again through it and answers.
 
 Run: make bench, or .venv/bin/python benches/bench_cluster.py [--quick]
 """
@@ -98,6 +100,16 @@ def sleeper(seconds):
     return ember.get_runtime_context().get_node_id(), started
 
 
+@ember.remote
+class Keeper:
+    def __init__(self):
+        self.n = 0
+
+    def bump(self):
+        self.n += 1
+        return self.n
+
+
 def report(results, name, value, unit, detail=""):
     results[name] = value
     print(f"{name:<28} {value:>12,.3f} {unit:<6} {detail}", flush=True)
@@ -112,7 +124,8 @@ def main() -> int:
     results: dict = {}
     nodes: list[Node] = []
     try:
-        head = Node(["--head", "--num-cpus", "1"], root)
+        storage = os.path.join(root, "head-tables")
+        head = Node(["--head", "--num-cpus", "1", "--storage", storage], root)
         nodes.append(head)
         for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
             nodes.append(Node(["--address", head.address, "--node-ip", ip, "--num-cpus", "1"], root))
@@ -166,17 +179,26 @@ def main() -> int:
                "SIGKILL to the first of its tasks running on another node")
         ember.shutdown()
 
-        # Head restart: how long until a node is a member of the new head.
+        # Head restart on its storage: a detached named actor made from the
+        # second node is found again through the restarted head.
+        ember.init(address=nodes[1].address)
+        keeper = Keeper.options(name="bench-keeper", namespace="bench", lifetime="detached").remote()
+        ember.get(keeper.bump.remote())
+        ember.shutdown()
         port = int(head.address.rsplit(":", 1)[1])
-        token = head.info["token"]
         head.kill()
         t0 = time.perf_counter()
-        new_head = Node(["--head", "--port", str(port), "--token", token], root)
+        new_head = Node(["--head", "--port", str(port), "--num-cpus", "1", "--storage", storage], root)
         nodes[0] = new_head
         ember.init(address=new_head.address)
         wait_until(lambda: "127.0.0.2" in alive_addresses(), timeout=60)
         report(results, "head_restart_rejoin_s", time.perf_counter() - t0, "s",
-               "head killed and started again: until a node has joined it (no persistence yet)")
+               "head SIGKILLed and started again on its storage: until it answers with the nodes alive")
+        ember.shutdown()
+        ember.init(address=nodes[2].address)
+        found = ember.get(ember.get_actor("bench-keeper", namespace="bench").bump.remote())
+        report(results, "head_restart_recovery_s", time.perf_counter() - t0, "s",
+               f"... until a driver on a third node found the named actor again (state kept: {found == 2})")
         ember.shutdown()
     finally:
         if ember.is_initialized():
