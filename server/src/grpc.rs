@@ -110,7 +110,18 @@ impl NodeService for NodeServiceImpl {
         &self,
         _req: Request<v1::GetClusterStatusRequest>,
     ) -> Result<Response<v1::GetClusterStatusResponse>, Status> {
-        let status = lock(&self.core).cluster_status();
+        let (mut status, jobs) = {
+            let core = lock(&self.core);
+            (core.cluster_status(), core.request_jobs())
+        };
+        // The head's job table (the head may be away: status goes on without it).
+        if let Some(rx) = jobs {
+            if let Ok(Ok(Ok(jobs))) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), rx).await
+            {
+                status.jobs = jobs;
+            }
+        }
         Ok(Response::new(v1::GetClusterStatusResponse {
             status: Some(status),
         }))

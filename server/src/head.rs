@@ -31,6 +31,8 @@ struct HeadState {
     actors: HashMap<Bytes, v1::ActorRecord>,
     /// (namespace, name) -> actor id.
     actor_names: HashMap<(String, String), Bytes>,
+    /// The job table: job id -> job.
+    jobs: HashMap<Bytes, v1::JobInfo>,
     /// Requests answered, by RPC.
     requests: HashMap<&'static str, u64>,
     /// Where the tables are kept (see `head_store`); none: memory only.
@@ -64,6 +66,39 @@ impl HeadState {
             None => self.persist("actors", id, None),
         }
     }
+}
+
+/// Finished jobs kept in the table (the oldest go first).
+const MAX_FINISHED_JOBS: usize = 10_000;
+
+impl HeadState {
+    fn register_job(&mut self, job: v1::JobInfo) {
+        let id = job.job_id.clone();
+        self.persist("jobs", &id, Some(&job.encode_to_vec()));
+        self.jobs.insert(id, job);
+        let finished = self.jobs.values().filter(|j| j.finished).count();
+        if finished > MAX_FINISHED_JOBS {
+            let mut old: Vec<(u64, Bytes)> = self
+                .jobs
+                .iter()
+                .filter(|(_, j)| j.finished)
+                .map(|(id, j)| (j.end_time_ms, id.clone()))
+                .collect();
+            old.sort();
+            for (_, id) in old.into_iter().take(finished - MAX_FINISHED_JOBS) {
+                self.jobs.remove(&id);
+                self.persist("jobs", &id, None);
+            }
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn kv_key(ns: &str, key: &[u8]) -> Vec<u8> {
@@ -161,6 +196,11 @@ impl Head {
                             );
                         }
                     }
+                    "jobs" => {
+                        if let Ok(job) = v1::JobInfo::decode(value.as_slice()) {
+                            st.jobs.insert(Bytes::from(key), job);
+                        }
+                    }
                     "actors" => {
                         if let Ok(record) = v1::ActorRecord::decode(value.as_slice()) {
                             if let Some(name) = record_name(&record) {
@@ -240,6 +280,19 @@ impl Head {
         }
         for info in &dead {
             st.persist("nodes", &info.node_id, Some(&info.encode_to_vec()));
+            // Its drivers are gone with it.
+            let ended: Vec<Bytes> = st
+                .jobs
+                .iter()
+                .filter(|(_, j)| !j.finished && j.node_id == info.node_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ended {
+                let mut job = st.jobs[&id].clone();
+                job.finished = true;
+                job.end_time_ms = now_ms();
+                st.register_job(job);
+            }
         }
         dead
     }
@@ -350,6 +403,18 @@ impl Head {
             }
         }
         Some(record)
+    }
+
+    /// A node reports a job (driver) that started or finished.
+    pub fn register_job(&self, job: v1::JobInfo) {
+        self.state().register_job(job);
+    }
+
+    /// Every job known, oldest first.
+    pub fn jobs(&self) -> Vec<v1::JobInfo> {
+        let mut jobs: Vec<v1::JobInfo> = self.state().jobs.values().cloned().collect();
+        jobs.sort_by_key(|j| j.start_time_ms);
+        jobs
     }
 
     /// Keep the cluster token in the storage (a restarted head reuses it).
@@ -510,6 +575,32 @@ impl HeadService for HeadServiceImpl {
         Ok(Response::new(v1::GetActorInfoResponse {
             found: record.is_some(),
             record,
+        }))
+    }
+
+    async fn register_job(
+        &self,
+        req: Request<v1::RegisterJobRequest>,
+    ) -> Result<Response<v1::RegisterJobResponse>, Status> {
+        self.0.count("RegisterJob");
+        let job = req
+            .into_inner()
+            .job
+            .ok_or_else(|| Status::invalid_argument("job is required"))?;
+        if job.job_id.len() != ember_proto::JobId::LEN {
+            return Err(Status::invalid_argument("job_id must be 4 bytes"));
+        }
+        self.0.register_job(job);
+        Ok(Response::new(v1::RegisterJobResponse {}))
+    }
+
+    async fn list_jobs(
+        &self,
+        _req: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        self.0.count("ListJobs");
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs: self.0.jobs(),
         }))
     }
 

@@ -26,6 +26,10 @@ pub enum HeadCommand {
         request: v1::GetActorInfoRequest,
         token: u64,
     },
+    /// A driver connected or left.
+    RegisterJob(v1::JobInfo),
+    /// The job table, for status (answered on `reply`).
+    ListJobs(tokio::sync::oneshot::Sender<Result<Vec<v1::JobInfo>, String>>),
 }
 
 /// What the head answered.
@@ -53,6 +57,27 @@ pub async fn run_head_link(
                 None => return,
             },
         };
+        if let HeadCommand::ListJobs(reply) = command {
+            let mut result = Err(format!("cannot reach the head at {address}"));
+            for _ in 0..2 {
+                if client.is_none() {
+                    client = connect(&address, &token).await.ok();
+                }
+                let Some(c) = client.as_mut() else { continue };
+                match c.list_jobs(v1::ListJobsRequest {}).await {
+                    Ok(r) => {
+                        result = Ok(r.into_inner().jobs);
+                        break;
+                    }
+                    Err(s) => {
+                        result = Err(s.message().to_string());
+                        client = None;
+                    }
+                }
+            }
+            let _ = reply.send(result);
+            continue;
+        }
         // One retry on a fresh connection: the head may have restarted.
         let mut result = Err(String::new());
         for _ in 0..2 {
@@ -72,6 +97,7 @@ pub async fn run_head_link(
         let answer_token = match &command {
             HeadCommand::RegisterActor { token, .. } => *token,
             HeadCommand::GetActorInfo { token, .. } => Some(*token),
+            HeadCommand::RegisterJob(_) | HeadCommand::ListJobs(_) => None,
         };
         if let Err(message) = &result {
             tracing::warn!(%message, ?command, "a call to the head failed");
@@ -112,6 +138,16 @@ async fn call(client: &mut Client, command: &HeadCommand) -> Result<HeadAnswer, 
                 Err(Box::new(reply.existing.unwrap_or_default()))
             }))
         }
+        HeadCommand::RegisterJob(job) => {
+            client
+                .register_job(v1::RegisterJobRequest {
+                    job: Some(job.clone()),
+                })
+                .await
+                .map_err(|s| s.message().to_string())?;
+            Ok(HeadAnswer::Found(None))
+        }
+        HeadCommand::ListJobs(_) => Ok(HeadAnswer::Found(None)),
         HeadCommand::GetActorInfo { request, .. } => {
             let reply = client
                 .get_actor_info(request.clone())

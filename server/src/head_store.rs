@@ -285,7 +285,7 @@ const LOCK_KEY: &str = "ember:head:lock";
 /// The lock expires this long after the head stops renewing it.
 const LOCK_TTL: Duration = Duration::from_secs(10);
 /// Tables the head writes (loaded at start).
-const TABLES: [&str; 5] = ["meta", "nodes", "functions", "kv", "actors"];
+const TABLES: [&str; 6] = ["meta", "nodes", "functions", "kv", "actors", "jobs"];
 
 pub struct RedisStore {
     url: String,

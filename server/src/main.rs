@@ -47,6 +47,7 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ListWhat {
     Actors,
+    Jobs,
     Nodes,
 }
 
@@ -151,6 +152,7 @@ fn run() -> anyhow::Result<()> {
             let status = fetch_status(address)?;
             let text = match what {
                 ListWhat::Actors => status::list_actors(&status),
+                ListWhat::Jobs => status::list_jobs(&status),
                 ListWhat::Nodes => status::list_nodes(&status),
             };
             print!("{text}");

@@ -115,6 +115,14 @@ pub fn render(status: &v1::ClusterStatus) -> String {
             );
         }
     }
+    if !status.jobs.is_empty() {
+        let running = status.jobs.iter().filter(|j| !j.finished).count();
+        let _ = writeln!(
+            out,
+            "Jobs: {running} running, {} finished",
+            status.jobs.len() - running
+        );
+    }
     let live = status.nodes.iter().filter(|n| n.alive);
     let (cap, used, spilled, num_spilled) = live.fold((0, 0, 0, 0), |(c, u, s, k), n| {
         (
@@ -161,6 +169,28 @@ pub fn list_actors(status: &v1::ClusterStatus) -> String {
             a.num_restarts,
             a.pid,
             a.death_cause
+        );
+    }
+    out
+}
+
+/// `ember list jobs`: the head's job table, oldest first.
+pub fn list_jobs(status: &v1::ClusterStatus) -> String {
+    let mut out = String::from(
+        "JOB_ID	STATUS	NODE_ADDRESS	NAMESPACE	DRIVER_PID	START_MS	END_MS
+",
+    );
+    for j in &status.jobs {
+        let _ = writeln!(
+            out,
+            "{}	{}	{}	{}	{}	{}	{}",
+            hex::encode(&j.job_id),
+            if j.finished { "FINISHED" } else { "RUNNING" },
+            j.node_address,
+            j.namespace,
+            j.driver_pid,
+            j.start_time_ms,
+            j.end_time_ms
         );
     }
     out

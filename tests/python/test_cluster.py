@@ -419,6 +419,26 @@ def test_named_actors_and_handles_work_from_every_node(three_nodes):
         assert line in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_the_head_keeps_the_job_table(three_nodes):
+    root, (head, second, third) = three_nodes
+    first = _driver(root, second.address, """
+        print("JOB", ember.get_runtime_context().get_job_id())
+        """)
+    assert "JOB " in first.stdout, first.stdout + first.stderr[-3000:]
+    first_job = first.stdout.split("JOB ")[1].split()[0]
+    out = _driver(root, third.address, f"""
+        import subprocess
+        me = ember.get_runtime_context().get_job_id()
+        rows = subprocess.run([{EMBER_BIN!r}, "list", "jobs", "--address", "{head.address}"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        jobs = {{r.split("\t")[0]: r.split("\t") for r in rows[1:]}}
+        print("ME", jobs[me][1], jobs[me][2] == "{third.address}")
+        print("FIRST", jobs["{first_job}"][1], jobs["{first_job}"][2] == "{second.address}")
+        """)
+    assert "ME RUNNING True" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "FIRST FINISHED True" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def _head_requests(head: NodeProcess) -> dict:
     """The head's count of the requests it answered, by RPC (GetHeadStats)."""
     import grpc

@@ -854,6 +854,31 @@ pub struct ClusterStatus {
     pub num_objects: u64,
     #[prost(message, repeated, tag = "5")]
     pub actors: ::prost::alloc::vec::Vec<ActorInfo>,
+    /// Every job (driver) the head knows, running or finished.
+    #[prost(message, repeated, tag = "6")]
+    pub jobs: ::prost::alloc::vec::Vec<JobInfo>,
+}
+/// A job: one driver's connection, as the head's job table keeps it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JobInfo {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub job_id: ::prost::bytes::Bytes,
+    /// The node the driver connected to.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub node_id: ::prost::bytes::Bytes,
+    #[prost(string, tag = "3")]
+    pub node_address: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "5")]
+    pub driver_pid: u32,
+    /// Milliseconds since the Unix epoch; end is 0 while it runs.
+    #[prost(uint64, tag = "6")]
+    pub start_time_ms: u64,
+    #[prost(uint64, tag = "7")]
+    pub end_time_ms: u64,
+    #[prost(bool, tag = "8")]
+    pub finished: bool,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1073,6 +1098,20 @@ pub struct GetActorInfoResponse {
     pub found: bool,
     #[prost(message, optional, tag = "2")]
     pub record: ::core::option::Option<ActorRecord>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegisterJobRequest {
+    #[prost(message, optional, tag = "1")]
+    pub job: ::core::option::Option<JobInfo>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RegisterJobResponse {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListJobsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListJobsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub jobs: ::prost::alloc::vec::Vec<JobInfo>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetHeadStatsRequest {}
@@ -1390,6 +1429,55 @@ pub mod head_service_client {
                 .insert(GrpcMethod::new("ember.v1.HeadService", "GetHeadStats"));
             self.inner.unary(req, path, codec).await
         }
+        /// The job table: nodes report their drivers as they connect and leave.
+        pub async fn register_job(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RegisterJobRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RegisterJobResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ember.v1.HeadService/RegisterJob",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ember.v1.HeadService", "RegisterJob"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_jobs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListJobsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/ember.v1.HeadService/ListJobs",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("ember.v1.HeadService", "ListJobs"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1467,6 +1555,21 @@ pub mod head_service_server {
             request: tonic::Request<super::GetHeadStatsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetHeadStatsResponse>,
+            tonic::Status,
+        >;
+        /// The job table: nodes report their drivers as they connect and leave.
+        async fn register_job(
+            &self,
+            request: tonic::Request<super::RegisterJobRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RegisterJobResponse>,
+            tonic::Status,
+        >;
+        async fn list_jobs(
+            &self,
+            request: tonic::Request<super::ListJobsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListJobsResponse>,
             tonic::Status,
         >;
     }
@@ -1932,6 +2035,96 @@ pub mod head_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetHeadStatsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ember.v1.HeadService/RegisterJob" => {
+                    #[allow(non_camel_case_types)]
+                    struct RegisterJobSvc<T: HeadService>(pub Arc<T>);
+                    impl<
+                        T: HeadService,
+                    > tonic::server::UnaryService<super::RegisterJobRequest>
+                    for RegisterJobSvc<T> {
+                        type Response = super::RegisterJobResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RegisterJobRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HeadService>::register_job(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RegisterJobSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/ember.v1.HeadService/ListJobs" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListJobsSvc<T: HeadService>(pub Arc<T>);
+                    impl<
+                        T: HeadService,
+                    > tonic::server::UnaryService<super::ListJobsRequest>
+                    for ListJobsSvc<T> {
+                        type Response = super::ListJobsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListJobsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HeadService>::list_jobs(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListJobsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

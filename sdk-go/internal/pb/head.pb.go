@@ -900,6 +900,166 @@ func (x *GetActorInfoResponse) GetRecord() *ActorRecord {
 	return nil
 }
 
+type RegisterJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *JobInfo               `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterJobRequest) Reset() {
+	*x = RegisterJobRequest{}
+	mi := &file_ember_v1_head_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterJobRequest) ProtoMessage() {}
+
+func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
+func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RegisterJobRequest) GetJob() *JobInfo {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type RegisterJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterJobResponse) Reset() {
+	*x = RegisterJobResponse{}
+	mi := &file_ember_v1_head_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterJobResponse) ProtoMessage() {}
+
+func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
+func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{18}
+}
+
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_ember_v1_head_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{19}
+}
+
+type ListJobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsResponse) Reset() {
+	*x = ListJobsResponse{}
+	mi := &file_ember_v1_head_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsResponse) ProtoMessage() {}
+
+func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_head_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
+func (*ListJobsResponse) Descriptor() ([]byte, []int) {
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListJobsResponse) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
 type GetHeadStatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -908,7 +1068,7 @@ type GetHeadStatsRequest struct {
 
 func (x *GetHeadStatsRequest) Reset() {
 	*x = GetHeadStatsRequest{}
-	mi := &file_ember_v1_head_proto_msgTypes[17]
+	mi := &file_ember_v1_head_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1080,7 @@ func (x *GetHeadStatsRequest) String() string {
 func (*GetHeadStatsRequest) ProtoMessage() {}
 
 func (x *GetHeadStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_head_proto_msgTypes[17]
+	mi := &file_ember_v1_head_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1093,7 @@ func (x *GetHeadStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeadStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetHeadStatsRequest) Descriptor() ([]byte, []int) {
-	return file_ember_v1_head_proto_rawDescGZIP(), []int{17}
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{21}
 }
 
 type GetHeadStatsResponse struct {
@@ -946,7 +1106,7 @@ type GetHeadStatsResponse struct {
 
 func (x *GetHeadStatsResponse) Reset() {
 	*x = GetHeadStatsResponse{}
-	mi := &file_ember_v1_head_proto_msgTypes[18]
+	mi := &file_ember_v1_head_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1118,7 @@ func (x *GetHeadStatsResponse) String() string {
 func (*GetHeadStatsResponse) ProtoMessage() {}
 
 func (x *GetHeadStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_head_proto_msgTypes[18]
+	mi := &file_ember_v1_head_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1131,7 @@ func (x *GetHeadStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeadStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetHeadStatsResponse) Descriptor() ([]byte, []int) {
-	return file_ember_v1_head_proto_rawDescGZIP(), []int{18}
+	return file_ember_v1_head_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetHeadStatsResponse) GetRequests() map[string]uint64 {
@@ -1041,13 +1201,19 @@ const file_ember_v1_head_proto_rawDesc = "" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\"[\n" +
 	"\x14GetActorInfoResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12-\n" +
-	"\x06record\x18\x02 \x01(\v2\x15.ember.v1.ActorRecordR\x06record\"\x15\n" +
+	"\x06record\x18\x02 \x01(\v2\x15.ember.v1.ActorRecordR\x06record\"9\n" +
+	"\x12RegisterJobRequest\x12#\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.ember.v1.JobInfoR\x03job\"\x15\n" +
+	"\x13RegisterJobResponse\"\x11\n" +
+	"\x0fListJobsRequest\"9\n" +
+	"\x10ListJobsResponse\x12%\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x11.ember.v1.JobInfoR\x04jobs\"\x15\n" +
 	"\x13GetHeadStatsRequest\"\x9d\x01\n" +
 	"\x14GetHeadStatsResponse\x12H\n" +
 	"\brequests\x18\x01 \x03(\v2,.ember.v1.GetHeadStatsResponse.RequestsEntryR\brequests\x1a;\n" +
 	"\rRequestsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xad\x05\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xbc\x06\n" +
 	"\vHeadService\x12M\n" +
 	"\fRegisterNode\x12\x1d.ember.v1.RegisterNodeRequest\x1a\x1e.ember.v1.RegisterNodeResponse\x12D\n" +
 	"\tHeartbeat\x12\x1a.ember.v1.HeartbeatRequest\x1a\x1b.ember.v1.HeartbeatResponse\x12Y\n" +
@@ -1057,7 +1223,9 @@ const file_ember_v1_head_proto_rawDesc = "" +
 	"\x05KvGet\x12\x16.ember.v1.KvGetRequest\x1a\x17.ember.v1.KvGetResponse\x12P\n" +
 	"\rRegisterActor\x12\x1e.ember.v1.RegisterActorRequest\x1a\x1f.ember.v1.RegisterActorResponse\x12M\n" +
 	"\fGetActorInfo\x12\x1d.ember.v1.GetActorInfoRequest\x1a\x1e.ember.v1.GetActorInfoResponse\x12M\n" +
-	"\fGetHeadStats\x12\x1d.ember.v1.GetHeadStatsRequest\x1a\x1e.ember.v1.GetHeadStatsResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
+	"\fGetHeadStats\x12\x1d.ember.v1.GetHeadStatsRequest\x1a\x1e.ember.v1.GetHeadStatsResponse\x12J\n" +
+	"\vRegisterJob\x12\x1c.ember.v1.RegisterJobRequest\x1a\x1d.ember.v1.RegisterJobResponse\x12A\n" +
+	"\bListJobs\x12\x19.ember.v1.ListJobsRequest\x1a\x1a.ember.v1.ListJobsResponseB2Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3"
 
 var (
 	file_ember_v1_head_proto_rawDescOnce sync.Once
@@ -1071,7 +1239,7 @@ func file_ember_v1_head_proto_rawDescGZIP() []byte {
 	return file_ember_v1_head_proto_rawDescData
 }
 
-var file_ember_v1_head_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_ember_v1_head_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_ember_v1_head_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),      // 0: ember.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil),     // 1: ember.v1.RegisterNodeResponse
@@ -1090,53 +1258,64 @@ var file_ember_v1_head_proto_goTypes = []any{
 	(*RegisterActorResponse)(nil),    // 14: ember.v1.RegisterActorResponse
 	(*GetActorInfoRequest)(nil),      // 15: ember.v1.GetActorInfoRequest
 	(*GetActorInfoResponse)(nil),     // 16: ember.v1.GetActorInfoResponse
-	(*GetHeadStatsRequest)(nil),      // 17: ember.v1.GetHeadStatsRequest
-	(*GetHeadStatsResponse)(nil),     // 18: ember.v1.GetHeadStatsResponse
-	nil,                              // 19: ember.v1.HeartbeatRequest.ResourcesAvailableEntry
-	nil,                              // 20: ember.v1.GetHeadStatsResponse.RequestsEntry
-	(*NodeInfo)(nil),                 // 21: ember.v1.NodeInfo
-	(*TaskCounts)(nil),               // 22: ember.v1.TaskCounts
-	(*InfeasibleTask)(nil),           // 23: ember.v1.InfeasibleTask
-	(*FunctionDescriptor)(nil),       // 24: ember.v1.FunctionDescriptor
-	(*ActorInfo)(nil),                // 25: ember.v1.ActorInfo
+	(*RegisterJobRequest)(nil),       // 17: ember.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil),      // 18: ember.v1.RegisterJobResponse
+	(*ListJobsRequest)(nil),          // 19: ember.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 20: ember.v1.ListJobsResponse
+	(*GetHeadStatsRequest)(nil),      // 21: ember.v1.GetHeadStatsRequest
+	(*GetHeadStatsResponse)(nil),     // 22: ember.v1.GetHeadStatsResponse
+	nil,                              // 23: ember.v1.HeartbeatRequest.ResourcesAvailableEntry
+	nil,                              // 24: ember.v1.GetHeadStatsResponse.RequestsEntry
+	(*NodeInfo)(nil),                 // 25: ember.v1.NodeInfo
+	(*TaskCounts)(nil),               // 26: ember.v1.TaskCounts
+	(*InfeasibleTask)(nil),           // 27: ember.v1.InfeasibleTask
+	(*FunctionDescriptor)(nil),       // 28: ember.v1.FunctionDescriptor
+	(*ActorInfo)(nil),                // 29: ember.v1.ActorInfo
+	(*JobInfo)(nil),                  // 30: ember.v1.JobInfo
 }
 var file_ember_v1_head_proto_depIdxs = []int32{
-	21, // 0: ember.v1.RegisterNodeRequest.node:type_name -> ember.v1.NodeInfo
-	19, // 1: ember.v1.HeartbeatRequest.resources_available:type_name -> ember.v1.HeartbeatRequest.ResourcesAvailableEntry
-	22, // 2: ember.v1.HeartbeatRequest.tasks:type_name -> ember.v1.TaskCounts
-	23, // 3: ember.v1.HeartbeatRequest.infeasible:type_name -> ember.v1.InfeasibleTask
-	21, // 4: ember.v1.HeartbeatRequest.node:type_name -> ember.v1.NodeInfo
-	21, // 5: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
-	24, // 6: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	24, // 7: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
-	25, // 8: ember.v1.ActorRecord.actor:type_name -> ember.v1.ActorInfo
+	25, // 0: ember.v1.RegisterNodeRequest.node:type_name -> ember.v1.NodeInfo
+	23, // 1: ember.v1.HeartbeatRequest.resources_available:type_name -> ember.v1.HeartbeatRequest.ResourcesAvailableEntry
+	26, // 2: ember.v1.HeartbeatRequest.tasks:type_name -> ember.v1.TaskCounts
+	27, // 3: ember.v1.HeartbeatRequest.infeasible:type_name -> ember.v1.InfeasibleTask
+	25, // 4: ember.v1.HeartbeatRequest.node:type_name -> ember.v1.NodeInfo
+	25, // 5: ember.v1.HeartbeatResponse.nodes:type_name -> ember.v1.NodeInfo
+	28, // 6: ember.v1.RegisterFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	28, // 7: ember.v1.GetFunctionRequest.function:type_name -> ember.v1.FunctionDescriptor
+	29, // 8: ember.v1.ActorRecord.actor:type_name -> ember.v1.ActorInfo
 	12, // 9: ember.v1.RegisterActorRequest.record:type_name -> ember.v1.ActorRecord
 	12, // 10: ember.v1.RegisterActorResponse.existing:type_name -> ember.v1.ActorRecord
 	12, // 11: ember.v1.GetActorInfoResponse.record:type_name -> ember.v1.ActorRecord
-	20, // 12: ember.v1.GetHeadStatsResponse.requests:type_name -> ember.v1.GetHeadStatsResponse.RequestsEntry
-	0,  // 13: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
-	2,  // 14: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
-	4,  // 15: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
-	6,  // 16: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
-	8,  // 17: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
-	10, // 18: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
-	13, // 19: ember.v1.HeadService.RegisterActor:input_type -> ember.v1.RegisterActorRequest
-	15, // 20: ember.v1.HeadService.GetActorInfo:input_type -> ember.v1.GetActorInfoRequest
-	17, // 21: ember.v1.HeadService.GetHeadStats:input_type -> ember.v1.GetHeadStatsRequest
-	1,  // 22: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
-	3,  // 23: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
-	5,  // 24: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
-	7,  // 25: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
-	9,  // 26: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
-	11, // 27: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
-	14, // 28: ember.v1.HeadService.RegisterActor:output_type -> ember.v1.RegisterActorResponse
-	16, // 29: ember.v1.HeadService.GetActorInfo:output_type -> ember.v1.GetActorInfoResponse
-	18, // 30: ember.v1.HeadService.GetHeadStats:output_type -> ember.v1.GetHeadStatsResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	30, // 12: ember.v1.RegisterJobRequest.job:type_name -> ember.v1.JobInfo
+	30, // 13: ember.v1.ListJobsResponse.jobs:type_name -> ember.v1.JobInfo
+	24, // 14: ember.v1.GetHeadStatsResponse.requests:type_name -> ember.v1.GetHeadStatsResponse.RequestsEntry
+	0,  // 15: ember.v1.HeadService.RegisterNode:input_type -> ember.v1.RegisterNodeRequest
+	2,  // 16: ember.v1.HeadService.Heartbeat:input_type -> ember.v1.HeartbeatRequest
+	4,  // 17: ember.v1.HeadService.RegisterFunction:input_type -> ember.v1.RegisterFunctionRequest
+	6,  // 18: ember.v1.HeadService.GetFunction:input_type -> ember.v1.GetFunctionRequest
+	8,  // 19: ember.v1.HeadService.KvPut:input_type -> ember.v1.KvPutRequest
+	10, // 20: ember.v1.HeadService.KvGet:input_type -> ember.v1.KvGetRequest
+	13, // 21: ember.v1.HeadService.RegisterActor:input_type -> ember.v1.RegisterActorRequest
+	15, // 22: ember.v1.HeadService.GetActorInfo:input_type -> ember.v1.GetActorInfoRequest
+	21, // 23: ember.v1.HeadService.GetHeadStats:input_type -> ember.v1.GetHeadStatsRequest
+	17, // 24: ember.v1.HeadService.RegisterJob:input_type -> ember.v1.RegisterJobRequest
+	19, // 25: ember.v1.HeadService.ListJobs:input_type -> ember.v1.ListJobsRequest
+	1,  // 26: ember.v1.HeadService.RegisterNode:output_type -> ember.v1.RegisterNodeResponse
+	3,  // 27: ember.v1.HeadService.Heartbeat:output_type -> ember.v1.HeartbeatResponse
+	5,  // 28: ember.v1.HeadService.RegisterFunction:output_type -> ember.v1.RegisterFunctionResponse
+	7,  // 29: ember.v1.HeadService.GetFunction:output_type -> ember.v1.GetFunctionResponse
+	9,  // 30: ember.v1.HeadService.KvPut:output_type -> ember.v1.KvPutResponse
+	11, // 31: ember.v1.HeadService.KvGet:output_type -> ember.v1.KvGetResponse
+	14, // 32: ember.v1.HeadService.RegisterActor:output_type -> ember.v1.RegisterActorResponse
+	16, // 33: ember.v1.HeadService.GetActorInfo:output_type -> ember.v1.GetActorInfoResponse
+	22, // 34: ember.v1.HeadService.GetHeadStats:output_type -> ember.v1.GetHeadStatsResponse
+	18, // 35: ember.v1.HeadService.RegisterJob:output_type -> ember.v1.RegisterJobResponse
+	20, // 36: ember.v1.HeadService.ListJobs:output_type -> ember.v1.ListJobsResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_head_proto_init() }
@@ -1152,7 +1331,7 @@ func file_ember_v1_head_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_head_proto_rawDesc), len(file_ember_v1_head_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

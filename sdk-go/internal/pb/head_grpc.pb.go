@@ -31,6 +31,8 @@ const (
 	HeadService_RegisterActor_FullMethodName    = "/ember.v1.HeadService/RegisterActor"
 	HeadService_GetActorInfo_FullMethodName     = "/ember.v1.HeadService/GetActorInfo"
 	HeadService_GetHeadStats_FullMethodName     = "/ember.v1.HeadService/GetHeadStats"
+	HeadService_RegisterJob_FullMethodName      = "/ember.v1.HeadService/RegisterJob"
+	HeadService_ListJobs_FullMethodName         = "/ember.v1.HeadService/ListJobs"
 )
 
 // HeadServiceClient is the client API for HeadService service.
@@ -53,6 +55,9 @@ type HeadServiceClient interface {
 	// Counts of the messages the head has handled, by kind (the head stays
 	// off the per-task path: tests count them).
 	GetHeadStats(ctx context.Context, in *GetHeadStatsRequest, opts ...grpc.CallOption) (*GetHeadStatsResponse, error)
+	// The job table: nodes report their drivers as they connect and leave.
+	RegisterJob(ctx context.Context, in *RegisterJobRequest, opts ...grpc.CallOption) (*RegisterJobResponse, error)
+	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 }
 
 type headServiceClient struct {
@@ -153,6 +158,26 @@ func (c *headServiceClient) GetHeadStats(ctx context.Context, in *GetHeadStatsRe
 	return out, nil
 }
 
+func (c *headServiceClient) RegisterJob(ctx context.Context, in *RegisterJobRequest, opts ...grpc.CallOption) (*RegisterJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterJobResponse)
+	err := c.cc.Invoke(ctx, HeadService_RegisterJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *headServiceClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobsResponse)
+	err := c.cc.Invoke(ctx, HeadService_ListJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HeadServiceServer is the server API for HeadService service.
 // All implementations must embed UnimplementedHeadServiceServer
 // for forward compatibility.
@@ -173,6 +198,9 @@ type HeadServiceServer interface {
 	// Counts of the messages the head has handled, by kind (the head stays
 	// off the per-task path: tests count them).
 	GetHeadStats(context.Context, *GetHeadStatsRequest) (*GetHeadStatsResponse, error)
+	// The job table: nodes report their drivers as they connect and leave.
+	RegisterJob(context.Context, *RegisterJobRequest) (*RegisterJobResponse, error)
+	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	mustEmbedUnimplementedHeadServiceServer()
 }
 
@@ -209,6 +237,12 @@ func (UnimplementedHeadServiceServer) GetActorInfo(context.Context, *GetActorInf
 }
 func (UnimplementedHeadServiceServer) GetHeadStats(context.Context, *GetHeadStatsRequest) (*GetHeadStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetHeadStats not implemented")
+}
+func (UnimplementedHeadServiceServer) RegisterJob(context.Context, *RegisterJobRequest) (*RegisterJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterJob not implemented")
+}
+func (UnimplementedHeadServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
 }
 func (UnimplementedHeadServiceServer) mustEmbedUnimplementedHeadServiceServer() {}
 func (UnimplementedHeadServiceServer) testEmbeddedByValue()                     {}
@@ -393,6 +427,42 @@ func _HeadService_GetHeadStats_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HeadService_RegisterJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeadServiceServer).RegisterJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeadService_RegisterJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeadServiceServer).RegisterJob(ctx, req.(*RegisterJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HeadService_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HeadServiceServer).ListJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HeadService_ListJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HeadServiceServer).ListJobs(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HeadService_ServiceDesc is the grpc.ServiceDesc for HeadService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -435,6 +505,14 @@ var HeadService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetHeadStats",
 			Handler:    _HeadService_GetHeadStats_Handler,
+		},
+		{
+			MethodName: "RegisterJob",
+			Handler:    _HeadService_RegisterJob_Handler,
+		},
+		{
+			MethodName: "ListJobs",
+			Handler:    _HeadService_ListJobs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2581,12 +2581,14 @@ func (x *InfeasibleTask) GetResources() map[string]float64 {
 }
 
 type ClusterStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Tasks         *TaskCounts            `protobuf:"bytes,2,opt,name=tasks,proto3" json:"tasks,omitempty"`
-	Infeasible    []*InfeasibleTask      `protobuf:"bytes,3,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
-	NumObjects    uint64                 `protobuf:"varint,4,opt,name=num_objects,json=numObjects,proto3" json:"num_objects,omitempty"`
-	Actors        []*ActorInfo           `protobuf:"bytes,5,rep,name=actors,proto3" json:"actors,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Nodes      []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Tasks      *TaskCounts            `protobuf:"bytes,2,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	Infeasible []*InfeasibleTask      `protobuf:"bytes,3,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
+	NumObjects uint64                 `protobuf:"varint,4,opt,name=num_objects,json=numObjects,proto3" json:"num_objects,omitempty"`
+	Actors     []*ActorInfo           `protobuf:"bytes,5,rep,name=actors,proto3" json:"actors,omitempty"`
+	// Every job (driver) the head knows, running or finished.
+	Jobs          []*JobInfo `protobuf:"bytes,6,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2654,6 +2656,116 @@ func (x *ClusterStatus) GetActors() []*ActorInfo {
 		return x.Actors
 	}
 	return nil
+}
+
+func (x *ClusterStatus) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// A job: one driver's connection, as the head's job table keeps it.
+type JobInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId []byte                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The node the driver connected to.
+	NodeId      []byte `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeAddress string `protobuf:"bytes,3,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	Namespace   string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	DriverPid   uint32 `protobuf:"varint,5,opt,name=driver_pid,json=driverPid,proto3" json:"driver_pid,omitempty"`
+	// Milliseconds since the Unix epoch; end is 0 while it runs.
+	StartTimeMs   uint64 `protobuf:"varint,6,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
+	EndTimeMs     uint64 `protobuf:"varint,7,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
+	Finished      bool   `protobuf:"varint,8,opt,name=finished,proto3" json:"finished,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobInfo) Reset() {
+	*x = JobInfo{}
+	mi := &file_ember_v1_local_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInfo) ProtoMessage() {}
+
+func (x *JobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
+func (*JobInfo) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *JobInfo) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+func (x *JobInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *JobInfo) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *JobInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *JobInfo) GetDriverPid() uint32 {
+	if x != nil {
+		return x.DriverPid
+	}
+	return 0
+}
+
+func (x *JobInfo) GetStartTimeMs() uint64 {
+	if x != nil {
+		return x.StartTimeMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetEndTimeMs() uint64 {
+	if x != nil {
+		return x.EndTimeMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetFinished() bool {
+	if x != nil {
+		return x.Finished
+	}
+	return false
 }
 
 var File_ember_v1_local_proto protoreflect.FileDescriptor
@@ -2861,7 +2973,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\tresources\x18\x03 \x03(\v2'.ember.v1.InfeasibleTask.ResourcesEntryR\tresources\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xed\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x94\x02\n" +
 	"\rClusterStatus\x12(\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x12.ember.v1.NodeInfoR\x05nodes\x12*\n" +
 	"\x05tasks\x18\x02 \x01(\v2\x14.ember.v1.TaskCountsR\x05tasks\x128\n" +
@@ -2870,7 +2982,18 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"infeasible\x12\x1f\n" +
 	"\vnum_objects\x18\x04 \x01(\x04R\n" +
 	"numObjects\x12+\n" +
-	"\x06actors\x18\x05 \x03(\v2\x13.ember.v1.ActorInfoR\x06actors*A\n" +
+	"\x06actors\x18\x05 \x03(\v2\x13.ember.v1.ActorInfoR\x06actors\x12%\n" +
+	"\x04jobs\x18\x06 \x03(\v2\x11.ember.v1.JobInfoR\x04jobs\"\xf9\x01\n" +
+	"\aJobInfo\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12!\n" +
+	"\fnode_address\x18\x03 \x01(\tR\vnodeAddress\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x1d\n" +
+	"\n" +
+	"driver_pid\x18\x05 \x01(\rR\tdriverPid\x12\"\n" +
+	"\rstart_time_ms\x18\x06 \x01(\x04R\vstartTimeMs\x12\x1e\n" +
+	"\vend_time_ms\x18\a \x01(\x04R\tendTimeMs\x12\x1a\n" +
+	"\bfinished\x18\b \x01(\bR\bfinished*A\n" +
 	"\n" +
 	"ClientKind\x12\x1b\n" +
 	"\x17CLIENT_KIND_UNSPECIFIED\x10\x00\x12\n" +
@@ -2903,7 +3026,7 @@ func file_ember_v1_local_proto_rawDescGZIP() []byte {
 }
 
 var file_ember_v1_local_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_ember_v1_local_proto_goTypes = []any{
 	(ClientKind)(0),            // 0: ember.v1.ClientKind
 	(ActorState)(0),            // 1: ember.v1.ActorState
@@ -2941,21 +3064,22 @@ var file_ember_v1_local_proto_goTypes = []any{
 	(*TaskCounts)(nil),         // 33: ember.v1.TaskCounts
 	(*InfeasibleTask)(nil),     // 34: ember.v1.InfeasibleTask
 	(*ClusterStatus)(nil),      // 35: ember.v1.ClusterStatus
-	nil,                        // 36: ember.v1.ExecuteTask.AssignedResourcesEntry
-	nil,                        // 37: ember.v1.NodeInfo.ResourcesTotalEntry
-	nil,                        // 38: ember.v1.NodeInfo.ResourcesAvailableEntry
-	nil,                        // 39: ember.v1.InfeasibleTask.ResourcesEntry
-	(Language)(0),              // 40: ember.v1.Language
-	(*FunctionDescriptor)(nil), // 41: ember.v1.FunctionDescriptor
-	(*TaskSpec)(nil),           // 42: ember.v1.TaskSpec
-	(*ObjectValue)(nil),        // 43: ember.v1.ObjectValue
-	(*ShmLocation)(nil),        // 44: ember.v1.ShmLocation
-	(*ActorCreation)(nil),      // 45: ember.v1.ActorCreation
-	(*TaskError)(nil),          // 46: ember.v1.TaskError
+	(*JobInfo)(nil),            // 36: ember.v1.JobInfo
+	nil,                        // 37: ember.v1.ExecuteTask.AssignedResourcesEntry
+	nil,                        // 38: ember.v1.NodeInfo.ResourcesTotalEntry
+	nil,                        // 39: ember.v1.NodeInfo.ResourcesAvailableEntry
+	nil,                        // 40: ember.v1.InfeasibleTask.ResourcesEntry
+	(Language)(0),              // 41: ember.v1.Language
+	(*FunctionDescriptor)(nil), // 42: ember.v1.FunctionDescriptor
+	(*TaskSpec)(nil),           // 43: ember.v1.TaskSpec
+	(*ObjectValue)(nil),        // 44: ember.v1.ObjectValue
+	(*ShmLocation)(nil),        // 45: ember.v1.ShmLocation
+	(*ActorCreation)(nil),      // 46: ember.v1.ActorCreation
+	(*TaskError)(nil),          // 47: ember.v1.TaskError
 }
 var file_ember_v1_local_proto_depIdxs = []int32{
 	0,  // 0: ember.v1.Hello.kind:type_name -> ember.v1.ClientKind
-	40, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
+	41, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
 	6,  // 2: ember.v1.ClientMessage.ops:type_name -> ember.v1.ClientOp
 	3,  // 3: ember.v1.ClientOp.hello:type_name -> ember.v1.Hello
 	9,  // 4: ember.v1.ClientOp.register_function:type_name -> ember.v1.RegisterFunction
@@ -2982,34 +3106,35 @@ var file_ember_v1_local_proto_depIdxs = []int32{
 	30, // 25: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
 	31, // 26: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
 	23, // 27: ember.v1.NodeOp.actor_reply:type_name -> ember.v1.ActorReply
-	41, // 28: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
-	42, // 29: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
-	43, // 30: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
-	44, // 31: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
-	43, // 32: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
-	42, // 33: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
-	36, // 34: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
-	42, // 35: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
+	42, // 28: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
+	43, // 29: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
+	44, // 30: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
+	45, // 31: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
+	44, // 32: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
+	43, // 33: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
+	37, // 34: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
+	43, // 35: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
 	24, // 36: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
 	1,  // 37: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
-	41, // 38: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
-	45, // 39: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
-	43, // 40: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
+	42, // 38: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
+	46, // 39: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
+	44, // 40: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
 	2,  // 41: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
 	35, // 42: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
-	46, // 43: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
-	37, // 44: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
-	38, // 45: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
-	39, // 46: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
+	47, // 43: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
+	38, // 44: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
+	39, // 45: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
+	40, // 46: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
 	32, // 47: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
 	33, // 48: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
 	34, // 49: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
 	24, // 50: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	36, // 51: ember.v1.ClusterStatus.jobs:type_name -> ember.v1.JobInfo
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_local_proto_init() }
@@ -3052,7 +3177,7 @@ func file_ember_v1_local_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_local_proto_rawDesc), len(file_ember_v1_local_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -167,6 +167,8 @@ pub struct NodeCore {
     head_waits: HashMap<u64, directory::HeadWait>,
     /// Actors owned by other nodes that this node sends calls to.
     remote_actors: HashMap<ActorId, directory::RemoteActor>,
+    /// This node's drivers as reported to the head's job table.
+    job_infos: HashMap<JobId, v1::JobInfo>,
 }
 
 impl NodeCore {
@@ -225,6 +227,7 @@ impl NodeCore {
             next_head_token: 0,
             head_waits: HashMap::new(),
             remote_actors: HashMap::new(),
+            job_infos: HashMap::new(),
             cluster_view: Vec::new(),
         })
     }
@@ -235,6 +238,23 @@ impl NodeCore {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    fn report_job(&self, info: v1::JobInfo) {
+        if let Some(tx) = &self.head_tx {
+            let _ = tx.send(crate::head_link::HeadCommand::RegisterJob(info));
+        }
+    }
+
+    /// Ask the head for its job table (none without a head link).
+    pub fn request_jobs(
+        &self,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<Vec<v1::JobInfo>, String>>> {
+        let tx = self.head_tx.as_ref()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        tx.send(crate::head_link::HeadCommand::ListJobs(reply))
+            .ok()?;
+        Some(rx)
     }
 
     /// Use the head's actor directory through `tx` (see `head_link`).
@@ -346,6 +366,20 @@ impl NodeCore {
             c.kind = kind;
             c.peer = peer;
         }
+        if let (ConnKind::Driver(job), None) = (kind, peer) {
+            let info = v1::JobInfo {
+                job_id: job.to_vec().into(),
+                node_id: self.node_id.to_vec().into(),
+                node_address: self.cfg.node_address.clone(),
+                namespace: self.namespaces.get(&job).cloned().unwrap_or_default(),
+                driver_pid: hello.pid,
+                start_time_ms: crate::head::now_ms(),
+                end_time_ms: 0,
+                finished: false,
+            };
+            self.report_job(info.clone());
+            self.job_infos.insert(job, info);
+        }
         let reply = v1::HelloReply {
             node_id: self.node_id.to_vec().into(),
             job_id: job_id.into(),
@@ -454,6 +488,13 @@ impl NodeCore {
         if let ConnKind::Worker(wid) = c.kind {
             self.worker_died(wid, "its connection to the node closed");
         }
+        if let ConnKind::Driver(job) = c.kind {
+            if let Some(mut info) = self.job_infos.remove(&job) {
+                info.finished = true;
+                info.end_time_ms = crate::head::now_ms();
+                self.report_job(info);
+            }
+        }
         self.owner_gone(conn);
         self.pending_creates_of_gone(conn);
         for id in c.creating {
@@ -560,6 +601,7 @@ impl NodeCore {
             infeasible,
             num_objects: stats.num_objects,
             actors: self.all_actor_infos(),
+            jobs: Vec::new(), // the head's table, added by the gRPC status call
         }
     }
 

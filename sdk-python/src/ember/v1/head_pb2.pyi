@@ -147,6 +147,26 @@ class GetActorInfoResponse(_message.Message):
     record: ActorRecord
     def __init__(self, found: _Optional[bool] = ..., record: _Optional[_Union[ActorRecord, _Mapping]] = ...) -> None: ...
 
+class RegisterJobRequest(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: _local_pb2.JobInfo
+    def __init__(self, job: _Optional[_Union[_local_pb2.JobInfo, _Mapping]] = ...) -> None: ...
+
+class RegisterJobResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[_local_pb2.JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[_local_pb2.JobInfo, _Mapping]]] = ...) -> None: ...
+
 class GetHeadStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

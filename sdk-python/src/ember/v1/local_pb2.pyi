@@ -432,15 +432,37 @@ class InfeasibleTask(_message.Message):
     def __init__(self, task_id: _Optional[bytes] = ..., name: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("nodes", "tasks", "infeasible", "num_objects", "actors")
+    __slots__ = ("nodes", "tasks", "infeasible", "num_objects", "actors", "jobs")
     NODES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     INFEASIBLE_FIELD_NUMBER: _ClassVar[int]
     NUM_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     ACTORS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     tasks: TaskCounts
     infeasible: _containers.RepeatedCompositeFieldContainer[InfeasibleTask]
     num_objects: int
     actors: _containers.RepeatedCompositeFieldContainer[ActorInfo]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[InfeasibleTask, _Mapping]]] = ..., num_objects: _Optional[int] = ..., actors: _Optional[_Iterable[_Union[ActorInfo, _Mapping]]] = ...) -> None: ...
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., infeasible: _Optional[_Iterable[_Union[InfeasibleTask, _Mapping]]] = ..., num_objects: _Optional[int] = ..., actors: _Optional[_Iterable[_Union[ActorInfo, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("job_id", "node_id", "node_address", "namespace", "driver_pid", "start_time_ms", "end_time_ms", "finished")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_PID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    job_id: bytes
+    node_id: bytes
+    node_address: str
+    namespace: str
+    driver_pid: int
+    start_time_ms: int
+    end_time_ms: int
+    finished: bool
+    def __init__(self, job_id: _Optional[bytes] = ..., node_id: _Optional[bytes] = ..., node_address: _Optional[str] = ..., namespace: _Optional[str] = ..., driver_pid: _Optional[int] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
