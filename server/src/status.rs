@@ -247,8 +247,23 @@ mod tests {
             }],
             num_objects: 0,
             actors: vec![],
+            jobs: vec![
+                v1::JobInfo {
+                    job_id: vec![1, 0, 0, 0].into(),
+                    node_address: "127.0.0.1:1".into(),
+                    ..Default::default()
+                },
+                v1::JobInfo {
+                    job_id: vec![2, 0, 0, 0].into(),
+                    finished: true,
+                    ..Default::default()
+                },
+            ],
         };
         let text = render(&status);
+        assert!(text.contains("Jobs: 1 running, 1 finished"), "{text}");
+        let jobs = list_jobs(&status);
+        assert!(jobs.contains("01000000\tRUNNING\t127.0.0.1:1"), "{jobs}");
         assert!(text.contains("CPU: 1.0 / 2.0"), "{text}");
         assert!(text.contains("Infeasible tasks"));
         assert!(text.contains("tpu: 1.0"));
