@@ -419,6 +419,31 @@ def test_named_actors_and_handles_work_from_every_node(three_nodes):
         assert line in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_a_detached_actor_outlives_the_node_that_made_it(three_nodes):
+    root, (head, second, third) = three_nodes
+    out = _driver(root, second.address, """
+        @ember.remote
+        class Tally:
+            def __init__(self):
+                self.n = 0
+            def bump(self):
+                self.n += 1
+                return self.n, ember.get_runtime_context().get_node_id()
+
+        t = Tally.options(name="tally", lifetime="detached", namespace="keep",
+                          scheduling_strategy=NodeAffinitySchedulingStrategy(ids["127.0.0.3"], soft=False)).remote()
+        n, node = ember.get(t.bump.remote(), timeout=60)
+        print("MADE", n, node == ids["127.0.0.3"])
+        """)
+    assert "MADE 1 True" in out.stdout, out.stdout + out.stderr[-3000:]
+    second.kill()  # the node that owned it dies; the actor runs on the third
+    out = _driver(root, head.address, """
+        t = ember.get_actor("tally", namespace="keep")
+        print("AGAIN", ember.get(t.bump.remote(), timeout=60)[0])
+        """)
+    assert "AGAIN 2" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def test_the_head_keeps_the_job_table(three_nodes):
     root, (head, second, third) = three_nodes
     first = _driver(root, second.address, """

@@ -110,7 +110,10 @@ impl NodeCore {
         } else {
             creation.namespace.clone()
         };
-        if !creation.name.is_empty() {
+        // Hosted for another node: that node owns the name (reserved at
+        // the head); it is not one of this node's names.
+        let hosted = self.conns.get(&conn).is_some_and(|c| c.peer.is_some());
+        if !creation.name.is_empty() && !hosted {
             let key = (namespace.clone(), creation.name.clone());
             if let Some(existing) = self.actor_names.get(&key).copied() {
                 let alive = self
@@ -140,10 +143,8 @@ impl NodeCore {
                     return;
                 }
             }
-            // Hosted for another node (the owner reserved the name): no
-            // name here. Otherwise the head reserves it cluster-wide first.
-            let hosted = self.conns.get(&conn).is_some_and(|c| c.peer.is_some());
-            if !reserved && !hosted {
+            // The head reserves it cluster-wide first.
+            if !reserved {
                 let req = v1::CreateActor {
                     request_id: req.request_id,
                     spec: Some(spec.clone()),
@@ -737,6 +738,24 @@ impl NodeCore {
     }
 
     /// A connection closed: the non-detached actors it owned die with it.
+    /// The node that owned detached actors running here is gone: this
+    /// node owns them from now on, and tells the head, so that other nodes
+    /// reach them here.
+    pub(super) fn adopt_detached(&mut self, conn: ConnId) {
+        let adopted: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, a)| {
+                a.owner == conn && a.creation.detached && a.state != v1::ActorState::Dead
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in adopted {
+            tracing::info!(actor = %id, "the node that owned this detached actor is gone: this node owns it now");
+            self.register_actor_at_head(id);
+        }
+    }
+
     pub(super) fn owner_gone(&mut self, conn: ConnId) {
         let owned: Vec<ActorId> = self
             .actors

@@ -219,6 +219,35 @@ impl NodeCore {
         }
     }
 
+    /// The node that owned actors this node calls is lost: their owner is
+    /// looked up again (a detached actor is adopted by the node it runs on).
+    pub(super) fn remote_owner_lost(&mut self, node: NodeId) {
+        let stale: Vec<ActorId> = self
+            .remote_actors
+            .iter()
+            .filter(|(_, r)| r.owner == Some(node))
+            .map(|(id, _)| *id)
+            .collect();
+        for actor_id in stale {
+            if let Some(r) = self.remote_actors.get_mut(&actor_id) {
+                r.owner = None;
+                r.looking_up = false;
+                if r.queue.is_empty() {
+                    continue;
+                }
+                r.looking_up = true;
+            }
+            let request = v1::GetActorInfoRequest {
+                actor_id: actor_id.to_vec().into(),
+                ..Default::default()
+            };
+            self.head_call(
+                |token| HeadCommand::GetActorInfo { request, token },
+                HeadWait::Owner(actor_id),
+            );
+        }
+    }
+
     /// `ember.kill` of an actor another node owns: that node kills it.
     pub(super) fn kill_remote_actor(&mut self, req: v1::KillActor) {
         let Ok(actor_id) = ActorId::from_bytes(&req.actor_id) else {

@@ -496,6 +496,9 @@ impl NodeCore {
             }
         }
         self.owner_gone(conn);
+        if c.peer.is_some() {
+            self.adopt_detached(conn);
+        }
         self.pending_creates_of_gone(conn);
         for id in c.creating {
             // Sealed blocks are left alone; an unsealed one is given back.

@@ -238,14 +238,13 @@ impl NodeCore {
             .and_then(|job| self.jobs.get(&job).cloned())
             .unwrap_or_default();
         if let Some(mut creation) = spec.actor_creation.clone() {
-            // The actor is this node's: its name stays here (other nodes
-            // find it through the head), and its owner is this node.
+            // The actor is this node's: other nodes find it (and its name)
+            // through the head, which names this node as its owner.
             let namespace = ActorId::from_bytes(&creation.actor_id)
                 .ok()
                 .and_then(|id| self.actors.get(&id))
                 .map(|a| a.namespace.clone())
                 .unwrap_or_default();
-            creation.name.clear();
             creation.get_if_exists = false;
             creation.namespace = namespace;
             spec.actor_creation = Some(creation);
@@ -516,6 +515,7 @@ impl NodeCore {
         // sent again.
         self.actor_host_lost(node, why);
         self.objects_lost_with(node, why);
+        self.remote_owner_lost(node);
         let lost: Vec<TaskId> = self
             .tasks
             .iter()
