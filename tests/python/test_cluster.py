@@ -268,6 +268,28 @@ def test_refs_made_on_one_node_are_read_on_another(three_nodes):
     assert "BOTH 3750000.0" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_a_task_runs_next_to_its_arguments(three_nodes):
+    root, (head, _, _) = three_nodes
+    out = _driver(root, head.address, """
+        on = lambda name: NodeAffinitySchedulingStrategy(ids[name], soft=False)
+
+        @ember.remote
+        def make_inside():
+            return [ember.put(np.full(2_500_000, 1.0))]
+
+        @ember.remote
+        def total(arr):
+            return float(arr.sum()), ember.get_runtime_context().get_node_id()
+
+        # A 20 MB object made by a worker on the second node, never read here:
+        # a task taking it runs there (the head has a free CPU too).
+        box = ember.get(make_inside.options(scheduling_strategy=on("127.0.0.2")).remote(), timeout=60)
+        s, node = ember.get(total.remote(box[0]), timeout=60)
+        print("NEXT", s, node == ids["127.0.0.2"])
+        """)
+    assert "NEXT 2500000.0 True" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def test_a_killed_nodes_puts_are_lost_and_a_chain_through_it_is_rebuilt(three_nodes):
     root, (head, second, third) = three_nodes
     out = _driver(root, head.address, f"""

@@ -137,6 +137,36 @@ impl NodeCore {
                 .any(|r| r.total.contains(request))
     }
 
+    /// The other node that holds every argument of a new task that is not
+    /// here (refs made there, handed over inside values), when it can run
+    /// the task: the task goes there rather than the arguments coming here.
+    /// Only tasks the default strategy places.
+    pub(super) fn node_holding_args(
+        &self,
+        spec: &v1::TaskSpec,
+        absent: &[ObjectId],
+        request: &ResourceSet,
+    ) -> Option<NodeId> {
+        if absent.is_empty()
+            || spec.scheduling_strategy.is_some()
+            || !spec.actor_id.is_empty()
+            || spec.actor_creation.is_some()
+        {
+            return None;
+        }
+        let node = *self.peers.remote_holds.get(&absent[0])?;
+        if absent
+            .iter()
+            .any(|id| self.peers.remote_holds.get(id) != Some(&node))
+        {
+            return None;
+        }
+        self.remote_nodes()
+            .iter()
+            .any(|r| r.id == node && r.total.contains(request))
+            .then_some(node)
+    }
+
     /// Send a queued task to another node. Its arguments must be in
     /// memory here: spilled ones are restored first (and the task comes
     /// back through the queue). Returns false if it stays queued.
@@ -195,6 +225,9 @@ impl NodeCore {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
                 continue;
             };
+            if !self.store.contains(&id) && self.peers.remote_holds.get(&id) == Some(&node) {
+                continue; // it lives there: sent by reference
+            }
             let value = match (self.store.read(&id), self.store.get(&id)) {
                 (Some(data), Some(obj)) => v1::ObjectValue {
                     format: obj.format,

@@ -140,7 +140,16 @@ impl NodeCore {
             self.counters.failed += 1;
             return;
         }
-        // Arguments by reference: hold them, and wait for the missing ones.
+        // Arguments by reference: hold them, and wait for the missing ones
+        // (unless they all live on one other node that can run the task:
+        // then it runs there, next to them).
+        let absent: Vec<ObjectId> = spec
+            .args
+            .iter()
+            .filter_map(|a| ObjectId::from_bytes(&a.object_ref).ok())
+            .filter(|id| !self.store.contains(id))
+            .collect();
+        let next_to = self.node_holding_args(&spec, &absent, &request);
         let mut missing = 0;
         for arg in &spec.args {
             if arg.object_ref.is_empty() {
@@ -152,7 +161,7 @@ impl NodeCore {
             let ready = self.store.contains(&id);
             let entry = self.objects.entry(id).or_default();
             entry.arg_uses += 1;
-            if !ready {
+            if !ready && next_to.is_none() {
                 entry.waiting_tasks.push(task_id);
                 missing += 1;
                 if !self.tasks.contains_key(&id.task_id()) {
@@ -171,6 +180,11 @@ impl NodeCore {
             missing_args: missing,
         };
         self.tasks.insert(task_id, entry);
+        if let Some(node) = next_to {
+            tracing::debug!(%task_id, node = %node, "task sent to the node that holds its arguments");
+            self.forward(task_id, node);
+            return;
+        }
         if let Some(actor) = actor_call {
             self.submit_actor_call(task_id, actor);
         } else if missing == 0 {
