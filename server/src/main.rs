@@ -337,6 +337,15 @@ fn start_in_background(cfg: &NodeConfig) -> anyhow::Result<()> {
             println!("ember node started (pid {}).", info.pid);
             println!("  address:  {}", info.address);
             println!("  session:  {}", info.session_dir.display());
+            if cfg.head {
+                match &cfg.head_storage {
+                    Some(storage) => println!("  head tables: kept in {storage}"),
+                    None => println!(
+                        "  head tables: in memory (lost if the head restarts; --storage PATH or \
+                         redis://HOST:PORT keeps them)"
+                    ),
+                }
+            }
             println!(
                 "Connect from Python with ember.init(address=\"auto\"); stop with `ember stop`."
             );
