@@ -389,6 +389,7 @@ fn tasks_run_on_python_workers() {
                 name: "operator.add".into(),
             }),
             payload: python_pickle(&py, "operator.add").into(),
+            export: false,
         },
     )]);
     let arg = |expr: &str| v1::TaskArg {

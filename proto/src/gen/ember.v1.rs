@@ -141,6 +141,12 @@ pub struct TaskSpec {
     /// Where to run it (unset: the default, local first).
     #[prost(message, optional, tag = "16")]
     pub scheduling_strategy: ::core::option::Option<SchedulingStrategy>,
+    /// The caller and the callee may be in different languages: arguments are
+    /// MSGPACK, ARROW or RAW values (never PICKLE), and so must the returns be.
+    /// Set by every SDK when it calls a function by name in another language,
+    /// and by non-Python SDKs always.
+    #[prost(bool, tag = "17")]
+    pub cross_language: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SchedulingStrategy {
@@ -469,7 +475,7 @@ pub struct ClientMessage {
 pub struct ClientOp {
     #[prost(
         oneof = "client_op::Op",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub op: ::core::option::Option<client_op::Op>,
 }
@@ -509,6 +515,8 @@ pub mod client_op {
         GetActor(super::GetActor),
         #[prost(message, tag = "16")]
         KillActor(super::KillActor),
+        #[prost(message, tag = "17")]
+        ServeFunctions(super::ServeFunctions),
     }
 }
 /// Sent by the node: a batch of ops.
@@ -555,6 +563,28 @@ pub struct RegisterFunction {
     /// The language's serialized function (Python: cloudpickle bytes).
     #[prost(bytes = "bytes", tag = "2")]
     pub payload: ::prost::bytes::Bytes,
+    /// Make it callable from any language by `function.name` (a stable name
+    /// such as "scoring.predict"): a task whose spec names
+    /// {language, name} with an empty function_id runs it.
+    #[prost(bool, tag = "3")]
+    pub export: bool,
+}
+/// A long-running process of any language (a Go or Rust worker) serves
+/// functions by name: tasks naming {language, name} for one of `names` are
+/// sent to it as ExecuteTask (arguments inline, by value), at most
+/// `concurrency` at a time, and it answers each with TaskFinished. It says
+/// Hello as a DRIVER first (it may submit tasks and put objects too). A
+/// task naming a function no process serves fails at once
+/// (UNKNOWN_FUNCTION); one whose server disconnects mid-task is retried on
+/// another server of that name while max_retries allows.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServeFunctions {
+    #[prost(enumeration = "Language", tag = "1")]
+    pub language: i32,
+    #[prost(string, repeated, tag = "2")]
+    pub names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(uint32, tag = "3")]
+    pub concurrency: u32,
 }
 /// Submit a task; the submitter holds a reference to each of its returns.
 #[derive(Clone, PartialEq, ::prost::Message)]

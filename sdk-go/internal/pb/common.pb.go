@@ -760,8 +760,13 @@ type TaskSpec struct {
 	ConcurrencyGroup string `protobuf:"bytes,15,opt,name=concurrency_group,json=concurrencyGroup,proto3" json:"concurrency_group,omitempty"`
 	// Where to run it (unset: the default, local first).
 	SchedulingStrategy *SchedulingStrategy `protobuf:"bytes,16,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The caller and the callee may be in different languages: arguments are
+	// MSGPACK, ARROW or RAW values (never PICKLE), and so must the returns be.
+	// Set by every SDK when it calls a function by name in another language,
+	// and by non-Python SDKs always.
+	CrossLanguage bool `protobuf:"varint,17,opt,name=cross_language,json=crossLanguage,proto3" json:"cross_language,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -904,6 +909,13 @@ func (x *TaskSpec) GetSchedulingStrategy() *SchedulingStrategy {
 		return x.SchedulingStrategy
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetCrossLanguage() bool {
+	if x != nil {
+		return x.CrossLanguage
+	}
+	return false
 }
 
 type SchedulingStrategy struct {
@@ -1259,7 +1271,7 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"object_ref\x18\x01 \x01(\fR\tobjectRef\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.ember.v1.ObjectValueR\x05value\x12\x18\n" +
-	"\akeyword\x18\x03 \x01(\tR\akeyword\"\xf5\x05\n" +
+	"\akeyword\x18\x03 \x01(\tR\akeyword\"\x9c\x06\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12$\n" +
@@ -1280,7 +1292,8 @@ const file_ember_v1_common_proto_rawDesc = "" +
 	"methodName\x12>\n" +
 	"\x0eactor_creation\x18\x0e \x01(\v2\x17.ember.v1.ActorCreationR\ractorCreation\x12+\n" +
 	"\x11concurrency_group\x18\x0f \x01(\tR\x10concurrencyGroup\x12M\n" +
-	"\x13scheduling_strategy\x18\x10 \x01(\v2\x1c.ember.v1.SchedulingStrategyR\x12schedulingStrategy\x1a<\n" +
+	"\x13scheduling_strategy\x18\x10 \x01(\v2\x1c.ember.v1.SchedulingStrategyR\x12schedulingStrategy\x12%\n" +
+	"\x0ecross_language\x18\x11 \x01(\bR\rcrossLanguage\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"o\n" +

@@ -455,6 +455,7 @@ type ClientOp struct {
 	//	*ClientOp_CreateActor
 	//	*ClientOp_GetActor
 	//	*ClientOp_KillActor
+	//	*ClientOp_ServeFunctions
 	Op            isClientOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -641,6 +642,15 @@ func (x *ClientOp) GetKillActor() *KillActor {
 	return nil
 }
 
+func (x *ClientOp) GetServeFunctions() *ServeFunctions {
+	if x != nil {
+		if x, ok := x.Op.(*ClientOp_ServeFunctions); ok {
+			return x.ServeFunctions
+		}
+	}
+	return nil
+}
+
 type isClientOp_Op interface {
 	isClientOp_Op()
 }
@@ -709,6 +719,10 @@ type ClientOp_KillActor struct {
 	KillActor *KillActor `protobuf:"bytes,16,opt,name=kill_actor,json=killActor,proto3,oneof"`
 }
 
+type ClientOp_ServeFunctions struct {
+	ServeFunctions *ServeFunctions `protobuf:"bytes,17,opt,name=serve_functions,json=serveFunctions,proto3,oneof"`
+}
+
 func (*ClientOp_Hello) isClientOp_Op() {}
 
 func (*ClientOp_RegisterFunction) isClientOp_Op() {}
@@ -740,6 +754,8 @@ func (*ClientOp_CreateActor) isClientOp_Op() {}
 func (*ClientOp_GetActor) isClientOp_Op() {}
 
 func (*ClientOp_KillActor) isClientOp_Op() {}
+
+func (*ClientOp_ServeFunctions) isClientOp_Op() {}
 
 // Sent by the node: a batch of ops.
 type NodeMessage struct {
@@ -972,7 +988,11 @@ type RegisterFunction struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Function *FunctionDescriptor    `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
 	// The language's serialized function (Python: cloudpickle bytes).
-	Payload       []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Make it callable from any language by `function.name` (a stable name
+	// such as "scoring.predict"): a task whose spec names
+	// {language, name} with an empty function_id runs it.
+	Export        bool `protobuf:"varint,3,opt,name=export,proto3" json:"export,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1041,81 @@ func (x *RegisterFunction) GetPayload() []byte {
 	return nil
 }
 
+func (x *RegisterFunction) GetExport() bool {
+	if x != nil {
+		return x.Export
+	}
+	return false
+}
+
+// A long-running process of any language (a Go or Rust worker) serves
+// functions by name: tasks naming {language, name} for one of `names` are
+// sent to it as ExecuteTask (arguments inline, by value), at most
+// `concurrency` at a time, and it answers each with TaskFinished. It says
+// Hello as a DRIVER first (it may submit tasks and put objects too). A
+// task naming a function no process serves fails at once
+// (UNKNOWN_FUNCTION); one whose server disconnects mid-task is retried on
+// another server of that name while max_retries allows.
+type ServeFunctions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Language      Language               `protobuf:"varint,1,opt,name=language,proto3,enum=ember.v1.Language" json:"language,omitempty"`
+	Names         []string               `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"`
+	Concurrency   uint32                 `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServeFunctions) Reset() {
+	*x = ServeFunctions{}
+	mi := &file_ember_v1_local_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServeFunctions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServeFunctions) ProtoMessage() {}
+
+func (x *ServeFunctions) ProtoReflect() protoreflect.Message {
+	mi := &file_ember_v1_local_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServeFunctions.ProtoReflect.Descriptor instead.
+func (*ServeFunctions) Descriptor() ([]byte, []int) {
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ServeFunctions) GetLanguage() Language {
+	if x != nil {
+		return x.Language
+	}
+	return Language_LANGUAGE_UNSPECIFIED
+}
+
+func (x *ServeFunctions) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ServeFunctions) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
 // Submit a task; the submitter holds a reference to each of its returns.
 type SubmitTask struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1034,7 +1129,7 @@ type SubmitTask struct {
 
 func (x *SubmitTask) Reset() {
 	*x = SubmitTask{}
-	mi := &file_ember_v1_local_proto_msgTypes[7]
+	mi := &file_ember_v1_local_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1141,7 @@ func (x *SubmitTask) String() string {
 func (*SubmitTask) ProtoMessage() {}
 
 func (x *SubmitTask) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[7]
+	mi := &file_ember_v1_local_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1154,7 @@ func (x *SubmitTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTask.ProtoReflect.Descriptor instead.
 func (*SubmitTask) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{7}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitTask) GetSpec() *TaskSpec {
@@ -1090,7 +1185,7 @@ type RefUpdate struct {
 
 func (x *RefUpdate) Reset() {
 	*x = RefUpdate{}
-	mi := &file_ember_v1_local_proto_msgTypes[8]
+	mi := &file_ember_v1_local_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1197,7 @@ func (x *RefUpdate) String() string {
 func (*RefUpdate) ProtoMessage() {}
 
 func (x *RefUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[8]
+	mi := &file_ember_v1_local_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1210,7 @@ func (x *RefUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefUpdate.ProtoReflect.Descriptor instead.
 func (*RefUpdate) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{8}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RefUpdate) GetAdd() [][]byte {
@@ -1155,7 +1250,7 @@ type GetObjects struct {
 
 func (x *GetObjects) Reset() {
 	*x = GetObjects{}
-	mi := &file_ember_v1_local_proto_msgTypes[9]
+	mi := &file_ember_v1_local_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1262,7 @@ func (x *GetObjects) String() string {
 func (*GetObjects) ProtoMessage() {}
 
 func (x *GetObjects) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[9]
+	mi := &file_ember_v1_local_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1275,7 @@ func (x *GetObjects) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjects.ProtoReflect.Descriptor instead.
 func (*GetObjects) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{9}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetObjects) GetObjectIds() [][]byte {
@@ -1210,7 +1305,7 @@ type PutObject struct {
 
 func (x *PutObject) Reset() {
 	*x = PutObject{}
-	mi := &file_ember_v1_local_proto_msgTypes[10]
+	mi := &file_ember_v1_local_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1317,7 @@ func (x *PutObject) String() string {
 func (*PutObject) ProtoMessage() {}
 
 func (x *PutObject) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[10]
+	mi := &file_ember_v1_local_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1330,7 @@ func (x *PutObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutObject.ProtoReflect.Descriptor instead.
 func (*PutObject) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{10}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutObject) GetObjectId() []byte {
@@ -1266,7 +1361,7 @@ type CreateObject struct {
 
 func (x *CreateObject) Reset() {
 	*x = CreateObject{}
-	mi := &file_ember_v1_local_proto_msgTypes[11]
+	mi := &file_ember_v1_local_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1373,7 @@ func (x *CreateObject) String() string {
 func (*CreateObject) ProtoMessage() {}
 
 func (x *CreateObject) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[11]
+	mi := &file_ember_v1_local_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1386,7 @@ func (x *CreateObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObject.ProtoReflect.Descriptor instead.
 func (*CreateObject) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{11}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateObject) GetRequestId() uint64 {
@@ -1333,7 +1428,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[12]
+	mi := &file_ember_v1_local_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1440,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[12]
+	mi := &file_ember_v1_local_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1453,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{12}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateObjectReply) GetRequestId() uint64 {
@@ -1392,7 +1487,7 @@ type AbortObject struct {
 
 func (x *AbortObject) Reset() {
 	*x = AbortObject{}
-	mi := &file_ember_v1_local_proto_msgTypes[13]
+	mi := &file_ember_v1_local_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1499,7 @@ func (x *AbortObject) String() string {
 func (*AbortObject) ProtoMessage() {}
 
 func (x *AbortObject) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[13]
+	mi := &file_ember_v1_local_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1512,7 @@ func (x *AbortObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortObject.ProtoReflect.Descriptor instead.
 func (*AbortObject) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{13}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AbortObject) GetObjectId() []byte {
@@ -1440,7 +1535,7 @@ type CancelTask struct {
 
 func (x *CancelTask) Reset() {
 	*x = CancelTask{}
-	mi := &file_ember_v1_local_proto_msgTypes[14]
+	mi := &file_ember_v1_local_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1547,7 @@ func (x *CancelTask) String() string {
 func (*CancelTask) ProtoMessage() {}
 
 func (x *CancelTask) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[14]
+	mi := &file_ember_v1_local_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1560,7 @@ func (x *CancelTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTask.ProtoReflect.Descriptor instead.
 func (*CancelTask) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{14}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelTask) GetTaskId() []byte {
@@ -1502,7 +1597,7 @@ type ObjectReady struct {
 
 func (x *ObjectReady) Reset() {
 	*x = ObjectReady{}
-	mi := &file_ember_v1_local_proto_msgTypes[15]
+	mi := &file_ember_v1_local_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1609,7 @@ func (x *ObjectReady) String() string {
 func (*ObjectReady) ProtoMessage() {}
 
 func (x *ObjectReady) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[15]
+	mi := &file_ember_v1_local_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1622,7 @@ func (x *ObjectReady) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectReady.ProtoReflect.Descriptor instead.
 func (*ObjectReady) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{15}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ObjectReady) GetObjectId() []byte {
@@ -1563,7 +1658,7 @@ type ExecuteTask struct {
 
 func (x *ExecuteTask) Reset() {
 	*x = ExecuteTask{}
-	mi := &file_ember_v1_local_proto_msgTypes[16]
+	mi := &file_ember_v1_local_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1670,7 @@ func (x *ExecuteTask) String() string {
 func (*ExecuteTask) ProtoMessage() {}
 
 func (x *ExecuteTask) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[16]
+	mi := &file_ember_v1_local_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1683,7 @@ func (x *ExecuteTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteTask.ProtoReflect.Descriptor instead.
 func (*ExecuteTask) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{16}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExecuteTask) GetSpec() *TaskSpec {
@@ -1643,7 +1738,7 @@ type CreateActor struct {
 
 func (x *CreateActor) Reset() {
 	*x = CreateActor{}
-	mi := &file_ember_v1_local_proto_msgTypes[17]
+	mi := &file_ember_v1_local_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1750,7 @@ func (x *CreateActor) String() string {
 func (*CreateActor) ProtoMessage() {}
 
 func (x *CreateActor) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[17]
+	mi := &file_ember_v1_local_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1763,7 @@ func (x *CreateActor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateActor.ProtoReflect.Descriptor instead.
 func (*CreateActor) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{17}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateActor) GetRequestId() uint64 {
@@ -1704,7 +1799,7 @@ type GetActor struct {
 
 func (x *GetActor) Reset() {
 	*x = GetActor{}
-	mi := &file_ember_v1_local_proto_msgTypes[18]
+	mi := &file_ember_v1_local_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1811,7 @@ func (x *GetActor) String() string {
 func (*GetActor) ProtoMessage() {}
 
 func (x *GetActor) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[18]
+	mi := &file_ember_v1_local_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1824,7 @@ func (x *GetActor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActor.ProtoReflect.Descriptor instead.
 func (*GetActor) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{18}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetActor) GetRequestId() uint64 {
@@ -1765,7 +1860,7 @@ type KillActor struct {
 
 func (x *KillActor) Reset() {
 	*x = KillActor{}
-	mi := &file_ember_v1_local_proto_msgTypes[19]
+	mi := &file_ember_v1_local_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1872,7 @@ func (x *KillActor) String() string {
 func (*KillActor) ProtoMessage() {}
 
 func (x *KillActor) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[19]
+	mi := &file_ember_v1_local_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1885,7 @@ func (x *KillActor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActor.ProtoReflect.Descriptor instead.
 func (*KillActor) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{19}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KillActor) GetActorId() []byte {
@@ -1819,7 +1914,7 @@ type ActorReply struct {
 
 func (x *ActorReply) Reset() {
 	*x = ActorReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[20]
+	mi := &file_ember_v1_local_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1926,7 @@ func (x *ActorReply) String() string {
 func (*ActorReply) ProtoMessage() {}
 
 func (x *ActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[20]
+	mi := &file_ember_v1_local_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1939,7 @@ func (x *ActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorReply.ProtoReflect.Descriptor instead.
 func (*ActorReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{20}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ActorReply) GetRequestId() uint64 {
@@ -1879,7 +1974,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_ember_v1_local_proto_msgTypes[21]
+	mi := &file_ember_v1_local_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +1986,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[21]
+	mi := &file_ember_v1_local_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +1999,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{21}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ActorInfo) GetActorId() []byte {
@@ -1979,7 +2074,7 @@ type TaskFinished struct {
 
 func (x *TaskFinished) Reset() {
 	*x = TaskFinished{}
-	mi := &file_ember_v1_local_proto_msgTypes[22]
+	mi := &file_ember_v1_local_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2086,7 @@ func (x *TaskFinished) String() string {
 func (*TaskFinished) ProtoMessage() {}
 
 func (x *TaskFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[22]
+	mi := &file_ember_v1_local_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2099,7 @@ func (x *TaskFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskFinished.ProtoReflect.Descriptor instead.
 func (*TaskFinished) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{22}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskFinished) GetTaskId() []byte {
@@ -2047,7 +2142,7 @@ type WorkerBlocked struct {
 
 func (x *WorkerBlocked) Reset() {
 	*x = WorkerBlocked{}
-	mi := &file_ember_v1_local_proto_msgTypes[23]
+	mi := &file_ember_v1_local_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2154,7 @@ func (x *WorkerBlocked) String() string {
 func (*WorkerBlocked) ProtoMessage() {}
 
 func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[23]
+	mi := &file_ember_v1_local_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2167,7 @@ func (x *WorkerBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBlocked.ProtoReflect.Descriptor instead.
 func (*WorkerBlocked) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{23}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WorkerBlocked) GetReturnedTaskIds() [][]byte {
@@ -2090,7 +2185,7 @@ type WorkerUnblocked struct {
 
 func (x *WorkerUnblocked) Reset() {
 	*x = WorkerUnblocked{}
-	mi := &file_ember_v1_local_proto_msgTypes[24]
+	mi := &file_ember_v1_local_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2197,7 @@ func (x *WorkerUnblocked) String() string {
 func (*WorkerUnblocked) ProtoMessage() {}
 
 func (x *WorkerUnblocked) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[24]
+	mi := &file_ember_v1_local_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2210,7 @@ func (x *WorkerUnblocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerUnblocked.ProtoReflect.Descriptor instead.
 func (*WorkerUnblocked) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{24}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{25}
 }
 
 type InfoRequest struct {
@@ -2128,7 +2223,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_ember_v1_local_proto_msgTypes[25]
+	mi := &file_ember_v1_local_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2235,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[25]
+	mi := &file_ember_v1_local_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2248,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{25}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InfoRequest) GetRequestId() uint64 {
@@ -2180,7 +2275,7 @@ type InfoReply struct {
 
 func (x *InfoReply) Reset() {
 	*x = InfoReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[26]
+	mi := &file_ember_v1_local_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2287,7 @@ func (x *InfoReply) String() string {
 func (*InfoReply) ProtoMessage() {}
 
 func (x *InfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[26]
+	mi := &file_ember_v1_local_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2300,7 @@ func (x *InfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoReply.ProtoReflect.Descriptor instead.
 func (*InfoReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{26}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InfoReply) GetRequestId() uint64 {
@@ -2232,7 +2327,7 @@ type ErrorReply struct {
 
 func (x *ErrorReply) Reset() {
 	*x = ErrorReply{}
-	mi := &file_ember_v1_local_proto_msgTypes[27]
+	mi := &file_ember_v1_local_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2339,7 @@ func (x *ErrorReply) String() string {
 func (*ErrorReply) ProtoMessage() {}
 
 func (x *ErrorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[27]
+	mi := &file_ember_v1_local_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2352,7 @@ func (x *ErrorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorReply.ProtoReflect.Descriptor instead.
 func (*ErrorReply) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{27}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ErrorReply) GetRequestId() uint64 {
@@ -2283,7 +2378,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_ember_v1_local_proto_msgTypes[28]
+	mi := &file_ember_v1_local_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2390,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[28]
+	mi := &file_ember_v1_local_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2403,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{28}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Warning) GetMessage() string {
@@ -2339,7 +2434,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_ember_v1_local_proto_msgTypes[29]
+	mi := &file_ember_v1_local_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2446,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[29]
+	mi := &file_ember_v1_local_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2459,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{29}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeInfo) GetNodeId() []byte {
@@ -2457,7 +2552,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_ember_v1_local_proto_msgTypes[30]
+	mi := &file_ember_v1_local_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +2564,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[30]
+	mi := &file_ember_v1_local_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +2577,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{30}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskCounts) GetPending() uint64 {
@@ -2531,7 +2626,7 @@ type InfeasibleTask struct {
 
 func (x *InfeasibleTask) Reset() {
 	*x = InfeasibleTask{}
-	mi := &file_ember_v1_local_proto_msgTypes[31]
+	mi := &file_ember_v1_local_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2638,7 @@ func (x *InfeasibleTask) String() string {
 func (*InfeasibleTask) ProtoMessage() {}
 
 func (x *InfeasibleTask) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[31]
+	mi := &file_ember_v1_local_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2651,7 @@ func (x *InfeasibleTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfeasibleTask.ProtoReflect.Descriptor instead.
 func (*InfeasibleTask) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{31}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InfeasibleTask) GetTaskId() []byte {
@@ -2595,7 +2690,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_ember_v1_local_proto_msgTypes[32]
+	mi := &file_ember_v1_local_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2702,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[32]
+	mi := &file_ember_v1_local_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2715,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{32}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterStatus) GetNodes() []*NodeInfo {
@@ -2684,7 +2779,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_ember_v1_local_proto_msgTypes[33]
+	mi := &file_ember_v1_local_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2696,7 +2791,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ember_v1_local_proto_msgTypes[33]
+	mi := &file_ember_v1_local_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2709,7 +2804,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_ember_v1_local_proto_rawDescGZIP(), []int{33}
+	return file_ember_v1_local_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JobInfo) GetJobId() []byte {
@@ -2794,7 +2889,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x10max_inline_bytes\x18\x06 \x01(\x04R\x0emaxInlineBytes\x12!\n" +
 	"\fnode_address\x18\a \x01(\tR\vnodeAddress\"5\n" +
 	"\rClientMessage\x12$\n" +
-	"\x03ops\x18\x01 \x03(\v2\x12.ember.v1.ClientOpR\x03ops\"\xc0\a\n" +
+	"\x03ops\x18\x01 \x03(\v2\x12.ember.v1.ClientOpR\x03ops\"\x85\b\n" +
 	"\bClientOp\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.ember.v1.HelloH\x00R\x05hello\x12I\n" +
 	"\x11register_function\x18\x02 \x01(\v2\x1a.ember.v1.RegisterFunctionH\x00R\x10registerFunction\x127\n" +
@@ -2818,7 +2913,8 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\fcreate_actor\x18\x0e \x01(\v2\x15.ember.v1.CreateActorH\x00R\vcreateActor\x121\n" +
 	"\tget_actor\x18\x0f \x01(\v2\x12.ember.v1.GetActorH\x00R\bgetActor\x124\n" +
 	"\n" +
-	"kill_actor\x18\x10 \x01(\v2\x13.ember.v1.KillActorH\x00R\tkillActorB\x04\n" +
+	"kill_actor\x18\x10 \x01(\v2\x13.ember.v1.KillActorH\x00R\tkillActor\x12C\n" +
+	"\x0fserve_functions\x18\x11 \x01(\v2\x18.ember.v1.ServeFunctionsH\x00R\x0eserveFunctionsB\x04\n" +
 	"\x02op\"1\n" +
 	"\vNodeMessage\x12\"\n" +
 	"\x03ops\x18\x01 \x03(\v2\x10.ember.v1.NodeOpR\x03ops\"\xda\x03\n" +
@@ -2834,10 +2930,15 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\awarning\x18\a \x01(\v2\x11.ember.v1.WarningH\x00R\awarning\x127\n" +
 	"\vactor_reply\x18\b \x01(\v2\x14.ember.v1.ActorReplyH\x00R\n" +
 	"actorReplyB\x04\n" +
-	"\x02op\"f\n" +
+	"\x02op\"~\n" +
 	"\x10RegisterFunction\x128\n" +
 	"\bfunction\x18\x01 \x01(\v2\x1c.ember.v1.FunctionDescriptorR\bfunction\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"^\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x16\n" +
+	"\x06export\x18\x03 \x01(\bR\x06export\"x\n" +
+	"\x0eServeFunctions\x12.\n" +
+	"\blanguage\x18\x01 \x01(\x0e2\x12.ember.v1.LanguageR\blanguage\x12\x14\n" +
+	"\x05names\x18\x02 \x03(\tR\x05names\x12 \n" +
+	"\vconcurrency\x18\x03 \x01(\rR\vconcurrency\"^\n" +
 	"\n" +
 	"SubmitTask\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\x12(\n" +
@@ -3026,7 +3127,7 @@ func file_ember_v1_local_proto_rawDescGZIP() []byte {
 }
 
 var file_ember_v1_local_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_ember_v1_local_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_ember_v1_local_proto_goTypes = []any{
 	(ClientKind)(0),            // 0: ember.v1.ClientKind
 	(ActorState)(0),            // 1: ember.v1.ActorState
@@ -3038,103 +3139,106 @@ var file_ember_v1_local_proto_goTypes = []any{
 	(*NodeMessage)(nil),        // 7: ember.v1.NodeMessage
 	(*NodeOp)(nil),             // 8: ember.v1.NodeOp
 	(*RegisterFunction)(nil),   // 9: ember.v1.RegisterFunction
-	(*SubmitTask)(nil),         // 10: ember.v1.SubmitTask
-	(*RefUpdate)(nil),          // 11: ember.v1.RefUpdate
-	(*GetObjects)(nil),         // 12: ember.v1.GetObjects
-	(*PutObject)(nil),          // 13: ember.v1.PutObject
-	(*CreateObject)(nil),       // 14: ember.v1.CreateObject
-	(*CreateObjectReply)(nil),  // 15: ember.v1.CreateObjectReply
-	(*AbortObject)(nil),        // 16: ember.v1.AbortObject
-	(*CancelTask)(nil),         // 17: ember.v1.CancelTask
-	(*ObjectReady)(nil),        // 18: ember.v1.ObjectReady
-	(*ExecuteTask)(nil),        // 19: ember.v1.ExecuteTask
-	(*CreateActor)(nil),        // 20: ember.v1.CreateActor
-	(*GetActor)(nil),           // 21: ember.v1.GetActor
-	(*KillActor)(nil),          // 22: ember.v1.KillActor
-	(*ActorReply)(nil),         // 23: ember.v1.ActorReply
-	(*ActorInfo)(nil),          // 24: ember.v1.ActorInfo
-	(*TaskFinished)(nil),       // 25: ember.v1.TaskFinished
-	(*WorkerBlocked)(nil),      // 26: ember.v1.WorkerBlocked
-	(*WorkerUnblocked)(nil),    // 27: ember.v1.WorkerUnblocked
-	(*InfoRequest)(nil),        // 28: ember.v1.InfoRequest
-	(*InfoReply)(nil),          // 29: ember.v1.InfoReply
-	(*ErrorReply)(nil),         // 30: ember.v1.ErrorReply
-	(*Warning)(nil),            // 31: ember.v1.Warning
-	(*NodeInfo)(nil),           // 32: ember.v1.NodeInfo
-	(*TaskCounts)(nil),         // 33: ember.v1.TaskCounts
-	(*InfeasibleTask)(nil),     // 34: ember.v1.InfeasibleTask
-	(*ClusterStatus)(nil),      // 35: ember.v1.ClusterStatus
-	(*JobInfo)(nil),            // 36: ember.v1.JobInfo
-	nil,                        // 37: ember.v1.ExecuteTask.AssignedResourcesEntry
-	nil,                        // 38: ember.v1.NodeInfo.ResourcesTotalEntry
-	nil,                        // 39: ember.v1.NodeInfo.ResourcesAvailableEntry
-	nil,                        // 40: ember.v1.InfeasibleTask.ResourcesEntry
-	(Language)(0),              // 41: ember.v1.Language
-	(*FunctionDescriptor)(nil), // 42: ember.v1.FunctionDescriptor
-	(*TaskSpec)(nil),           // 43: ember.v1.TaskSpec
-	(*ObjectValue)(nil),        // 44: ember.v1.ObjectValue
-	(*ShmLocation)(nil),        // 45: ember.v1.ShmLocation
-	(*ActorCreation)(nil),      // 46: ember.v1.ActorCreation
-	(*TaskError)(nil),          // 47: ember.v1.TaskError
+	(*ServeFunctions)(nil),     // 10: ember.v1.ServeFunctions
+	(*SubmitTask)(nil),         // 11: ember.v1.SubmitTask
+	(*RefUpdate)(nil),          // 12: ember.v1.RefUpdate
+	(*GetObjects)(nil),         // 13: ember.v1.GetObjects
+	(*PutObject)(nil),          // 14: ember.v1.PutObject
+	(*CreateObject)(nil),       // 15: ember.v1.CreateObject
+	(*CreateObjectReply)(nil),  // 16: ember.v1.CreateObjectReply
+	(*AbortObject)(nil),        // 17: ember.v1.AbortObject
+	(*CancelTask)(nil),         // 18: ember.v1.CancelTask
+	(*ObjectReady)(nil),        // 19: ember.v1.ObjectReady
+	(*ExecuteTask)(nil),        // 20: ember.v1.ExecuteTask
+	(*CreateActor)(nil),        // 21: ember.v1.CreateActor
+	(*GetActor)(nil),           // 22: ember.v1.GetActor
+	(*KillActor)(nil),          // 23: ember.v1.KillActor
+	(*ActorReply)(nil),         // 24: ember.v1.ActorReply
+	(*ActorInfo)(nil),          // 25: ember.v1.ActorInfo
+	(*TaskFinished)(nil),       // 26: ember.v1.TaskFinished
+	(*WorkerBlocked)(nil),      // 27: ember.v1.WorkerBlocked
+	(*WorkerUnblocked)(nil),    // 28: ember.v1.WorkerUnblocked
+	(*InfoRequest)(nil),        // 29: ember.v1.InfoRequest
+	(*InfoReply)(nil),          // 30: ember.v1.InfoReply
+	(*ErrorReply)(nil),         // 31: ember.v1.ErrorReply
+	(*Warning)(nil),            // 32: ember.v1.Warning
+	(*NodeInfo)(nil),           // 33: ember.v1.NodeInfo
+	(*TaskCounts)(nil),         // 34: ember.v1.TaskCounts
+	(*InfeasibleTask)(nil),     // 35: ember.v1.InfeasibleTask
+	(*ClusterStatus)(nil),      // 36: ember.v1.ClusterStatus
+	(*JobInfo)(nil),            // 37: ember.v1.JobInfo
+	nil,                        // 38: ember.v1.ExecuteTask.AssignedResourcesEntry
+	nil,                        // 39: ember.v1.NodeInfo.ResourcesTotalEntry
+	nil,                        // 40: ember.v1.NodeInfo.ResourcesAvailableEntry
+	nil,                        // 41: ember.v1.InfeasibleTask.ResourcesEntry
+	(Language)(0),              // 42: ember.v1.Language
+	(*FunctionDescriptor)(nil), // 43: ember.v1.FunctionDescriptor
+	(*TaskSpec)(nil),           // 44: ember.v1.TaskSpec
+	(*ObjectValue)(nil),        // 45: ember.v1.ObjectValue
+	(*ShmLocation)(nil),        // 46: ember.v1.ShmLocation
+	(*ActorCreation)(nil),      // 47: ember.v1.ActorCreation
+	(*TaskError)(nil),          // 48: ember.v1.TaskError
 }
 var file_ember_v1_local_proto_depIdxs = []int32{
 	0,  // 0: ember.v1.Hello.kind:type_name -> ember.v1.ClientKind
-	41, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
+	42, // 1: ember.v1.Hello.language:type_name -> ember.v1.Language
 	6,  // 2: ember.v1.ClientMessage.ops:type_name -> ember.v1.ClientOp
 	3,  // 3: ember.v1.ClientOp.hello:type_name -> ember.v1.Hello
 	9,  // 4: ember.v1.ClientOp.register_function:type_name -> ember.v1.RegisterFunction
-	10, // 5: ember.v1.ClientOp.submit_task:type_name -> ember.v1.SubmitTask
-	11, // 6: ember.v1.ClientOp.ref_update:type_name -> ember.v1.RefUpdate
-	12, // 7: ember.v1.ClientOp.get_objects:type_name -> ember.v1.GetObjects
-	13, // 8: ember.v1.ClientOp.put_object:type_name -> ember.v1.PutObject
-	14, // 9: ember.v1.ClientOp.create_object:type_name -> ember.v1.CreateObject
-	17, // 10: ember.v1.ClientOp.cancel_task:type_name -> ember.v1.CancelTask
-	25, // 11: ember.v1.ClientOp.task_finished:type_name -> ember.v1.TaskFinished
-	26, // 12: ember.v1.ClientOp.worker_blocked:type_name -> ember.v1.WorkerBlocked
-	27, // 13: ember.v1.ClientOp.worker_unblocked:type_name -> ember.v1.WorkerUnblocked
-	28, // 14: ember.v1.ClientOp.info_request:type_name -> ember.v1.InfoRequest
-	16, // 15: ember.v1.ClientOp.abort_object:type_name -> ember.v1.AbortObject
-	20, // 16: ember.v1.ClientOp.create_actor:type_name -> ember.v1.CreateActor
-	21, // 17: ember.v1.ClientOp.get_actor:type_name -> ember.v1.GetActor
-	22, // 18: ember.v1.ClientOp.kill_actor:type_name -> ember.v1.KillActor
-	8,  // 19: ember.v1.NodeMessage.ops:type_name -> ember.v1.NodeOp
-	4,  // 20: ember.v1.NodeOp.hello_reply:type_name -> ember.v1.HelloReply
-	18, // 21: ember.v1.NodeOp.object_ready:type_name -> ember.v1.ObjectReady
-	19, // 22: ember.v1.NodeOp.execute_task:type_name -> ember.v1.ExecuteTask
-	15, // 23: ember.v1.NodeOp.create_object_reply:type_name -> ember.v1.CreateObjectReply
-	29, // 24: ember.v1.NodeOp.info_reply:type_name -> ember.v1.InfoReply
-	30, // 25: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
-	31, // 26: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
-	23, // 27: ember.v1.NodeOp.actor_reply:type_name -> ember.v1.ActorReply
-	42, // 28: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
-	43, // 29: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
-	44, // 30: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
-	45, // 31: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
-	44, // 32: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
-	43, // 33: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
-	37, // 34: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
-	43, // 35: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
-	24, // 36: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
-	1,  // 37: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
-	42, // 38: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
-	46, // 39: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
-	44, // 40: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
-	2,  // 41: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
-	35, // 42: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
-	47, // 43: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
-	38, // 44: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
-	39, // 45: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
-	40, // 46: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
-	32, // 47: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
-	33, // 48: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
-	34, // 49: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
-	24, // 50: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
-	36, // 51: ember.v1.ClusterStatus.jobs:type_name -> ember.v1.JobInfo
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	11, // 5: ember.v1.ClientOp.submit_task:type_name -> ember.v1.SubmitTask
+	12, // 6: ember.v1.ClientOp.ref_update:type_name -> ember.v1.RefUpdate
+	13, // 7: ember.v1.ClientOp.get_objects:type_name -> ember.v1.GetObjects
+	14, // 8: ember.v1.ClientOp.put_object:type_name -> ember.v1.PutObject
+	15, // 9: ember.v1.ClientOp.create_object:type_name -> ember.v1.CreateObject
+	18, // 10: ember.v1.ClientOp.cancel_task:type_name -> ember.v1.CancelTask
+	26, // 11: ember.v1.ClientOp.task_finished:type_name -> ember.v1.TaskFinished
+	27, // 12: ember.v1.ClientOp.worker_blocked:type_name -> ember.v1.WorkerBlocked
+	28, // 13: ember.v1.ClientOp.worker_unblocked:type_name -> ember.v1.WorkerUnblocked
+	29, // 14: ember.v1.ClientOp.info_request:type_name -> ember.v1.InfoRequest
+	17, // 15: ember.v1.ClientOp.abort_object:type_name -> ember.v1.AbortObject
+	21, // 16: ember.v1.ClientOp.create_actor:type_name -> ember.v1.CreateActor
+	22, // 17: ember.v1.ClientOp.get_actor:type_name -> ember.v1.GetActor
+	23, // 18: ember.v1.ClientOp.kill_actor:type_name -> ember.v1.KillActor
+	10, // 19: ember.v1.ClientOp.serve_functions:type_name -> ember.v1.ServeFunctions
+	8,  // 20: ember.v1.NodeMessage.ops:type_name -> ember.v1.NodeOp
+	4,  // 21: ember.v1.NodeOp.hello_reply:type_name -> ember.v1.HelloReply
+	19, // 22: ember.v1.NodeOp.object_ready:type_name -> ember.v1.ObjectReady
+	20, // 23: ember.v1.NodeOp.execute_task:type_name -> ember.v1.ExecuteTask
+	16, // 24: ember.v1.NodeOp.create_object_reply:type_name -> ember.v1.CreateObjectReply
+	30, // 25: ember.v1.NodeOp.info_reply:type_name -> ember.v1.InfoReply
+	31, // 26: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
+	32, // 27: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
+	24, // 28: ember.v1.NodeOp.actor_reply:type_name -> ember.v1.ActorReply
+	43, // 29: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
+	42, // 30: ember.v1.ServeFunctions.language:type_name -> ember.v1.Language
+	44, // 31: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
+	45, // 32: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
+	46, // 33: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
+	45, // 34: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
+	44, // 35: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
+	38, // 36: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
+	44, // 37: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
+	25, // 38: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
+	1,  // 39: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
+	43, // 40: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
+	47, // 41: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
+	45, // 42: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
+	2,  // 43: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
+	36, // 44: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
+	48, // 45: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
+	39, // 46: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
+	40, // 47: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
+	41, // 48: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
+	33, // 49: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
+	34, // 50: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
+	35, // 51: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
+	25, // 52: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
+	37, // 53: ember.v1.ClusterStatus.jobs:type_name -> ember.v1.JobInfo
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_local_proto_init() }
@@ -3160,6 +3264,7 @@ func file_ember_v1_local_proto_init() {
 		(*ClientOp_CreateActor)(nil),
 		(*ClientOp_GetActor)(nil),
 		(*ClientOp_KillActor)(nil),
+		(*ClientOp_ServeFunctions)(nil),
 	}
 	file_ember_v1_local_proto_msgTypes[5].OneofWrappers = []any{
 		(*NodeOp_HelloReply)(nil),
@@ -3177,7 +3282,7 @@ func file_ember_v1_local_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ember_v1_local_proto_rawDesc), len(file_ember_v1_local_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

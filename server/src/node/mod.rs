@@ -18,6 +18,7 @@
 
 mod actors;
 mod directory;
+mod language;
 mod objects;
 mod placement;
 mod remote;
@@ -169,6 +170,12 @@ pub struct NodeCore {
     remote_actors: HashMap<ActorId, directory::RemoteActor>,
     /// This node's drivers as reported to the head's job table.
     job_infos: HashMap<JobId, v1::JobInfo>,
+    /// Functions callable by (language, name): their function ids.
+    exported: HashMap<(i32, String), Bytes>,
+    /// Processes of other languages serving functions by name.
+    servers: HashMap<ConnId, language::FunctionServer>,
+    /// Tasks waiting for a process that serves their function.
+    served: HashMap<language::ServedKey, VecDeque<TaskId>>,
 }
 
 impl NodeCore {
@@ -228,6 +235,9 @@ impl NodeCore {
             head_waits: HashMap::new(),
             remote_actors: HashMap::new(),
             job_infos: HashMap::new(),
+            exported: HashMap::new(),
+            servers: HashMap::new(),
+            served: HashMap::new(),
             cluster_view: Vec::new(),
         })
     }
@@ -453,7 +463,12 @@ impl NodeCore {
                 Op::CreateObject(c) => self.create_object(conn, c),
                 Op::AbortObject(a) => self.abort_object(a),
                 Op::CancelTask(c) => self.cancel(conn, c),
-                Op::TaskFinished(f) => self.task_finished(conn, f),
+                Op::TaskFinished(f) => {
+                    if !self.served_task_finished(conn, &f) {
+                        self.task_finished(conn, f)
+                    }
+                }
+                Op::ServeFunctions(s) => self.serve_functions(conn, s),
                 Op::WorkerBlocked(b) => self.worker_blocked(conn, b),
                 Op::WorkerUnblocked(_) => self.worker_unblocked(conn),
                 Op::CreateActor(c) => self.create_actor(conn, c),
@@ -495,6 +510,7 @@ impl NodeCore {
                 self.report_job(info);
             }
         }
+        self.server_gone(conn);
         self.owner_gone(conn);
         if c.peer.is_some() {
             self.adopt_detached(conn);
@@ -530,6 +546,9 @@ impl NodeCore {
         let Some(desc) = f.function else { return };
         if desc.function_id.is_empty() || desc.function_id.len() > 64 {
             return;
+        }
+        if f.export {
+            self.export_function(&desc);
         }
         self.functions
             .entry(desc.function_id.clone())
@@ -576,7 +595,9 @@ impl NodeCore {
         let mut infeasible = Vec::new();
         for (id, t) in &self.tasks {
             match t.state {
-                tasks::TaskState::Assigned(_) | tasks::TaskState::Remote(_) => counts.running += 1,
+                tasks::TaskState::Assigned(_)
+                | tasks::TaskState::Remote(_)
+                | tasks::TaskState::Served(_) => counts.running += 1,
                 tasks::TaskState::Infeasible => {
                     counts.pending += 1;
                     counts.infeasible += 1;

@@ -148,6 +148,7 @@ impl NodeCore {
         request: &ResourceSet,
     ) -> Option<NodeId> {
         if absent.is_empty()
+            || Self::served_key(spec).is_some()
             || spec.scheduling_strategy.is_some()
             || !spec.actor_id.is_empty()
             || spec.actor_creation.is_some()
@@ -263,6 +264,7 @@ impl NodeCore {
                 ops.push(client_op::Op::RegisterFunction(v1::RegisterFunction {
                     function: spec.function.clone(),
                     payload: payload.clone(),
+                    export: false,
                 }));
             }
         }

@@ -31,6 +31,8 @@ pub(super) enum TaskState {
     RestoringArgs,
     /// Sent to another node, which runs it (see `remote`).
     Remote(NodeId),
+    /// Sent to a process serving its function by name (see `language`).
+    Served(ConnId),
 }
 
 pub(super) struct TaskEntry {
@@ -116,13 +118,22 @@ impl NodeCore {
                 return;
             }
         };
+        if call_actor(&spec).is_none() {
+            if let Err(message) = self.resolve_named_function(&mut spec) {
+                let err = system_error(v1::ErrorKind::UnknownFunction, message);
+                self.fail_returns(task_id, num_returns, &err, conn);
+                self.counters.failed += 1;
+                return;
+            }
+        }
+        let served = Self::served_key(&spec).is_some();
         let fid = spec
             .function
             .as_ref()
             .map(|f| f.function_id.clone())
             .unwrap_or_default();
         let actor_call = call_actor(&spec);
-        if actor_call.is_none() && !self.functions.contains_key(&fid) {
+        if actor_call.is_none() && !served && !self.functions.contains_key(&fid) {
             let name = spec
                 .function
                 .as_ref()
@@ -207,8 +218,8 @@ impl NodeCore {
         let Some(f) = &spec.function else {
             return Err("no function descriptor".into());
         };
-        if f.function_id.is_empty() {
-            return Err("the function descriptor has no function_id".into());
+        if f.function_id.is_empty() && f.name.is_empty() {
+            return Err("the function descriptor has neither a function_id nor a name".into());
         }
         for (i, arg) in spec.args.iter().enumerate() {
             if !arg.object_ref.is_empty() {
@@ -262,6 +273,14 @@ impl NodeCore {
     /// Put a ready task in its class queue (at the front when it is handed
     /// back by a worker), or mark it infeasible.
     pub(super) fn enqueue(&mut self, task_id: TaskId, front: bool) {
+        if let Some(key) = self
+            .tasks
+            .get(&task_id)
+            .and_then(|t| Self::served_key(&t.spec))
+        {
+            self.enqueue_served(task_id, key, front);
+            return;
+        }
         let Some((request, actor)) = self
             .tasks
             .get(&task_id)
@@ -780,6 +799,9 @@ impl NodeCore {
             | TaskState::RestoringArgs => {
                 self.finish_cancelled(task_id);
             }
+            // The process running it is not interrupted: its result is
+            // replaced by the cancellation when it comes back.
+            TaskState::Served(_) => {}
             TaskState::Assigned(wid) => {
                 let Some(w) = self.workers.get(&wid) else {
                     return;

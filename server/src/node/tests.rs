@@ -85,6 +85,7 @@ fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bo
             ..Default::default()
         }),
         payload: "code".into(),
+        export: false,
     };
     core.handle_ops(driver, vec![op(Op::RegisterFunction(register))]);
     Harness {
@@ -537,6 +538,214 @@ fn workers_a_dead_fork_server_was_starting_are_asked_for_again() {
         ran |= matches!(o.op, Some(node_op::Op::ExecuteTask(_)));
     }
     assert!(ran, "the queued task runs on the new worker");
+}
+
+mod language {
+    //! Functions served by name by processes of other languages.
+    use super::*;
+
+    /// A Go process: says hello as a driver, then serves `names`.
+    fn go_server(
+        h: &mut Harness,
+        names: &[&str],
+        concurrency: u32,
+    ) -> (ConnId, UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = h.core.add_conn(tx);
+        let hello = v1::Hello {
+            token: "secret".into(),
+            kind: v1::ClientKind::Driver as i32,
+            language: v1::Language::Go as i32,
+            ..Default::default()
+        };
+        let serve = v1::ServeFunctions {
+            language: v1::Language::Go as i32,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            concurrency,
+        };
+        assert!(h.core.handle_ops(
+            conn,
+            vec![op(Op::Hello(hello)), op(Op::ServeFunctions(serve))]
+        ));
+        (conn, rx)
+    }
+
+    fn call(name: &str, arg: v1::ObjectValue) -> (TaskId, v1::ClientOp) {
+        let id = TaskId::random();
+        let spec = v1::TaskSpec {
+            task_id: id.to_vec().into(),
+            function: Some(v1::FunctionDescriptor {
+                language: v1::Language::Go as i32,
+                name: name.into(),
+                ..Default::default()
+            }),
+            args: vec![v1::TaskArg {
+                value: Some(arg),
+                ..Default::default()
+            }],
+            num_returns: 1,
+            max_retries: 1,
+            cross_language: true,
+            ..Default::default()
+        };
+        (
+            id,
+            op(Op::SubmitTask(v1::SubmitTask {
+                spec: Some(spec),
+                ..Default::default()
+            })),
+        )
+    }
+
+    fn msgpack(bytes: &[u8]) -> v1::ObjectValue {
+        v1::ObjectValue {
+            format: v1::ValueFormat::Msgpack as i32,
+            body: Some(v1::object_value::Body::InlineData(bytes.to_vec().into())),
+            ..Default::default()
+        }
+    }
+
+    fn executed(rx: &mut UnboundedReceiver<Outgoing>) -> Vec<v1::ExecuteTask> {
+        let mut out = Vec::new();
+        while let Ok(Outgoing::Op(o)) = rx.try_recv() {
+            if let Some(node_op::Op::ExecuteTask(e)) = o.op {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn finish(h: &mut Harness, conn: ConnId, task: TaskId, value: v1::ObjectValue) {
+        let done = v1::TaskFinished {
+            task_id: task.to_vec().into(),
+            returns: vec![value],
+            ..Default::default()
+        };
+        h.core.handle_ops(conn, vec![op(Op::TaskFinished(done))]);
+    }
+
+    /// The value the driver was told of for `task`'s return, if any.
+    fn driver_value(h: &mut Harness, task: TaskId) -> Option<v1::ObjectValue> {
+        let id = ObjectId::for_return(task, 0);
+        h.core.handle_ops(
+            h.driver,
+            vec![op(Op::GetObjects(v1::GetObjects {
+                object_ids: vec![id.to_vec().into()],
+                map: false,
+            }))],
+        );
+        let mut found = None;
+        while let Ok(Outgoing::Op(o)) = h.driver_rx.try_recv() {
+            if let Some(node_op::Op::ObjectReady(r)) = o.op {
+                if r.object_id.as_ref() == id.as_bytes() {
+                    found = r.value;
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn served_functions_run_on_their_server_within_its_concurrency_and_hold_no_cpu() {
+        let mut h = harness(1.0, 0);
+        let (go, mut go_rx) = go_server(&mut h, &["add"], 2);
+        let cpu = h.cpu_available();
+        let calls: Vec<TaskId> = (0..3)
+            .map(|i| {
+                let (id, submit) = call("add", msgpack(&[i]));
+                h.core.handle_ops(h.driver, vec![submit]);
+                id
+            })
+            .collect();
+        let sent = executed(&mut go_rx);
+        assert_eq!(sent.len(), 2, "two at a time");
+        let spec = sent[0].spec.clone().unwrap();
+        assert_eq!(
+            spec.args[0].value.as_ref().unwrap().format,
+            v1::ValueFormat::Msgpack as i32
+        );
+        assert_eq!(h.cpu_available(), cpu, "no CPU held for served tasks");
+        assert!(h.pool.try_recv().is_err(), "no Python worker started");
+        finish(&mut h, go, calls[0], msgpack(&[42]));
+        let third = executed(&mut go_rx);
+        assert_eq!(third.len(), 1);
+        let value = driver_value(&mut h, calls[0]).expect("the return reached the driver");
+        assert_eq!(value.format, v1::ValueFormat::Msgpack as i32);
+    }
+
+    #[test]
+    fn a_name_nobody_serves_fails_at_once_naming_it() {
+        let mut h = harness(1.0, 0);
+        let (id, submit) = call("nobody.home", msgpack(&[1]));
+        h.core.handle_ops(h.driver, vec![submit]);
+        let value = driver_value(&mut h, id).expect("failed at once");
+        assert_eq!(value.format, v1::ValueFormat::Error as i32);
+        let Some(v1::object_value::Body::InlineData(data)) = value.body else {
+            panic!("inline error")
+        };
+        use prost::Message;
+        let err = v1::TaskError::decode(data.as_ref()).unwrap();
+        assert_eq!(err.kind, v1::ErrorKind::UnknownFunction as i32);
+        assert!(
+            err.message.contains("nobody.home") && err.message.contains("GO"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_server_that_disconnects_mid_task_has_it_run_on_another() {
+        let mut h = harness(1.0, 0);
+        let (first, mut first_rx) = go_server(&mut h, &["work"], 1);
+        let (id, submit) = call("work", msgpack(&[1]));
+        h.core.handle_ops(h.driver, vec![submit]);
+        assert_eq!(executed(&mut first_rx).len(), 1);
+        // It dies before a second server exists: the task waits for one.
+        h.core.remove_conn(first);
+        let (second, mut second_rx) = go_server(&mut h, &["work"], 1);
+        assert_eq!(executed(&mut second_rx).len(), 1, "sent to the new server");
+        finish(&mut h, second, id, msgpack(&[7]));
+        assert_eq!(
+            driver_value(&mut h, id).unwrap().format,
+            v1::ValueFormat::Msgpack as i32
+        );
+    }
+
+    #[test]
+    fn python_only_values_are_refused_for_other_languages_and_exports_resolve_by_name() {
+        let mut h = harness(1.0, 0);
+        let (_go, mut go_rx) = go_server(&mut h, &["f"], 1);
+        let pickled = v1::ObjectValue {
+            format: v1::ValueFormat::Pickle as i32,
+            body: Some(v1::object_value::Body::InlineData("x".into())),
+            ..Default::default()
+        };
+        let (id, submit) = call("f", pickled);
+        h.core.handle_ops(h.driver, vec![submit]);
+        assert!(executed(&mut go_rx).is_empty());
+        let value = driver_value(&mut h, id).unwrap();
+        assert_eq!(value.format, v1::ValueFormat::Error as i32);
+        // A Python function exported by name runs when called by its name.
+        let export = v1::RegisterFunction {
+            function: Some(v1::FunctionDescriptor {
+                language: v1::Language::Python as i32,
+                function_id: FUNCTION_ID.to_vec().into(),
+                name: "scoring.predict".into(),
+            }),
+            payload: "code".into(),
+            export: true,
+        };
+        h.core
+            .handle_ops(h.driver, vec![op(Op::RegisterFunction(export))]);
+        let (id, mut submit) = call("scoring.predict", msgpack(&[1]));
+        if let Some(Op::SubmitTask(s)) = submit.op.as_mut() {
+            s.spec.as_mut().unwrap().function.as_mut().unwrap().language =
+                v1::Language::Python as i32;
+        }
+        h.core.handle_ops(h.driver, vec![submit]);
+        h.start_requested_workers();
+        assert_eq!(h.executed().concat(), vec![id], "a Python worker runs it");
+    }
 }
 
 mod residency {

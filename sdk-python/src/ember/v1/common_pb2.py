@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65mber/v1/common.proto\x12\x08\x65mber.v1\"\xc4\x01\n\tTaskError\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.ember.v1.ErrorKind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12$\n\x08language\x18\x05 \x01(\x0e\x32\x12.ember.v1.Language\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x0f\n\x07task_id\x18\x07 \x01(\x0c\x12\x15\n\rfunction_name\x18\x08 \x01(\t\"+\n\x0bShmLocation\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xba\x01\n\x0bObjectValue\x12%\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x15.ember.v1.ValueFormat\x12\x10\n\x08metadata\x18\x02 \x01(\x0c\x12\x15\n\x0binline_data\x18\x03 \x01(\x0cH\x00\x12$\n\x03shm\x18\x04 \x01(\x0b\x32\x15.ember.v1.ShmLocationH\x00\x12\x15\n\x0bstored_size\x18\x06 \x01(\x04H\x00\x12\x16\n\x0e\x63ontained_refs\x18\x05 \x03(\x0c\x42\x06\n\x04\x62ody\"]\n\x12\x46unctionDescriptor\x12$\n\x08language\x18\x01 \x01(\x0e\x32\x12.ember.v1.Language\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"T\n\x07TaskArg\x12\x12\n\nobject_ref\x18\x01 \x01(\x0c\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.ember.v1.ObjectValue\x12\x0f\n\x07keyword\x18\x03 \x01(\t\"\x9f\x04\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_task_id\x18\x03 \x01(\x0c\x12.\n\x08\x66unction\x18\x04 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x1f\n\x04\x61rgs\x18\x05 \x03(\x0b\x32\x11.ember.v1.TaskArg\x12\x13\n\x0bnum_returns\x18\x06 \x01(\r\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.ember.v1.TaskSpec.ResourcesEntry\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x18\n\x10retry_exceptions\x18\t \x01(\x08\x12\x0c\n\x04name\x18\n \x01(\t\x12!\n\x19retry_exception_allowlist\x18\x0b \x03(\t\x12\x10\n\x08\x61\x63tor_id\x18\x0c \x01(\x0c\x12\x13\n\x0bmethod_name\x18\r \x01(\t\x12/\n\x0e\x61\x63tor_creation\x18\x0e \x01(\x0b\x32\x17.ember.v1.ActorCreation\x12\x19\n\x11\x63oncurrency_group\x18\x0f \x01(\t\x12\x39\n\x13scheduling_strategy\x18\x10 \x01(\x0b\x32\x1c.ember.v1.SchedulingStrategy\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"[\n\x12SchedulingStrategy\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.ember.v1.SchedulingKind\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04soft\x18\x03 \x01(\x08\"\x82\x04\n\rActorCreation\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tached\x18\x04 \x01(\x08\x12\x14\n\x0cmax_restarts\x18\x05 \x01(\x05\x12\x18\n\x10max_task_retries\x18\x06 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x07 \x01(\r\x12\x10\n\x08is_async\x18\x08 \x01(\x08\x12J\n\x12\x63oncurrency_groups\x18\t \x03(\x0b\x32..ember.v1.ActorCreation.ConcurrencyGroupsEntry\x12\x15\n\rget_if_exists\x18\n \x01(\x08\x12\x42\n\x0eheld_resources\x18\x0b \x03(\x0b\x32*.ember.v1.ActorCreation.HeldResourcesEntry\x12\x12\n\nclass_name\x18\x0c \x01(\t\x12&\n\x07methods\x18\r \x03(\x0b\x32\x15.ember.v1.ActorMethod\x1a\x38\n\x16\x43oncurrencyGroupsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a\x34\n\x12HeldResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\x0b\x41\x63torMethod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bnum_returns\x18\x02 \x01(\r\x12\x19\n\x11\x63oncurrency_group\x18\x03 \x01(\t\"r\n\x0bResourceSet\x12\x33\n\x07\x61mounts\x18\x01 \x03(\x0b\x32\".ember.v1.ResourceSet.AmountsEntry\x1a.\n\x0c\x41mountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*B\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\n\n\x06PYTHON\x10\x01\x12\x06\n\x02GO\x10\x02\x12\x08\n\x04RUST\x10\x03*]\n\x0bValueFormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\n\n\x06PICKLE\x10\x01\x12\x0b\n\x07MSGPACK\x10\x02\x12\t\n\x05\x41RROW\x10\x03\x12\x07\n\x03RAW\x10\x04\x12\t\n\x05\x45RROR\x10\x05*\xdd\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTASK_FAILED\x10\x01\x12\x12\n\x0eWORKER_CRASHED\x10\x02\x12\x12\n\x0eTASK_CANCELLED\x10\x03\x12\x0f\n\x0bOBJECT_LOST\x10\x04\x12\x14\n\x10UNKNOWN_FUNCTION\x10\x05\x12\x14\n\x10INVALID_ARGUMENT\x10\x06\x12\x15\n\x11OBJECT_STORE_FULL\x10\x07\x12\x18\n\x14\x46UNCTION_LOAD_FAILED\x10\x08\x12\x17\n\x13WORKER_START_FAILED\x10\t\x12\x0c\n\x08INTERNAL\x10\n\x12\x13\n\x0fUNAUTHENTICATED\x10\x0b\x12\x0f\n\x0bGET_TIMEOUT\x10\x0c\x12\x0e\n\nACTOR_DIED\x10\r\x12\r\n\tNOT_FOUND\x10\x0e\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x0f\x12\r\n\tNODE_DIED\x10\x10*G\n\x0eSchedulingKind\x12\x16\n\x12SCHEDULING_DEFAULT\x10\x00\x12\n\n\x06SPREAD\x10\x01\x12\x11\n\rNODE_AFFINITY\x10\x02\x42\x32Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65mber/v1/common.proto\x12\x08\x65mber.v1\"\xc4\x01\n\tTaskError\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.ember.v1.ErrorKind\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12$\n\x08language\x18\x05 \x01(\x0e\x32\x12.ember.v1.Language\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\x12\x0f\n\x07task_id\x18\x07 \x01(\x0c\x12\x15\n\rfunction_name\x18\x08 \x01(\t\"+\n\x0bShmLocation\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xba\x01\n\x0bObjectValue\x12%\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x15.ember.v1.ValueFormat\x12\x10\n\x08metadata\x18\x02 \x01(\x0c\x12\x15\n\x0binline_data\x18\x03 \x01(\x0cH\x00\x12$\n\x03shm\x18\x04 \x01(\x0b\x32\x15.ember.v1.ShmLocationH\x00\x12\x15\n\x0bstored_size\x18\x06 \x01(\x04H\x00\x12\x16\n\x0e\x63ontained_refs\x18\x05 \x03(\x0c\x42\x06\n\x04\x62ody\"]\n\x12\x46unctionDescriptor\x12$\n\x08language\x18\x01 \x01(\x0e\x32\x12.ember.v1.Language\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"T\n\x07TaskArg\x12\x12\n\nobject_ref\x18\x01 \x01(\x0c\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.ember.v1.ObjectValue\x12\x0f\n\x07keyword\x18\x03 \x01(\t\"\xb7\x04\n\x08TaskSpec\x12\x0f\n\x07task_id\x18\x01 \x01(\x0c\x12\x0e\n\x06job_id\x18\x02 \x01(\x0c\x12\x16\n\x0eparent_task_id\x18\x03 \x01(\x0c\x12.\n\x08\x66unction\x18\x04 \x01(\x0b\x32\x1c.ember.v1.FunctionDescriptor\x12\x1f\n\x04\x61rgs\x18\x05 \x03(\x0b\x32\x11.ember.v1.TaskArg\x12\x13\n\x0bnum_returns\x18\x06 \x01(\r\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.ember.v1.TaskSpec.ResourcesEntry\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x18\n\x10retry_exceptions\x18\t \x01(\x08\x12\x0c\n\x04name\x18\n \x01(\t\x12!\n\x19retry_exception_allowlist\x18\x0b \x03(\t\x12\x10\n\x08\x61\x63tor_id\x18\x0c \x01(\x0c\x12\x13\n\x0bmethod_name\x18\r \x01(\t\x12/\n\x0e\x61\x63tor_creation\x18\x0e \x01(\x0b\x32\x17.ember.v1.ActorCreation\x12\x19\n\x11\x63oncurrency_group\x18\x0f \x01(\t\x12\x39\n\x13scheduling_strategy\x18\x10 \x01(\x0b\x32\x1c.ember.v1.SchedulingStrategy\x12\x16\n\x0e\x63ross_language\x18\x11 \x01(\x08\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"[\n\x12SchedulingStrategy\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.ember.v1.SchedulingKind\x12\x0f\n\x07node_id\x18\x02 \x01(\x0c\x12\x0c\n\x04soft\x18\x03 \x01(\x08\"\x82\x04\n\rActorCreation\x12\x10\n\x08\x61\x63tor_id\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65tached\x18\x04 \x01(\x08\x12\x14\n\x0cmax_restarts\x18\x05 \x01(\x05\x12\x18\n\x10max_task_retries\x18\x06 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x07 \x01(\r\x12\x10\n\x08is_async\x18\x08 \x01(\x08\x12J\n\x12\x63oncurrency_groups\x18\t \x03(\x0b\x32..ember.v1.ActorCreation.ConcurrencyGroupsEntry\x12\x15\n\rget_if_exists\x18\n \x01(\x08\x12\x42\n\x0eheld_resources\x18\x0b \x03(\x0b\x32*.ember.v1.ActorCreation.HeldResourcesEntry\x12\x12\n\nclass_name\x18\x0c \x01(\t\x12&\n\x07methods\x18\r \x03(\x0b\x32\x15.ember.v1.ActorMethod\x1a\x38\n\x16\x43oncurrencyGroupsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a\x34\n\x12HeldResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\x0b\x41\x63torMethod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bnum_returns\x18\x02 \x01(\r\x12\x19\n\x11\x63oncurrency_group\x18\x03 \x01(\t\"r\n\x0bResourceSet\x12\x33\n\x07\x61mounts\x18\x01 \x03(\x0b\x32\".ember.v1.ResourceSet.AmountsEntry\x1a.\n\x0c\x41mountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*B\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\n\n\x06PYTHON\x10\x01\x12\x06\n\x02GO\x10\x02\x12\x08\n\x04RUST\x10\x03*]\n\x0bValueFormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\n\n\x06PICKLE\x10\x01\x12\x0b\n\x07MSGPACK\x10\x02\x12\t\n\x05\x41RROW\x10\x03\x12\x07\n\x03RAW\x10\x04\x12\t\n\x05\x45RROR\x10\x05*\xdd\x02\n\tErrorKind\x12\x1a\n\x16\x45RROR_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bTASK_FAILED\x10\x01\x12\x12\n\x0eWORKER_CRASHED\x10\x02\x12\x12\n\x0eTASK_CANCELLED\x10\x03\x12\x0f\n\x0bOBJECT_LOST\x10\x04\x12\x14\n\x10UNKNOWN_FUNCTION\x10\x05\x12\x14\n\x10INVALID_ARGUMENT\x10\x06\x12\x15\n\x11OBJECT_STORE_FULL\x10\x07\x12\x18\n\x14\x46UNCTION_LOAD_FAILED\x10\x08\x12\x17\n\x13WORKER_START_FAILED\x10\t\x12\x0c\n\x08INTERNAL\x10\n\x12\x13\n\x0fUNAUTHENTICATED\x10\x0b\x12\x0f\n\x0bGET_TIMEOUT\x10\x0c\x12\x0e\n\nACTOR_DIED\x10\r\x12\r\n\tNOT_FOUND\x10\x0e\x12\x12\n\x0e\x41LREADY_EXISTS\x10\x0f\x12\r\n\tNODE_DIED\x10\x10*G\n\x0eSchedulingKind\x12\x16\n\x12SCHEDULING_DEFAULT\x10\x00\x12\n\n\x06SPREAD\x10\x01\x12\x11\n\rNODE_AFFINITY\x10\x02\x42\x32Z0github.com/ember-run/ember/sdk-go/internal/pb;pbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,14 +40,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTORCREATION_HELDRESOURCESENTRY']._serialized_options = b'8\001'
   _globals['_RESOURCESET_AMOUNTSENTRY']._loaded_options = None
   _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_LANGUAGE']._serialized_start=1998
-  _globals['_LANGUAGE']._serialized_end=2064
-  _globals['_VALUEFORMAT']._serialized_start=2066
-  _globals['_VALUEFORMAT']._serialized_end=2159
-  _globals['_ERRORKIND']._serialized_start=2162
-  _globals['_ERRORKIND']._serialized_end=2511
-  _globals['_SCHEDULINGKIND']._serialized_start=2513
-  _globals['_SCHEDULINGKIND']._serialized_end=2584
+  _globals['_LANGUAGE']._serialized_start=2022
+  _globals['_LANGUAGE']._serialized_end=2088
+  _globals['_VALUEFORMAT']._serialized_start=2090
+  _globals['_VALUEFORMAT']._serialized_end=2183
+  _globals['_ERRORKIND']._serialized_start=2186
+  _globals['_ERRORKIND']._serialized_end=2535
+  _globals['_SCHEDULINGKIND']._serialized_start=2537
+  _globals['_SCHEDULINGKIND']._serialized_end=2608
   _globals['_TASKERROR']._serialized_start=36
   _globals['_TASKERROR']._serialized_end=232
   _globals['_SHMLOCATION']._serialized_start=234
@@ -59,21 +59,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKARG']._serialized_start=563
   _globals['_TASKARG']._serialized_end=647
   _globals['_TASKSPEC']._serialized_start=650
-  _globals['_TASKSPEC']._serialized_end=1193
-  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_start=1145
-  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_end=1193
-  _globals['_SCHEDULINGSTRATEGY']._serialized_start=1195
-  _globals['_SCHEDULINGSTRATEGY']._serialized_end=1286
-  _globals['_ACTORCREATION']._serialized_start=1289
-  _globals['_ACTORCREATION']._serialized_end=1803
-  _globals['_ACTORCREATION_CONCURRENCYGROUPSENTRY']._serialized_start=1693
-  _globals['_ACTORCREATION_CONCURRENCYGROUPSENTRY']._serialized_end=1749
-  _globals['_ACTORCREATION_HELDRESOURCESENTRY']._serialized_start=1751
-  _globals['_ACTORCREATION_HELDRESOURCESENTRY']._serialized_end=1803
-  _globals['_ACTORMETHOD']._serialized_start=1805
-  _globals['_ACTORMETHOD']._serialized_end=1880
-  _globals['_RESOURCESET']._serialized_start=1882
-  _globals['_RESOURCESET']._serialized_end=1996
-  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_start=1950
-  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_end=1996
+  _globals['_TASKSPEC']._serialized_end=1217
+  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_start=1169
+  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_end=1217
+  _globals['_SCHEDULINGSTRATEGY']._serialized_start=1219
+  _globals['_SCHEDULINGSTRATEGY']._serialized_end=1310
+  _globals['_ACTORCREATION']._serialized_start=1313
+  _globals['_ACTORCREATION']._serialized_end=1827
+  _globals['_ACTORCREATION_CONCURRENCYGROUPSENTRY']._serialized_start=1717
+  _globals['_ACTORCREATION_CONCURRENCYGROUPSENTRY']._serialized_end=1773
+  _globals['_ACTORCREATION_HELDRESOURCESENTRY']._serialized_start=1775
+  _globals['_ACTORCREATION_HELDRESOURCESENTRY']._serialized_end=1827
+  _globals['_ACTORMETHOD']._serialized_start=1829
+  _globals['_ACTORMETHOD']._serialized_end=1904
+  _globals['_RESOURCESET']._serialized_start=1906
+  _globals['_RESOURCESET']._serialized_end=2020
+  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_start=1974
+  _globals['_RESOURCESET_AMOUNTSENTRY']._serialized_end=2020
 # @@protoc_insertion_point(module_scope)

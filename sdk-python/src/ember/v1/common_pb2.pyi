@@ -144,7 +144,7 @@ class TaskArg(_message.Message):
     def __init__(self, object_ref: _Optional[bytes] = ..., value: _Optional[_Union[ObjectValue, _Mapping]] = ..., keyword: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist", "actor_id", "method_name", "actor_creation", "concurrency_group", "scheduling_strategy")
+    __slots__ = ("task_id", "job_id", "parent_task_id", "function", "args", "num_returns", "resources", "max_retries", "retry_exceptions", "name", "retry_exception_allowlist", "actor_id", "method_name", "actor_creation", "concurrency_group", "scheduling_strategy", "cross_language")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class TaskSpec(_message.Message):
     ACTOR_CREATION_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_GROUP_FIELD_NUMBER: _ClassVar[int]
     SCHEDULING_STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CROSS_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     task_id: bytes
     job_id: bytes
     parent_task_id: bytes
@@ -184,7 +185,8 @@ class TaskSpec(_message.Message):
     actor_creation: ActorCreation
     concurrency_group: str
     scheduling_strategy: SchedulingStrategy
-    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., actor_creation: _Optional[_Union[ActorCreation, _Mapping]] = ..., concurrency_group: _Optional[str] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ...) -> None: ...
+    cross_language: bool
+    def __init__(self, task_id: _Optional[bytes] = ..., job_id: _Optional[bytes] = ..., parent_task_id: _Optional[bytes] = ..., function: _Optional[_Union[FunctionDescriptor, _Mapping]] = ..., args: _Optional[_Iterable[_Union[TaskArg, _Mapping]]] = ..., num_returns: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ..., max_retries: _Optional[int] = ..., retry_exceptions: _Optional[bool] = ..., name: _Optional[str] = ..., retry_exception_allowlist: _Optional[_Iterable[str]] = ..., actor_id: _Optional[bytes] = ..., method_name: _Optional[str] = ..., actor_creation: _Optional[_Union[ActorCreation, _Mapping]] = ..., concurrency_group: _Optional[str] = ..., scheduling_strategy: _Optional[_Union[SchedulingStrategy, _Mapping]] = ..., cross_language: _Optional[bool] = ...) -> None: ...
 
 class SchedulingStrategy(_message.Message):
     __slots__ = ("kind", "node_id", "soft")

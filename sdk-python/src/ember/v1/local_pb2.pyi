@@ -82,7 +82,7 @@ class ClientMessage(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[ClientOp, _Mapping]]] = ...) -> None: ...
 
 class ClientOp(_message.Message):
-    __slots__ = ("hello", "register_function", "submit_task", "ref_update", "get_objects", "put_object", "create_object", "cancel_task", "task_finished", "worker_blocked", "worker_unblocked", "info_request", "abort_object", "create_actor", "get_actor", "kill_actor")
+    __slots__ = ("hello", "register_function", "submit_task", "ref_update", "get_objects", "put_object", "create_object", "cancel_task", "task_finished", "worker_blocked", "worker_unblocked", "info_request", "abort_object", "create_actor", "get_actor", "kill_actor", "serve_functions")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REGISTER_FUNCTION_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TASK_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class ClientOp(_message.Message):
     CREATE_ACTOR_FIELD_NUMBER: _ClassVar[int]
     GET_ACTOR_FIELD_NUMBER: _ClassVar[int]
     KILL_ACTOR_FIELD_NUMBER: _ClassVar[int]
+    SERVE_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     register_function: RegisterFunction
     submit_task: SubmitTask
@@ -115,7 +116,8 @@ class ClientOp(_message.Message):
     create_actor: CreateActor
     get_actor: GetActor
     kill_actor: KillActor
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., register_function: _Optional[_Union[RegisterFunction, _Mapping]] = ..., submit_task: _Optional[_Union[SubmitTask, _Mapping]] = ..., ref_update: _Optional[_Union[RefUpdate, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., create_object: _Optional[_Union[CreateObject, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., worker_blocked: _Optional[_Union[WorkerBlocked, _Mapping]] = ..., worker_unblocked: _Optional[_Union[WorkerUnblocked, _Mapping]] = ..., info_request: _Optional[_Union[InfoRequest, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., create_actor: _Optional[_Union[CreateActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActor, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ...) -> None: ...
+    serve_functions: ServeFunctions
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., register_function: _Optional[_Union[RegisterFunction, _Mapping]] = ..., submit_task: _Optional[_Union[SubmitTask, _Mapping]] = ..., ref_update: _Optional[_Union[RefUpdate, _Mapping]] = ..., get_objects: _Optional[_Union[GetObjects, _Mapping]] = ..., put_object: _Optional[_Union[PutObject, _Mapping]] = ..., create_object: _Optional[_Union[CreateObject, _Mapping]] = ..., cancel_task: _Optional[_Union[CancelTask, _Mapping]] = ..., task_finished: _Optional[_Union[TaskFinished, _Mapping]] = ..., worker_blocked: _Optional[_Union[WorkerBlocked, _Mapping]] = ..., worker_unblocked: _Optional[_Union[WorkerUnblocked, _Mapping]] = ..., info_request: _Optional[_Union[InfoRequest, _Mapping]] = ..., abort_object: _Optional[_Union[AbortObject, _Mapping]] = ..., create_actor: _Optional[_Union[CreateActor, _Mapping]] = ..., get_actor: _Optional[_Union[GetActor, _Mapping]] = ..., kill_actor: _Optional[_Union[KillActor, _Mapping]] = ..., serve_functions: _Optional[_Union[ServeFunctions, _Mapping]] = ...) -> None: ...
 
 class NodeMessage(_message.Message):
     __slots__ = ("ops",)
@@ -144,12 +146,24 @@ class NodeOp(_message.Message):
     def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., object_ready: _Optional[_Union[ObjectReady, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., create_object_reply: _Optional[_Union[CreateObjectReply, _Mapping]] = ..., info_reply: _Optional[_Union[InfoReply, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., warning: _Optional[_Union[Warning, _Mapping]] = ..., actor_reply: _Optional[_Union[ActorReply, _Mapping]] = ...) -> None: ...
 
 class RegisterFunction(_message.Message):
-    __slots__ = ("function", "payload")
+    __slots__ = ("function", "payload", "export")
     FUNCTION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
     function: _common_pb2.FunctionDescriptor
     payload: bytes
-    def __init__(self, function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    export: bool
+    def __init__(self, function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., payload: _Optional[bytes] = ..., export: _Optional[bool] = ...) -> None: ...
+
+class ServeFunctions(_message.Message):
+    __slots__ = ("language", "names", "concurrency")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    language: _common_pb2.Language
+    names: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: int
+    def __init__(self, language: _Optional[_Union[_common_pb2.Language, str]] = ..., names: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class SubmitTask(_message.Message):
     __slots__ = ("spec", "code_search_path")
