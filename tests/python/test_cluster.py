@@ -381,7 +381,7 @@ def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
 
 
 def test_named_actors_and_handles_work_from_every_node(three_nodes):
-    root, (head, second, third) = three_nodes
+    root, (head, _, third) = three_nodes
     # A detached named actor made by a driver on the third node ...
     out = _driver(root, third.address, """
         @ember.remote
@@ -442,7 +442,7 @@ def test_named_actors_and_handles_work_from_every_node(three_nodes):
 
 
 def test_a_detached_actor_outlives_the_node_that_made_it(three_nodes):
-    root, (head, second, third) = three_nodes
+    root, (head, second, _) = three_nodes
     out = _driver(root, second.address, """
         @ember.remote
         class Tally:

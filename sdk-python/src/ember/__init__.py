@@ -23,7 +23,7 @@ An existing Ray program runs on ember by changing one import::
     print(ray.get([c.inc.remote() for _ in range(3)]))
 """
 
-from ember import actor, exceptions, util
+from ember import actor, cross_language, exceptions, util
 from ember._private.actor import get_actor, kill, method
 from ember._private.api import (
     RayContext,
@@ -57,6 +57,7 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "cross_language",
     "exceptions",
     "get",
     "get_actor",

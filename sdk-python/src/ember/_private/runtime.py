@@ -346,10 +346,12 @@ class CoreRuntime:
             return wire.encode_job_id(task.spec.job_id)
         return self._job_field
 
-    def submit_task(self, fn, static_spec: bytes, num_returns: int, args, kwargs) -> list[ObjectRef]:
+    def submit_task(self, fn, static_spec: bytes, num_returns: int, args, kwargs,
+                    cross_language: bool = False) -> list[ObjectRef]:
         """Submit a task of ``fn`` (a ``FunctionHandle``; None for an actor method call, whose
-        ``static_spec`` names the actor); return its return refs without waiting."""
-        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs)
+        ``static_spec`` names the actor, or a call by name); return its return refs without
+        waiting. ``cross_language``: arguments are msgpack/Arrow, never pickle."""
+        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs, cross_language)
         ops.append(wire.encode_submit(parts))
         return_ids = ids.return_object_ids(task_id, num_returns)
         if return_ids:
@@ -360,7 +362,7 @@ class CoreRuntime:
         del temps
         return [new_owned_ref(self, oid) for oid in return_ids]
 
-    def _spec_parts(self, fn, static_spec: bytes, args, kwargs):
+    def _spec_parts(self, fn, static_spec: bytes, args, kwargs, cross_language: bool = False):
         """The pieces of a new ``TaskSpec``: ``(ops, task_id, parts, temps)``.
 
         ``ops`` starts with the function's registration when this process has
@@ -379,16 +381,19 @@ class CoreRuntime:
             self._job_field if current is None else self.job_field(),
             wire.spec_task_fields(task_id, current.spec.task_id if current is not None else None),
         ]
-        temps = self._encode_args(parts, args, kwargs) if args or kwargs else None
+        temps = self._encode_args(parts, args, kwargs, cross_language) if args or kwargs else None
         return ops, task_id, parts, temps
 
-    def _encode_args(self, parts: list[bytes], args, kwargs):
+    def _encode_args(self, parts: list[bytes], args, kwargs, cross_language: bool = False):
         """Append the ``TaskSpec.args`` entries; return the large arguments put for the call."""
         temps = None
         if args:
             for arg in args:
                 if type(arg) is ObjectRef:
                     parts.append(wire.encode_ref_arg(arg._id))
+                elif cross_language:
+                    temps = self._encode_value_arg(parts, arg, None, temps,
+                                                   serialization.serialize_msgpack(arg))
                 else:
                     temps = self._encode_value_arg(parts, arg, None, temps)
         if kwargs:
@@ -399,8 +404,9 @@ class CoreRuntime:
                     temps = self._encode_value_arg(parts, arg, key, temps)
         return temps
 
-    def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps):
-        ser = serialization.serialize(arg)
+    def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps, ser=None):
+        if ser is None:
+            ser = serialization.serialize(arg)
         if ser.size <= self.max_inline_bytes:
             value = wire.encode_value(ser.format, ser.metadata, ser.to_bytes(), None, ser.contained_refs)
             parts.append(wire.encode_value_arg(value, keyword))

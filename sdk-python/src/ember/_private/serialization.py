@@ -173,6 +173,26 @@ def serialize(value) -> SerializedValue:
     return _serialize_pickle(value)
 
 
+def serialize_msgpack(value) -> SerializedValue:
+    """Serialize a value for another language: ARROW for pyarrow tables and
+    record batches, else MSGPACK (None, bool, int, float, str, bytes, lists,
+    tuples as lists, dicts). A Python-only value is a TypeError naming its
+    type."""
+    if _is_arrow(type(value)):
+        return ArrowValue(value)
+    import msgpack
+
+    try:
+        data = msgpack.packb(value, use_bin_type=True, use_single_float=False)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(
+            f"a value of type {type(value).__module__}.{type(value).__qualname__} cannot be sent "
+            f"to another language ({e}): values across languages are msgpack (None, bool, int, "
+            "float, str, bytes, lists, dicts) or Arrow tables"
+        ) from None
+    return SerializedValue(MSGPACK, b"", data, (), (), len(data), ())
+
+
 def _serialize_pickle(value) -> SerializedValue:
     pickle_buffers: list[pickle.PickleBuffer] = []
     outer = getattr(_tls, "refs", None)
@@ -239,7 +259,8 @@ def deserialize(fmt: int, metadata: bytes, data):
     if fmt == MSGPACK:
         import msgpack
 
-        return msgpack.unpackb(data, raw=False)
+        # Maps from other languages may have keys of any type.
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
     if fmt == ARROW:
         import pyarrow as pa
 

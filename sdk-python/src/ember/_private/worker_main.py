@@ -449,8 +449,9 @@ class Worker:
         out = []
         created = []
         try:
+            encode = serialization.serialize_msgpack if spec.cross_language else serialization.serialize
             for i, value in enumerate(values):
-                ser = serialization.serialize(value)
+                ser = encode(value)
                 if ser.size <= limit:
                     out.append(wire.encode_value(ser.format, ser.metadata, ser.to_bytes(), None,
                                                  ser.contained_refs))

@@ -1,0 +1,119 @@
+"""Calls across languages.
+
+Call a function that a Go or Rust worker serves by name, or a Python
+function exported by name, from Python::
+
+    from ember import cross_language
+    add = cross_language.go_function("math.add")
+    assert ember.get(add.remote(1, 2)) == 3
+    score = cross_language.rust_function("scoring.score").options(max_retries=5)
+
+Export a Python function so that any language can call it by name (it runs
+in the node's Python worker pool; the export stays registered on the node
+after this program exits)::
+
+    @ember.remote
+    def predict(features):
+        return sum(features) / len(features)
+
+    cross_language.export(predict, "scoring.predict")
+
+Values across languages are msgpack (None, bool, int, float, str, bytes,
+lists, dicts) or Arrow tables; a Python-only value (anything else) raises
+TypeError naming its type. Results come back as the matching Python values.
+"""
+
+from __future__ import annotations
+
+from ember._private.remote_function import FunctionHandle, RemoteFunction
+from ember.v1 import common_pb2, local_pb2
+
+__all__ = ["CrossLanguageFunction", "export", "go_function", "python_function", "rust_function"]
+
+_OPTIONS = {"num_returns": 1, "max_retries": 3, "name": None}
+
+
+class CrossLanguageFunction:
+    """A function of some language, called by its registered name."""
+
+    def __init__(self, language: int, name: str, options: dict | None = None):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a function name must be a non-empty string, got {name!r}")
+        self._language = language
+        self._name = name
+        opts = dict(_OPTIONS)
+        for key, value in (options or {}).items():
+            if key not in _OPTIONS:
+                raise ValueError(f"Invalid option keyword {key} for cross-language functions "
+                                 f"(valid: {', '.join(_OPTIONS)})")
+            opts[key] = value
+        if not isinstance(opts["num_returns"], int) or opts["num_returns"] < 0:
+            raise ValueError(f"num_returns must be a non-negative integer, got {opts['num_returns']!r}")
+        if not isinstance(opts["max_retries"], int) or opts["max_retries"] < -1:
+            raise ValueError(f"max_retries must be an integer >= -1, got {opts['max_retries']!r}")
+        self._options = opts
+        self._static_spec = common_pb2.TaskSpec(
+            function=common_pb2.FunctionDescriptor(language=language, name=name),
+            num_returns=opts["num_returns"],
+            max_retries=opts["max_retries"],
+            name=opts["name"] or name,
+            cross_language=True,
+        ).SerializeToString()
+
+    def __repr__(self) -> str:
+        return f"CrossLanguageFunction({common_pb2.Language.Name(self._language)}, {self._name!r})"
+
+    def options(self, **options) -> CrossLanguageFunction:
+        """A copy with some options changed (num_returns, max_retries, name)."""
+        merged = {k: v for k, v in self._options.items() if _OPTIONS[k] != v}
+        merged.update(options)
+        return CrossLanguageFunction(self._language, self._name, merged)
+
+    def remote(self, *args, **kwargs):
+        """Submit a call; returns its ObjectRef (a list of them for num_returns > 1)."""
+        if kwargs:
+            raise TypeError("functions of other languages take positional arguments only")
+        from ember._private.api import auto_init
+
+        rt = auto_init()
+        n = self._options["num_returns"]
+        refs = rt.submit_task(None, self._static_spec, n, args, None, cross_language=True)
+        return refs[0] if n == 1 else refs
+
+
+def go_function(name: str) -> CrossLanguageFunction:
+    """A function a Go worker serves under ``name`` (``ember.Register`` + ``ServeWorker``)."""
+    return CrossLanguageFunction(common_pb2.GO, name)
+
+
+def rust_function(name: str) -> CrossLanguageFunction:
+    """A function a Rust worker serves under ``name`` (``Worker::register`` + ``serve``)."""
+    return CrossLanguageFunction(common_pb2.RUST, name)
+
+
+def python_function(name: str) -> CrossLanguageFunction:
+    """A Python function exported under ``name`` (see ``export``), called as other languages do."""
+    return CrossLanguageFunction(common_pb2.PYTHON, name)
+
+
+def export(function, name: str) -> None:
+    """Make ``function`` (a plain function or an ``@ember.remote`` one) callable by ``name``
+    from any language. Its arguments arrive as the Python values of their msgpack/Arrow
+    form; its results must be msgpack-able (or Arrow tables)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an export name must be a non-empty string, got {name!r}")
+    if isinstance(function, RemoteFunction):
+        handle = function._handle
+    elif callable(function):
+        handle = FunctionHandle(function)
+    else:
+        raise TypeError(f"export needs a function, got {type(function).__name__}")
+    handle.ensure_pickled()
+    from ember._private.api import auto_init
+    from ember._private.runtime import _op
+
+    rt = auto_init()
+    descriptor = common_pb2.FunctionDescriptor(
+        language=common_pb2.PYTHON, function_id=handle.function_id, name=name)
+    rt.send([_op(register_function=local_pb2.RegisterFunction(
+        function=descriptor, payload=handle.payload, export=True))])
