@@ -87,3 +87,23 @@ def test_a_name_nobody_serves_fails_at_once_naming_it(cluster):
         assert "nobody" in str(info.value) and lang in str(info.value), str(info.value)
     with pytest.raises(ValueError):
         cross_language.go_function("x").options(bogus=1)
+
+
+@ember.remote
+class Shop:
+    def __init__(self, stock):
+        self.stock = stock
+
+    def sell(self, n):
+        self.stock -= n
+        return {"left": self.stock}
+
+
+def test_an_exported_python_actor_class_is_created_and_called_by_name(cluster):
+    cross_language.export(Shop, "tests.Shop")
+    shop = cross_language.python_actor_class("tests.Shop").remote(10)
+    assert ember.get([shop.sell.remote(1), shop.sell.remote(2)], timeout=60) == [{"left": 9}, {"left": 7}]
+    # A class nobody exported: its calls fail saying so.
+    ghost = cross_language.python_actor_class("tests.Nobody").remote()
+    with pytest.raises(ember.exceptions.ActorDiedError, match="tests.Nobody"):
+        ember.get(ghost.sell.remote(1), timeout=60)

@@ -18,6 +18,13 @@ after this program exits)::
 
     cross_language.export(predict, "scoring.predict")
 
+Actor classes work the same way: ``export(ActorClass, "name")`` makes a
+Python actor class creatable by name, and ``python_actor_class("name")``
+creates one the way other languages do::
+
+    counter = cross_language.python_actor_class("shop.Counter").remote(10)
+    ember.get(counter.add.remote(5))
+
 Values across languages are msgpack (None, bool, int, float, str, bytes,
 lists, dicts) or Arrow tables; a Python-only value (anything else) raises
 TypeError naming its type. Results come back as the matching Python values.
@@ -28,7 +35,16 @@ from __future__ import annotations
 from ember._private.remote_function import FunctionHandle, RemoteFunction
 from ember.v1 import common_pb2, local_pb2
 
-__all__ = ["CrossLanguageFunction", "export", "go_function", "python_function", "rust_function"]
+__all__ = [
+    "CrossLanguageActor",
+    "CrossLanguageActorClass",
+    "CrossLanguageFunction",
+    "export",
+    "go_function",
+    "python_actor_class",
+    "python_function",
+    "rust_function",
+]
 
 _OPTIONS = {"num_returns": 1, "max_retries": 3, "name": None}
 
@@ -96,13 +112,110 @@ def python_function(name: str) -> CrossLanguageFunction:
     return CrossLanguageFunction(common_pb2.PYTHON, name)
 
 
+class CrossLanguageActorClass:
+    """An actor class of some language, created by its registered name."""
+
+    def __init__(self, language: int, name: str, options: dict | None = None):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a class name must be a non-empty string, got {name!r}")
+        allowed = {"name": "", "namespace": "", "max_restarts": 0, "max_task_retries": 0,
+                   "lifetime": None}
+        opts = dict(allowed)
+        for key, value in (options or {}).items():
+            if key not in allowed:
+                raise ValueError(f"Invalid option keyword {key} for cross-language actor classes "
+                                 f"(valid: {', '.join(allowed)})")
+            opts[key] = value
+        self._language, self._name, self._options = language, name, opts
+
+    def options(self, **options) -> CrossLanguageActorClass:
+        merged = dict(self._options)
+        merged.update(options)
+        return CrossLanguageActorClass(self._language, self._name, merged)
+
+    def remote(self, *args, **kwargs) -> CrossLanguageActor:
+        """Create the actor; returns its handle at once."""
+        if kwargs:
+            raise TypeError("classes of other languages take positional arguments only")
+        import os
+
+        from ember._private.api import auto_init
+
+        rt = auto_init()
+        opts = self._options
+        actor_id = os.urandom(16)
+        creation = common_pb2.ActorCreation(
+            actor_id=actor_id, name=opts["name"] or "", namespace=opts["namespace"] or "",
+            detached=opts["lifetime"] == "detached", max_restarts=opts["max_restarts"],
+            max_task_retries=opts["max_task_retries"], class_name=self._name)
+        descriptor = common_pb2.FunctionDescriptor(language=self._language, name=self._name)
+        spec = common_pb2.TaskSpec(function=descriptor, num_returns=1, max_retries=opts["max_restarts"],
+                                   name=f"{self._name}.__init__", actor_creation=creation,
+                                   cross_language=True)
+        request_id = next(rt._request_ids)
+        info, error = rt.create_actor(None, spec.SerializeToString(), request_id, args, None,
+                                      cross_language=True)
+        if error is not None:
+            from ember import exceptions
+
+            raise exceptions.exception_for_error(error)
+        return CrossLanguageActor(actor_id, descriptor, opts["max_task_retries"])
+
+
+class CrossLanguageActor:
+    """A handle to an actor of some language: ``handle.method.remote(*args)``."""
+
+    def __init__(self, actor_id: bytes, descriptor, max_task_retries: int = 0):
+        self._actor_id = actor_id
+        self._descriptor = descriptor
+        self._retries = max_task_retries
+        self._specs: dict[str, bytes] = {}
+
+    def __getattr__(self, method: str):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return _CrossLanguageMethod(self, method)
+
+    def _spec(self, method: str) -> bytes:
+        spec = self._specs.get(method)
+        if spec is None:
+            spec = common_pb2.TaskSpec(
+                function=self._descriptor, num_returns=1, max_retries=self._retries,
+                actor_id=self._actor_id, method_name=method, name=f"{self._descriptor.name}.{method}",
+                cross_language=True).SerializeToString()
+            self._specs[method] = spec
+        return spec
+
+
+class _CrossLanguageMethod:
+    def __init__(self, actor: CrossLanguageActor, method: str):
+        self._actor, self._method = actor, method
+
+    def remote(self, *args, **kwargs):
+        if kwargs:
+            raise TypeError("methods of cross-language actors take positional arguments only")
+        from ember._private.api import auto_init
+
+        rt = auto_init()
+        return rt.submit_task(None, self._actor._spec(self._method), 1, args, None,
+                              cross_language=True)[0]
+
+
+def python_actor_class(name: str) -> CrossLanguageActorClass:
+    """A Python actor class exported under ``name`` (see ``export``), created as other
+    languages do."""
+    return CrossLanguageActorClass(common_pb2.PYTHON, name)
+
+
 def export(function, name: str) -> None:
-    """Make ``function`` (a plain function or an ``@ember.remote`` one) callable by ``name``
-    from any language. Its arguments arrive as the Python values of their msgpack/Arrow
-    form; its results must be msgpack-able (or Arrow tables)."""
+    """Make ``function`` (a plain function, an ``@ember.remote`` function or actor class)
+    callable (creatable) by ``name`` from any language. Arguments arrive as the Python values
+    of their msgpack/Arrow form; results must be msgpack-able (or Arrow tables)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"an export name must be a non-empty string, got {name!r}")
-    if isinstance(function, RemoteFunction):
+    from ember._private.actor import ActorClass
+
+    if isinstance(function, (RemoteFunction, ActorClass)):
         handle = function._handle
     elif callable(function):
         handle = FunctionHandle(function)

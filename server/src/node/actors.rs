@@ -200,11 +200,21 @@ impl NodeCore {
         );
         // A creation always waits for a worker: if it is not pending now it was refused.
         if !creation_task.is_some_and(|t| self.tasks.contains_key(&t)) {
-            // Refused at once (malformed spec, unknown class): calls fail.
+            // Refused at once (malformed spec, unknown class): calls fail,
+            // saying why (the refusal is the creation's return value).
+            let why = creation_task
+                .and_then(|t| self.store.read(&ObjectId::for_return(t, 0)))
+                .and_then(|data| {
+                    use prost::Message;
+                    v1::TaskError::decode(data.as_ref()).ok()
+                })
+                .map(|e| e.message)
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "malformed spec or unknown class".into());
             if let Some(a) = self.actors.get_mut(&actor_id) {
                 a.state = v1::ActorState::Dead;
                 a.creation_task = None;
-                a.death_cause = "its creation was refused (malformed spec or unknown class)".into();
+                a.death_cause = format!("its creation was refused: {why}");
             }
             self.pump_actor(actor_id);
         }

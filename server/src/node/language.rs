@@ -116,6 +116,14 @@ impl NodeCore {
                 )),
             };
         }
+        if spec.actor_creation.is_some() {
+            return Err(format!(
+                "actors of {} classes are not supported yet (class {:?}); Python actor classes \
+                 exported by name are",
+                language_name(f.language),
+                f.name
+            ));
+        }
         if self.is_served(f.language, &f.name) {
             Ok(())
         } else {
@@ -134,8 +142,11 @@ impl NodeCore {
         let f = spec.function.as_ref()?;
         let other =
             f.language == v1::Language::Go as i32 || f.language == v1::Language::Rust as i32;
-        (other && f.function_id.is_empty() && spec.actor_id.is_empty())
-            .then(|| (f.language, f.name.clone()))
+        (other
+            && f.function_id.is_empty()
+            && spec.actor_id.is_empty()
+            && spec.actor_creation.is_none())
+        .then(|| (f.language, f.name.clone()))
     }
 
     /// A served task is ready: it waits for a server of its name.

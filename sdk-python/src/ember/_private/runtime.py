@@ -421,7 +421,7 @@ class CoreRuntime:
     # -- actors ----------------------------------------------------------
 
     def create_actor(self, fn, static_spec: bytes, request_id: int, args, kwargs,
-                     timeout: float | None = None):
+                     timeout: float | None = None, cross_language: bool = False):
         """Send ``CreateActor`` for the class ``fn`` (a ``FunctionHandle``, registered first).
 
         ``static_spec`` is the encoded ``TaskSpec`` without ids and arguments.
@@ -429,7 +429,7 @@ class CoreRuntime:
         None)`` or ``(None, TaskError)``; with 0 returns ``(None, None)`` at once.
         The creation's return object is not kept: its reference is dropped.
         """
-        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs)
+        ops, task_id, parts, temps = self._spec_parts(fn, static_spec, args, kwargs, cross_language)
         ops.append(wire.encode_create_actor(request_id, parts))
         # The submitter holds the creation's return (None, or the __init__ error,
         # which the node also gives every method call): let it go at once.
