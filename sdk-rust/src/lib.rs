@@ -1,8 +1,46 @@
 //! Rust SDK for ember.
 //!
-//! For now this crate re-exports the wire protocol (`proto`) and typed ids;
-//! the async client (`Client::connect`, `call`, `get`, `put`) and the worker
-//! runtime (`Worker::register`, `serve`) are built on it in a later issue.
+//! - [`Client`]: connect to a node (`Client::connect(Options::default())`
+//!   finds the local session; `EMBER_ADDRESS`/`EMBER_TOKEN` or
+//!   [`Options`] name another), call functions by name in any language
+//!   ([`Function::rust`], [`Function::go`], [`Function::python`]) with
+//!   serde-typed arguments and results, `put` and `get` objects, `wait`.
+//! - [`Worker`]: serve Rust functions by name (`register`, `serve`).
+//! - [`codec`]: the canonical msgpack encoding of values.
+//! - [`Error`]: every failure, remote ones mapped from their `ErrorKind`.
+//!
+//! ```no_run
+//! use ember::{Client, Function, Options, ServeOptions, Worker};
+//!
+//! # async fn demo() -> ember::Result<()> {
+//! let mut worker = Worker::new();
+//! worker.register("add", |a: i64, b: i64| Ok::<_, String>(a + b));
+//! let _serving = worker.start(ServeOptions::default()).await?;
+//!
+//! let client = Client::connect(Options::default()).await?;
+//! let sum = client.call::<i64>(&Function::rust("add"), (1, 2)).await?;
+//! assert_eq!(sum.get().await?, 3);
+//! # Ok(()) }
+//! ```
 
+mod client;
+pub mod codec;
+mod conn;
+mod error;
+mod session;
+mod shm;
+mod worker;
+
+pub use client::{Arg, CallOptions, Client, ClientStats, Function, IntoArg, IntoArgs, ObjectRef};
+pub use conn::NodeInfo;
 pub use ember_proto as proto;
+pub use ember_proto::v1::ValueFormat;
 pub use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
+pub use error::{Error, Language, Result};
+pub use session::{default_session_root, live_sessions, Options, SessionInfo};
+pub use worker::{AsyncHandler, Failure, Outcome, ServeOptions, Serving, SyncHandler, Worker};
+
+/// A dynamic msgpack value (any value of any language).
+pub use rmpv::Value;
+/// Owned bytes that encode as msgpack bin (`bytes` in Python).
+pub use serde_bytes::ByteBuf;

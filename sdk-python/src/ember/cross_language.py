@@ -153,7 +153,7 @@ class CrossLanguageActorClass:
                                    name=f"{self._name}.__init__", actor_creation=creation,
                                    cross_language=True)
         request_id = next(rt._request_ids)
-        info, error = rt.create_actor(None, spec.SerializeToString(), request_id, args, None,
+        _info, error = rt.create_actor(None, spec.SerializeToString(), request_id, args, None,
                                       cross_language=True)
         if error is not None:
             from ember import exceptions
