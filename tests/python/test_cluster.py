@@ -466,6 +466,46 @@ def test_a_detached_actor_outlives_the_node_that_made_it(three_nodes):
     assert "AGAIN 2" in out.stdout, out.stdout + out.stderr[-3000:]
 
 
+def test_functions_by_name_are_found_on_other_nodes(three_nodes):
+    root, (head, second, _) = three_nodes
+    out = _driver(root, second.address, """
+        from ember import cross_language
+
+        def double(x):
+            return [x * 2, ember.get_runtime_context().get_node_id()]
+
+        cross_language.export(double, "cluster.double")
+        print("EXPORTED")
+        """)
+    assert "EXPORTED" in out.stdout, out.stdout + out.stderr[-3000:]
+    out = _driver(root, head.address, """
+        from ember import cross_language
+        fn = cross_language.python_function("cluster.double")
+        deadline = time.time() + 20
+        while True:  # the other nodes learn of it with the next heartbeats
+            try:
+                value, node = ember.get(fn.remote(21), timeout=60)
+                break
+            except ember.exceptions.UnknownFunctionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        print("CALLED", value, node == ids["127.0.0.2"])
+        # Arguments that are refs still being made travel too.
+        @ember.remote
+        def slow():
+            time.sleep(0.3)
+            return 5
+        print("REF", ember.get(fn.remote(slow.remote()), timeout=60)[0])
+        try:
+            ember.get(cross_language.python_function("cluster.nobody").remote(1), timeout=10)
+        except ember.exceptions.UnknownFunctionError as e:
+            print("UNKNOWN", "cluster.nobody" in str(e))
+        """)
+    for line in ("CALLED 42 True", "REF 10", "UNKNOWN True"):
+        assert line in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 def test_the_head_keeps_the_job_table(three_nodes):
     root, (head, second, third) = three_nodes
     first = _driver(root, second.address, """

@@ -849,6 +849,11 @@ pub struct NodeInfo {
     pub object_store_spilled: u64,
     #[prost(uint64, tag = "11")]
     pub object_store_num_spilled: u64,
+    /// Functions callable by name here: "<LANGUAGE>:<name>" (GO/RUST served
+    /// by a process on this node, PYTHON exported), so other nodes send
+    /// such calls here.
+    #[prost(string, repeated, tag = "12")]
+    pub functions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TaskCounts {

@@ -2428,8 +2428,12 @@ type NodeInfo struct {
 	// Data bytes and number of objects whose only copy is spilled to disk.
 	ObjectStoreSpilled    uint64 `protobuf:"varint,10,opt,name=object_store_spilled,json=objectStoreSpilled,proto3" json:"object_store_spilled,omitempty"`
 	ObjectStoreNumSpilled uint64 `protobuf:"varint,11,opt,name=object_store_num_spilled,json=objectStoreNumSpilled,proto3" json:"object_store_num_spilled,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Functions callable by name here: "<LANGUAGE>:<name>" (GO/RUST served
+	// by a process on this node, PYTHON exported), so other nodes send
+	// such calls here.
+	Functions     []string `protobuf:"bytes,12,rep,name=functions,proto3" json:"functions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -2537,6 +2541,13 @@ func (x *NodeInfo) GetObjectStoreNumSpilled() uint64 {
 		return x.ObjectStoreNumSpilled
 	}
 	return 0
+}
+
+func (x *NodeInfo) GetFunctions() []string {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
 }
 
 type TaskCounts struct {
@@ -3038,7 +3049,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12)\n" +
 	"\x05error\x18\x02 \x01(\v2\x13.ember.v1.TaskErrorR\x05error\"#\n" +
 	"\aWarning\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage\"\x90\x05\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"\xae\x05\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -3052,7 +3063,8 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"numWorkers\x120\n" +
 	"\x14object_store_spilled\x18\n" +
 	" \x01(\x04R\x12objectStoreSpilled\x127\n" +
-	"\x18object_store_num_spilled\x18\v \x01(\x04R\x15objectStoreNumSpilled\x1aA\n" +
+	"\x18object_store_num_spilled\x18\v \x01(\x04R\x15objectStoreNumSpilled\x12\x1c\n" +
+	"\tfunctions\x18\f \x03(\tR\tfunctions\x1aA\n" +
 	"\x13ResourcesTotalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aE\n" +

@@ -90,33 +90,85 @@ impl NodeCore {
             .any(|s| s.language == language && s.names.contains(name))
     }
 
+    /// What this node can run by name, as "<LANGUAGE>:<name>" (for the
+    /// cluster view: other nodes send such calls here).
+    pub(super) fn function_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .servers
+            .values()
+            .flat_map(|s| {
+                let lang = language_name(s.language);
+                s.names.iter().map(move |n| format!("{lang}:{n}"))
+            })
+            .chain(
+                self.exported
+                    .keys()
+                    .map(|(l, n)| format!("{}:{n}", language_name(*l))),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Another live node that can run `(language, name)` by name.
+    fn node_running(&self, language: i32, name: &str) -> Option<ember_proto::NodeId> {
+        let key = format!("{}:{name}", language_name(language));
+        let reachable: HashSet<ember_proto::NodeId> =
+            self.remote_nodes().into_iter().map(|r| r.id).collect();
+        self.cluster_view
+            .iter()
+            .filter(|n| n.functions.contains(&key))
+            .filter_map(|n| ember_proto::NodeId::from_bytes(&n.node_id).ok())
+            .find(|id| reachable.contains(id))
+    }
+
     /// A new task names its function by language and name (no id): find
-    /// the exported Python function, or check that someone serves it.
-    /// Returns the error message when nobody does.
-    pub(super) fn resolve_named_function(&self, spec: &mut v1::TaskSpec) -> Result<(), String> {
+    /// the exported Python function, or check that someone serves it:
+    /// here (`Ok(None)`), or on another node (`Ok(Some(node))`: the task
+    /// goes there). The error message when nobody does.
+    pub(super) fn resolve_named_function(
+        &self,
+        spec: &mut v1::TaskSpec,
+    ) -> Result<Option<ember_proto::NodeId>, String> {
+        let creation = spec.actor_creation.is_some();
         let Some(f) = spec.function.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         if !f.function_id.is_empty() || f.name.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        if f.language == v1::Language::Python as i32 || f.language == 0 {
-            return match self
+        if f.language == 0 {
+            f.language = v1::Language::Python as i32;
+        }
+        if f.language == v1::Language::Python as i32 {
+            if let Some(id) = self
                 .exported
                 .get(&(v1::Language::Python as i32, f.name.clone()))
             {
-                Some(id) => {
-                    f.function_id = id.clone();
-                    Ok(())
-                }
-                None => Err(format!(
-                    "unknown function: no Python function is exported as {:?} on this node \
-                     (export one with ember.cross_language.export(f, {:?}))",
+                f.function_id = id.clone();
+                return Ok(None);
+            }
+            if creation {
+                // An actor is made here, by its owner: not sent elsewhere.
+                return Err(format!(
+                    "unknown class: no Python actor class is exported as {:?} on this node \
+                     (export one with ember.cross_language.export(cls, {:?}))",
                     f.name, f.name
-                )),
-            };
+                ));
+            }
+            return self
+                .node_running(f.language, &f.name)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown function: no Python function is exported as {:?} in the cluster \
+                     (export one with ember.cross_language.export(f, {:?}))",
+                        f.name, f.name
+                    )
+                });
         }
-        if spec.actor_creation.is_some() {
+        if creation {
             return Err(format!(
                 "actors of {} classes are not supported yet (class {:?}); Python actor classes \
                  exported by name are",
@@ -125,16 +177,61 @@ impl NodeCore {
             ));
         }
         if self.is_served(f.language, &f.name) {
-            Ok(())
-        } else {
-            Err(format!(
-                "unknown function: no {} worker serves the function {:?} on this node \
+            return Ok(None);
+        }
+        self.node_running(f.language, &f.name)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "unknown function: no {} worker serves the function {:?} in the cluster \
                  (start one that registers it and serves: ember.ServeWorker in Go, \
                  Worker::serve in Rust)",
-                language_name(f.language),
-                f.name
-            ))
+                    language_name(f.language),
+                    f.name
+                )
+            })
+    }
+
+    /// A ready task calling a function by name that no process here runs:
+    /// send it to a node that runs it, or fail it. True when handled.
+    pub(super) fn enqueue_named_elsewhere(&mut self, task_id: TaskId) -> bool {
+        let Some(t) = self.tasks.get(&task_id) else {
+            return false;
+        };
+        let Some(f) = t.spec.function.as_ref() else {
+            return false;
+        };
+        if !f.function_id.is_empty()
+            || f.name.is_empty()
+            || !t.spec.actor_id.is_empty()
+            || t.spec.actor_creation.is_some()
+            || (f.language != v1::Language::Python as i32 && self.is_served(f.language, &f.name))
+        {
+            return false;
         }
+        let (language, name) = (f.language, f.name.clone());
+        match self.node_running(language, &name) {
+            Some(node) => {
+                if !self.forward(task_id, node) {
+                    // Its spilled arguments wait for another task's restore.
+                    if let Some(t) = self.tasks.get_mut(&task_id) {
+                        t.state = TaskState::RestoringArgs;
+                    }
+                }
+            }
+            None => {
+                let err = system_error(
+                    v1::ErrorKind::UnknownFunction,
+                    format!(
+                        "unknown function: no node runs the {} function {:?} any more",
+                        language_name(language),
+                        name
+                    ),
+                );
+                self.fail_task(task_id, err);
+            }
+        }
+        true
     }
 
     /// The queue key of a task that a serving process runs, if it is one.

@@ -644,6 +644,7 @@ impl NodeCore {
             num_workers: self.workers.len() as u32,
             object_store_spilled: stats.spilled_bytes,
             object_store_num_spilled: stats.num_spilled,
+            functions: self.function_names(),
         }
     }
 

@@ -118,15 +118,19 @@ impl NodeCore {
                 return;
             }
         };
+        let mut runs_on = None;
         if call_actor(&spec).is_none() {
-            if let Err(message) = self.resolve_named_function(&mut spec) {
-                let err = system_error(v1::ErrorKind::UnknownFunction, message);
-                self.fail_returns(task_id, num_returns, &err, conn);
-                self.counters.failed += 1;
-                return;
+            match self.resolve_named_function(&mut spec) {
+                Ok(node) => runs_on = node,
+                Err(message) => {
+                    let err = system_error(v1::ErrorKind::UnknownFunction, message);
+                    self.fail_returns(task_id, num_returns, &err, conn);
+                    self.counters.failed += 1;
+                    return;
+                }
             }
         }
-        let served = Self::served_key(&spec).is_some();
+        let served = Self::served_key(&spec).is_some() || runs_on.is_some();
         let fid = spec
             .function
             .as_ref()
@@ -160,7 +164,12 @@ impl NodeCore {
             .filter_map(|a| ObjectId::from_bytes(&a.object_ref).ok())
             .filter(|id| !self.store.contains(id))
             .collect();
-        let next_to = self.node_holding_args(&spec, &absent, &request);
+        // A function by name that only another node runs goes there (once
+        // its arguments are here: see `enqueue`).
+        let next_to = match runs_on {
+            Some(node) => absent.is_empty().then_some(node),
+            None => self.node_holding_args(&spec, &absent, &request),
+        };
         let mut missing = 0;
         for arg in &spec.args {
             if arg.object_ref.is_empty() {
@@ -273,6 +282,9 @@ impl NodeCore {
     /// Put a ready task in its class queue (at the front when it is handed
     /// back by a worker), or mark it infeasible.
     pub(super) fn enqueue(&mut self, task_id: TaskId, front: bool) {
+        if self.enqueue_named_elsewhere(task_id) {
+            return;
+        }
         if let Some(key) = self
             .tasks
             .get(&task_id)

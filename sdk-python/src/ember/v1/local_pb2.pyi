@@ -375,7 +375,7 @@ class Warning(_message.Message):
     def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "alive", "is_head", "resources_total", "resources_available", "object_store_capacity", "object_store_used", "num_workers", "object_store_spilled", "object_store_num_spilled")
+    __slots__ = ("node_id", "address", "alive", "is_head", "resources_total", "resources_available", "object_store_capacity", "object_store_used", "num_workers", "object_store_spilled", "object_store_num_spilled", "functions")
     class ResourcesTotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +401,7 @@ class NodeInfo(_message.Message):
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
     OBJECT_STORE_SPILLED_FIELD_NUMBER: _ClassVar[int]
     OBJECT_STORE_NUM_SPILLED_FIELD_NUMBER: _ClassVar[int]
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     node_id: bytes
     address: str
     alive: bool
@@ -412,7 +413,8 @@ class NodeInfo(_message.Message):
     num_workers: int
     object_store_spilled: int
     object_store_num_spilled: int
-    def __init__(self, node_id: _Optional[bytes] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., is_head: _Optional[bool] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., object_store_capacity: _Optional[int] = ..., object_store_used: _Optional[int] = ..., num_workers: _Optional[int] = ..., object_store_spilled: _Optional[int] = ..., object_store_num_spilled: _Optional[int] = ...) -> None: ...
+    functions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[bytes] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., is_head: _Optional[bool] = ..., resources_total: _Optional[_Mapping[str, float]] = ..., resources_available: _Optional[_Mapping[str, float]] = ..., object_store_capacity: _Optional[int] = ..., object_store_used: _Optional[int] = ..., num_workers: _Optional[int] = ..., object_store_spilled: _Optional[int] = ..., object_store_num_spilled: _Optional[int] = ..., functions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("pending", "running", "finished", "failed", "infeasible")
