@@ -78,7 +78,7 @@ test-rust: ## cargo test (release) of the whole workspace
 	$(NEED_CARGO)
 	$(CARGO) test --release --workspace --lib --bins --tests
 
-test-go: ## go vet + go test of sdk-go
+test-go: build ## go vet + go test of sdk-go (against a real node it starts)
 	$(NEED_GO)
 	cd sdk-go && $(GO) vet ./... && $(GO) test ./...
 
@@ -124,6 +124,7 @@ bench: build ## build, then run the benchmarks in benches/ (core, actors, object
 	$(VENV_PY) benches/bench_actors.py
 	$(VENV_PY) benches/bench_objects.py
 	$(VENV_PY) benches/bench_cluster.py
+	cd sdk-go && $(GO) run ./cmd/bench
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)

@@ -1,0 +1,1034 @@
+// Package core is the Go SDK's connection to its node: the client stream
+// (a writer that batches ops and a reader that applies what the node
+// sends), local reference counts, objects that arrived, shared-memory
+// grants, and requests awaiting replies. The public package ember wraps it.
+package core
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ember-run/ember/sdk-go/internal/pb"
+	"github.com/ember-run/ember/sdk-go/internal/transport"
+)
+
+// ObjectID is 16 bytes of task id and a 4-byte little-endian index.
+type ObjectID [20]byte
+
+// TaskID is an 8-byte per-client prefix and an 8-byte little-endian counter.
+type TaskID [16]byte
+
+// ReturnID is the id of a task's i-th (0-based) return.
+func ReturnID(task TaskID, i uint32) ObjectID {
+	var id ObjectID
+	copy(id[:16], task[:])
+	binary.LittleEndian.PutUint32(id[16:], i+1)
+	return id
+}
+
+// Stats counts what went through shared memory.
+type Stats struct {
+	ShmPuts   uint64 // values this client wrote into the node's arena (puts, large arguments)
+	ShmGets   uint64 // values read from the arena through a grant
+	ShmReturn uint64 // task returns a worker wrote into the arena
+}
+
+// Hello describes this client to the node.
+type Hello struct {
+	Token     string
+	Namespace string
+	Language  Language
+}
+
+// Runtime is one connection to a node.
+type Runtime struct {
+	conn  transport.Conn
+	Hello *pb.HelloReply
+	// Values up to this size travel inline.
+	MaxInline int
+
+	arenaOnce sync.Once
+	arena     []byte
+	arenaErr  error
+	// The arena is unmapped at Close, or after the last reader done after it.
+	arenaMu     sync.Mutex
+	arenaUsers  int
+	arenaClosed bool
+
+	outMu   sync.Mutex
+	out     []*pb.ClientOp
+	spare   []*pb.ClientOp
+	outWake chan struct{}
+	writeMu sync.Mutex
+
+	mu      sync.Mutex
+	objs    map[ObjectID]*object
+	reqs    map[uint64]*request
+	nextReq uint64
+
+	prefix  [8]byte
+	counter atomic.Uint64
+
+	dead     chan struct{}
+	deadOnce sync.Once
+	deadErr  error
+	closing  atomic.Bool
+	closeReq chan struct{}
+	writerWG sync.WaitGroup
+
+	// Worker side: every ExecuteTask op goes here (set before serving).
+	executor atomic.Pointer[func(*pb.ExecuteTask)]
+	// Warn receives the node's Warning messages and request-less errors.
+	Warn func(string)
+
+	shmPuts, shmGets, shmReturns atomic.Uint64
+}
+
+type object struct {
+	count      int
+	value      *pb.ObjectValue
+	ready      chan struct{}
+	isReady    bool
+	subscribed bool
+	released   bool
+	mapWaiters []*mapWaiter
+	watchers   []chan struct{}
+}
+
+type mapWaiter struct {
+	ch        chan *pb.ObjectValue
+	abandoned bool
+}
+
+type request struct {
+	ch        chan *pb.NodeOp
+	abandoned bool
+	objectID  ObjectID // for CreateObject: aborted if the reply comes too late
+	create    bool
+}
+
+// Connect says Hello on conn and waits for the node's answer.
+func Connect(ctx context.Context, conn transport.Conn, hello Hello) (*Runtime, error) {
+	r := &Runtime{
+		conn:     conn,
+		outWake:  make(chan struct{}, 1),
+		objs:     make(map[ObjectID]*object),
+		reqs:     make(map[uint64]*request),
+		dead:     make(chan struct{}),
+		closeReq: make(chan struct{}),
+	}
+	binary.LittleEndian.PutUint64(r.prefix[:], rand.Uint64())
+	r.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "ember:", msg) }
+	msg := &pb.ClientMessage{Ops: []*pb.ClientOp{{Op: &pb.ClientOp_Hello{Hello: &pb.Hello{
+		Token:    hello.Token,
+		Kind:     pb.ClientKind_DRIVER,
+		Pid:      uint32(os.Getpid()),
+		Language: pb.Language(hello.Language),
+		// The node keeps the namespace; empty is anonymous.
+		Namespace: hello.Namespace,
+	}}}}}
+	type answer struct {
+		msg *pb.NodeMessage
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		if err := conn.Send(msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				// The node ended the stream (a gRPC refusal): Recv says why.
+				if _, rerr := conn.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+					err = rerr
+				}
+			}
+			done <- answer{nil, err}
+			return
+		}
+		m, err := conn.Recv()
+		done <- answer{m, err}
+	}()
+	var first *pb.NodeMessage
+	select {
+	case a := <-done:
+		if a.err != nil {
+			conn.Close()
+			if status.Code(a.err) == codes.Unauthenticated {
+				return nil, &TaskError{Kind: KindUnauthenticated, Message: status.Convert(a.err).Message()}
+			}
+			return nil, fmt.Errorf("ember: hello to the node failed: %w", a.err)
+		}
+		first = a.msg
+	case <-ctx.Done():
+		conn.Close()
+		return nil, ctx.Err()
+	}
+	var rest []*pb.NodeOp
+	for i, op := range first.Ops {
+		switch x := op.Op.(type) {
+		case *pb.NodeOp_HelloReply:
+			r.Hello = x.HelloReply
+			rest = first.Ops[i+1:]
+		case *pb.NodeOp_Error:
+			if r.Hello == nil {
+				conn.Close()
+				return nil, FromProto(x.Error.Error)
+			}
+		}
+		if r.Hello != nil {
+			break
+		}
+	}
+	if r.Hello == nil {
+		conn.Close()
+		return nil, errors.New("ember: the node did not answer hello")
+	}
+	r.MaxInline = int(r.Hello.MaxInlineBytes)
+	if r.MaxInline <= 0 {
+		r.MaxInline = 100 << 10
+	}
+	r.writerWG.Add(1)
+	go r.writeLoop()
+	if len(rest) > 0 {
+		r.handle(&pb.NodeMessage{Ops: rest})
+	}
+	go r.readLoop()
+	return r, nil
+}
+
+// SetExecutor routes ExecuteTask ops to f (a serving process).
+func (r *Runtime) SetExecutor(f func(*pb.ExecuteTask)) { r.executor.Store(&f) }
+
+// Stats returns the shared-memory counters.
+func (r *Runtime) Stats() Stats {
+	return Stats{ShmPuts: r.shmPuts.Load(), ShmGets: r.shmGets.Load(), ShmReturn: r.shmReturns.Load()}
+}
+
+// Local says whether the node's shared memory is reachable.
+func (r *Runtime) Local() bool { return r.conn.Local() && r.Hello.ShmPath != "" }
+
+// Dead is closed when the connection is gone; Err says why.
+func (r *Runtime) Dead() <-chan struct{} { return r.dead }
+
+// Err is why the connection ended (nil while it is up).
+func (r *Runtime) Err() error {
+	select {
+	case <-r.dead:
+		return r.deadErr
+	default:
+		return nil
+	}
+}
+
+func (r *Runtime) fail(err error) {
+	r.deadOnce.Do(func() {
+		if r.closing.Load() {
+			r.deadErr = ErrClosed
+		} else {
+			r.deadErr = fmt.Errorf("%w: %v", ErrClosed, err)
+		}
+		close(r.dead)
+		r.conn.Close()
+	})
+}
+
+// Close sends what is queued, then closes the connection (the node drops
+// this client's references and grants).
+func (r *Runtime) Close() error {
+	if !r.closing.CompareAndSwap(false, true) {
+		<-r.dead
+		return nil
+	}
+	close(r.closeReq)
+	r.writerWG.Wait()
+	r.fail(ErrClosed)
+	r.arenaOnce.Do(func() {})
+	r.arenaMu.Lock()
+	r.arenaClosed = true
+	if r.arenaUsers == 0 && r.arena != nil {
+		unmapArena(r.arena)
+	}
+	r.arenaMu.Unlock()
+	return nil
+}
+
+// ---- sending ----
+
+// Send queues ops; the writer goroutine sends everything queued as one
+// frame (see also SendNow).
+func (r *Runtime) Send(ops ...*pb.ClientOp) {
+	r.outMu.Lock()
+	r.out = append(r.out, ops...)
+	r.outMu.Unlock()
+	r.wake()
+}
+
+// queueRefChange queues a reference release or a grant given back (unmap),
+// merged into a RefUpdate still queued.
+func (r *Runtime) queueRefChange(remove, unmap *ObjectID) {
+	r.outMu.Lock()
+	var ru *pb.RefUpdate
+	if n := len(r.out); n > 0 {
+		if last, ok := r.out[n-1].Op.(*pb.ClientOp_RefUpdate); ok && len(last.RefUpdate.Add) == 0 {
+			ru = last.RefUpdate
+		}
+	}
+	if ru == nil {
+		ru = &pb.RefUpdate{}
+		r.out = append(r.out, &pb.ClientOp{Op: &pb.ClientOp_RefUpdate{RefUpdate: ru}})
+	}
+	if remove != nil {
+		ru.Remove = append(ru.Remove, remove[:])
+	}
+	if unmap != nil {
+		ru.Unmap = append(ru.Unmap, unmap[:])
+	}
+	r.outMu.Unlock()
+	r.wake()
+}
+
+func (r *Runtime) wake() {
+	select {
+	case r.outWake <- struct{}{}:
+	default:
+	}
+}
+
+// SendNow queues ops and writes them from this goroutine unless a write
+// is under way (then the writer goroutine sends them next). Used where a
+// goroutine is about to wait for the answer anyway: it saves the handoff
+// to the writer.
+func (r *Runtime) SendNow(ops ...*pb.ClientOp) {
+	r.outMu.Lock()
+	r.out = append(r.out, ops...)
+	r.outMu.Unlock()
+	if !r.flush() {
+		r.wake()
+	}
+}
+
+// FlushNow writes what is queued from this goroutine (see SendNow).
+func (r *Runtime) FlushNow() {
+	r.outMu.Lock()
+	pending := len(r.out) > 0
+	r.outMu.Unlock()
+	if pending && !r.flush() {
+		r.wake()
+	}
+}
+
+// flush writes what is queued; false when another goroutine is writing
+// (it holds the write lock, and the caller must wake the writer).
+func (r *Runtime) flush() bool {
+	for {
+		if !r.writeMu.TryLock() {
+			return false
+		}
+		r.outMu.Lock()
+		ops := r.out
+		r.out = r.spare[:0]
+		r.spare = nil
+		r.outMu.Unlock()
+		if len(ops) > 0 && r.Err() == nil {
+			if err := r.conn.Send(&pb.ClientMessage{Ops: ops}); err != nil {
+				r.writeMu.Unlock()
+				r.fail(err)
+				return true
+			}
+		}
+		clear(ops)
+		r.outMu.Lock()
+		if cap(ops) <= 4096 {
+			r.spare = ops[:0]
+		}
+		r.outMu.Unlock()
+		r.writeMu.Unlock()
+		// Ops queued by a goroutine whose TryLock failed while this one wrote.
+		r.outMu.Lock()
+		pending := len(r.out) > 0
+		r.outMu.Unlock()
+		if !pending {
+			return true
+		}
+	}
+}
+
+func (r *Runtime) writeLoop() {
+	defer r.writerWG.Done()
+	for {
+		closing := false
+		select {
+		case <-r.outWake:
+		case <-r.closeReq:
+			closing = true
+		case <-r.dead:
+			return
+		}
+		r.writeMu.Lock()
+		r.outMu.Lock()
+		ops := r.out
+		r.out = r.spare[:0]
+		r.spare = nil
+		r.outMu.Unlock()
+		if len(ops) > 0 {
+			if err := r.conn.Send(&pb.ClientMessage{Ops: ops}); err != nil {
+				r.writeMu.Unlock()
+				r.fail(err)
+				return
+			}
+		}
+		r.writeMu.Unlock()
+		clear(ops)
+		r.outMu.Lock()
+		if cap(ops) <= 4096 {
+			r.spare = ops[:0]
+		} else {
+			r.spare = nil
+		}
+		r.outMu.Unlock()
+		if closing {
+			r.outMu.Lock()
+			left := len(r.out)
+			r.outMu.Unlock()
+			if left == 0 {
+				return
+			}
+		}
+	}
+}
+
+// ---- receiving ----
+
+func (r *Runtime) readLoop() {
+	for {
+		msg, err := r.conn.Recv()
+		if err != nil {
+			r.fail(err)
+			r.wakeAll()
+			return
+		}
+		r.handle(msg)
+	}
+}
+
+// wakeAll closes what waiters wait on after the connection died.
+func (r *Runtime) wakeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, req := range r.reqs {
+		select {
+		case req.ch <- nil:
+		default:
+		}
+	}
+}
+
+func (r *Runtime) handle(msg *pb.NodeMessage) {
+	var tasks []*pb.ExecuteTask
+	var unmaps []ObjectID
+	var aborts []ObjectID
+	var warnings []string
+	r.mu.Lock()
+	for _, op := range msg.Ops {
+		switch x := op.Op.(type) {
+		case *pb.NodeOp_ObjectReady:
+			if u, ok := r.objectReady(x.ObjectReady); !ok {
+				unmaps = append(unmaps, u)
+			}
+		case *pb.NodeOp_ExecuteTask:
+			tasks = append(tasks, x.ExecuteTask)
+		case *pb.NodeOp_CreateObjectReply:
+			if id, abort := r.reply(x.CreateObjectReply.RequestId, op); abort {
+				aborts = append(aborts, id)
+			}
+		case *pb.NodeOp_InfoReply:
+			r.reply(x.InfoReply.RequestId, op)
+		case *pb.NodeOp_ActorReply:
+			r.reply(x.ActorReply.RequestId, op)
+		case *pb.NodeOp_Error:
+			if x.Error.RequestId != 0 {
+				r.reply(x.Error.RequestId, op)
+			} else {
+				warnings = append(warnings, "the node reported an error: "+FromProto(x.Error.Error).Error())
+			}
+		case *pb.NodeOp_Warning:
+			warnings = append(warnings, x.Warning.Message)
+		}
+	}
+	r.mu.Unlock()
+	for i := range unmaps {
+		r.queueRefChange(nil, &unmaps[i])
+	}
+	for _, id := range aborts {
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_AbortObject{AbortObject: &pb.AbortObject{ObjectId: id[:]}}})
+	}
+	for _, w := range warnings {
+		if r.Warn != nil {
+			r.Warn(w)
+		}
+	}
+	if len(tasks) > 0 {
+		if f := r.executor.Load(); f != nil {
+			for _, t := range tasks {
+				(*f)(t)
+			}
+		}
+	}
+}
+
+// objectReady applies one ObjectReady (r.mu held). It returns (id, false)
+// when a grant arrived that nobody waits for: it must be given back.
+func (r *Runtime) objectReady(ready *pb.ObjectReady) (ObjectID, bool) {
+	var id ObjectID
+	if len(ready.ObjectId) != len(id) {
+		return id, true
+	}
+	copy(id[:], ready.ObjectId)
+	value := ready.Value
+	if value == nil {
+		value = ErrorValue(&pb.TaskError{Kind: pb.ErrorKind_INTERNAL, Message: "object announced without a value"})
+	}
+	obj := r.objs[id]
+	if _, isGrant := value.Body.(*pb.ObjectValue_Shm); isGrant {
+		// The answer to a GetObjects{map}: one location per request.
+		if obj == nil || len(obj.mapWaiters) == 0 {
+			return id, false
+		}
+		w := obj.mapWaiters[0]
+		obj.mapWaiters = obj.mapWaiters[1:]
+		if w.abandoned {
+			return id, false
+		}
+		w.ch <- value
+		return id, true
+	}
+	if obj == nil {
+		return id, true
+	}
+	if obj.isReady && len(obj.mapWaiters) > 0 && value.Format == pb.ValueFormat_ERROR {
+		// A map request failed (a restore): for that request only.
+		w := obj.mapWaiters[0]
+		obj.mapWaiters = obj.mapWaiters[1:]
+		if !w.abandoned {
+			w.ch <- value
+		}
+		return id, true
+	}
+	if !obj.isReady {
+		obj.value = value
+		obj.markReady()
+	}
+	return id, true
+}
+
+func (o *object) markReady() {
+	o.isReady = true
+	close(o.ready)
+	for _, w := range o.watchers {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+	o.watchers = nil
+}
+
+// reply hands a node answer to its request (r.mu held). For a create that
+// nobody waits for any more, it returns the id to abort.
+func (r *Runtime) reply(id uint64, op *pb.NodeOp) (ObjectID, bool) {
+	req := r.reqs[id]
+	if req == nil {
+		return ObjectID{}, false
+	}
+	delete(r.reqs, id)
+	if req.abandoned {
+		_, created := op.Op.(*pb.NodeOp_CreateObjectReply)
+		return req.objectID, req.create && created
+	}
+	req.ch <- op
+	return ObjectID{}, false
+}
+
+// ---- requests ----
+
+func (r *Runtime) newRequest() (uint64, *request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nextReq++
+	req := &request{ch: make(chan *pb.NodeOp, 1)}
+	r.reqs[r.nextReq] = req
+	return r.nextReq, req
+}
+
+// await waits for a request's answer.
+func (r *Runtime) await(ctx context.Context, id uint64, req *request, what string) (*pb.NodeOp, error) {
+	select {
+	case op := <-req.ch:
+		if op == nil {
+			return nil, r.deadErr
+		}
+		if e, ok := op.Op.(*pb.NodeOp_Error); ok {
+			return nil, FromProto(e.Error.Error)
+		}
+		return op, nil
+	case <-r.dead:
+		return nil, r.deadErr
+	case <-ctx.Done():
+		r.mu.Lock()
+		if _, pending := r.reqs[id]; pending {
+			req.abandoned = true
+		} else {
+			// Answered meanwhile: a created block must be given back.
+			select {
+			case op := <-req.ch:
+				if op != nil && req.create {
+					if _, ok := op.Op.(*pb.NodeOp_CreateObjectReply); ok {
+						defer r.Send(&pb.ClientOp{Op: &pb.ClientOp_AbortObject{AbortObject: &pb.AbortObject{ObjectId: req.objectID[:]}}})
+					}
+				}
+			default:
+			}
+		}
+		r.mu.Unlock()
+		return nil, ctxError(ctx, what)
+	}
+}
+
+func ctxError(ctx context.Context, what string) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &timeoutError{what: what, cause: err}
+	}
+	return err
+}
+
+// CreateTimeout is how long a create waits for room in a full store.
+var CreateTimeout = 30 * time.Second
+
+// createBlock asks the node for size bytes of shared memory for id.
+func (r *Runtime) createBlock(ctx context.Context, id ObjectID, size int) (*pb.ShmLocation, error) {
+	reqID, req := r.newRequest()
+	req.create = true
+	req.objectID = id
+	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_CreateObject{CreateObject: &pb.CreateObject{
+		RequestId: reqID,
+		ObjectId:  id[:],
+		Size:      uint64(size),
+		TimeoutMs: uint64(CreateTimeout / time.Millisecond),
+	}}})
+	op, err := r.await(ctx, reqID, req, "room in the object store")
+	if err != nil {
+		return nil, err
+	}
+	loc := op.Op.(*pb.NodeOp_CreateObjectReply).CreateObjectReply.Location
+	if loc == nil {
+		return nil, errors.New("ember: the node answered a create without a location")
+	}
+	return loc, nil
+}
+
+// WriteShm creates a block for id, fills it with data and returns the shm
+// value (not sealed yet: the caller seals with PutObject or TaskFinished).
+func (r *Runtime) WriteShm(ctx context.Context, id ObjectID, format pb.ValueFormat, data []byte) (*pb.ObjectValue, error) {
+	arena, err := r.useArena()
+	if err != nil {
+		return nil, err
+	}
+	defer r.doneArena()
+	loc, err := r.createBlock(ctx, id, len(data))
+	if err != nil {
+		return nil, err
+	}
+	end := loc.Offset + uint64(len(data))
+	if end > uint64(len(arena)) || loc.Size < uint64(len(data)) {
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_AbortObject{AbortObject: &pb.AbortObject{ObjectId: id[:]}}})
+		return nil, fmt.Errorf("ember: the node gave a block [%d, %d) outside the arena of %d bytes", loc.Offset, end, len(arena))
+	}
+	copy(arena[loc.Offset:end], data)
+	return &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_Shm{Shm: &pb.ShmLocation{Offset: loc.Offset, Size: uint64(len(data))}}}, nil
+}
+
+// ---- objects ----
+
+// NewTaskID makes the next task id of this client.
+func (r *Runtime) NewTaskID() TaskID {
+	var t TaskID
+	copy(t[:8], r.prefix[:])
+	binary.LittleEndian.PutUint64(t[8:], r.counter.Add(1))
+	return t
+}
+
+// NewPutID is a fresh random id for a put (index 0).
+func NewPutID() ObjectID {
+	var id ObjectID
+	binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(id[8:16], rand.Uint64())
+	return id
+}
+
+// inlineLimit is the largest value sent inline: max_inline_bytes, or (no
+// shared memory, a remote client) the node's ceiling for inline values.
+func (r *Runtime) inlineLimit() int {
+	if r.Local() {
+		return r.MaxInline
+	}
+	return max(r.MaxInline, 16<<20)
+}
+
+// Put stores data as a new object held by this client.
+func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (ObjectID, error) {
+	if err := r.Err(); err != nil {
+		return ObjectID{}, err
+	}
+	id := NewPutID()
+	if len(data) <= r.inlineLimit() {
+		value := &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}
+		r.mu.Lock()
+		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true}
+		obj.value = value
+		obj.markReady()
+		r.objs[id] = obj
+		r.mu.Unlock()
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: value}}})
+		return id, nil
+	}
+	if !r.Local() {
+		return ObjectID{}, fmt.Errorf("ember: a value of %d bytes is over the %d-byte inline limit of a remote connection", len(data), r.inlineLimit())
+	}
+	value, err := r.WriteShm(ctx, id, format, data)
+	if err != nil {
+		return ObjectID{}, err
+	}
+	r.mu.Lock()
+	obj := &object{count: 1, ready: make(chan struct{}), subscribed: true}
+	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(len(data))}}
+	obj.markReady()
+	r.objs[id] = obj
+	r.mu.Unlock()
+	r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: value}}})
+	r.shmPuts.Add(1)
+	return id, nil
+}
+
+// Submit sends a task; this client holds a reference to each return.
+// temps are references released right after the submission (the task
+// holds them now).
+func (r *Runtime) Submit(spec *pb.TaskSpec, temps []ObjectID) []ObjectID {
+	task := r.NewTaskID()
+	spec.TaskId = task[:]
+	spec.JobId = r.Hello.JobId
+	n := spec.NumReturns
+	ids := make([]ObjectID, n)
+	r.mu.Lock()
+	for i := range ids {
+		ids[i] = ReturnID(task, uint32(i))
+		// The node pushes ObjectReady of a submission's returns unasked.
+		r.objs[ids[i]] = &object{count: 1, ready: make(chan struct{}), subscribed: true}
+	}
+	r.mu.Unlock()
+	r.Send(&pb.ClientOp{Op: &pb.ClientOp_SubmitTask{SubmitTask: &pb.SubmitTask{Spec: spec}}})
+	for _, t := range temps {
+		r.Release(t)
+	}
+	return ids
+}
+
+// AddRef counts one more local reference to id (the first sends an add).
+func (r *Runtime) AddRef(id ObjectID) {
+	r.mu.Lock()
+	obj := r.objs[id]
+	if obj != nil {
+		obj.count++
+		r.mu.Unlock()
+		return
+	}
+	r.objs[id] = &object{count: 1, ready: make(chan struct{})}
+	r.mu.Unlock()
+	r.Send(&pb.ClientOp{Op: &pb.ClientOp_RefUpdate{RefUpdate: &pb.RefUpdate{Add: [][]byte{id[:]}}}})
+}
+
+// Release drops one local reference (the last sends a remove).
+func (r *Runtime) Release(id ObjectID) {
+	r.mu.Lock()
+	obj := r.objs[id]
+	if obj == nil {
+		r.mu.Unlock()
+		return
+	}
+	obj.count--
+	if obj.count > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.objs, id)
+	obj.released = true
+	if !obj.isReady {
+		obj.markReady()
+	}
+	// Gets waiting for a grant end (the grant is given back when it comes).
+	for _, w := range obj.mapWaiters {
+		if !w.abandoned {
+			w.ch <- nil
+		}
+	}
+	obj.mapWaiters = nil
+	r.mu.Unlock()
+	r.queueRefChange(&id, nil)
+}
+
+// Value is an object's bytes: inline, or a view of the arena valid until
+// Done is called.
+type Value struct {
+	Format pb.ValueFormat
+	Data   []byte
+	done   func()
+}
+
+// Done gives back the shared memory the value was read from (if any).
+func (v *Value) Done() {
+	if v.done != nil {
+		v.done()
+		v.done = nil
+	}
+}
+
+// Get waits for id's value. A value that failed is returned as a
+// *TaskError. The caller calls Done on the value when it has decoded it.
+func (r *Runtime) Get(ctx context.Context, id ObjectID) (*Value, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(ctx, "object "+hexID(id))
+	}
+	r.mu.Lock()
+	obj := r.objs[id]
+	if obj == nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	subscribe := !obj.subscribed
+	obj.subscribed = true
+	r.mu.Unlock()
+	if subscribe {
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}}}})
+	}
+	select {
+	case <-obj.ready:
+	default:
+		// About to wait: send what is queued (the submission) from here.
+		r.FlushNow()
+	}
+	select {
+	case <-obj.ready:
+	case <-ctx.Done():
+		return nil, ctxError(ctx, "object "+hexID(id))
+	case <-r.dead:
+		return nil, r.deadErr
+	}
+	r.mu.Lock()
+	value := obj.value
+	r.mu.Unlock()
+	if value == nil {
+		// Released before its value came.
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	return r.read(ctx, id, obj, value)
+}
+
+func (r *Runtime) read(ctx context.Context, id ObjectID, obj *object, value *pb.ObjectValue) (*Value, error) {
+	switch body := value.Body.(type) {
+	case *pb.ObjectValue_InlineData:
+		if value.Format == pb.ValueFormat_ERROR {
+			return nil, ErrorFromValue(body.InlineData)
+		}
+		return &Value{Format: value.Format, Data: body.InlineData}, nil
+	case *pb.ObjectValue_StoredSize:
+		return r.readMapped(ctx, id, obj)
+	case *pb.ObjectValue_Shm:
+		// Not sent unasked; treat as stored.
+		return r.readMapped(ctx, id, obj)
+	case nil:
+		if value.Format == pb.ValueFormat_ERROR {
+			return nil, ErrorFromValue(nil)
+		}
+		return &Value{Format: value.Format}, nil
+	}
+	return nil, fmt.Errorf("ember: object %s has a value of an unknown kind", hexID(id))
+}
+
+// readMapped asks the node for a grant of a stored object and returns a
+// view of the arena; Done gives the grant back.
+func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
+	arena, err := r.useArena()
+	if err != nil {
+		return nil, err
+	}
+	inUse := true
+	defer func() {
+		if inUse {
+			r.doneArena()
+		}
+	}()
+	w := &mapWaiter{ch: make(chan *pb.ObjectValue, 1)}
+	r.mu.Lock()
+	if obj.released {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	obj.mapWaiters = append(obj.mapWaiters, w)
+	r.mu.Unlock()
+	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}, Map: true}}})
+	var granted *pb.ObjectValue
+	select {
+	case granted = <-w.ch:
+	case <-ctx.Done():
+		r.mu.Lock()
+		select {
+		case granted = <-w.ch:
+		default:
+			w.abandoned = true
+		}
+		r.mu.Unlock()
+		if granted != nil {
+			if _, ok := granted.Body.(*pb.ObjectValue_Shm); ok {
+				r.queueRefChange(nil, &id)
+			}
+		}
+		return nil, ctxError(ctx, "object "+hexID(id))
+	case <-r.dead:
+		return nil, r.deadErr
+	}
+	if granted == nil {
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	shm, ok := granted.Body.(*pb.ObjectValue_Shm)
+	if !ok {
+		if granted.Format == pb.ValueFormat_ERROR {
+			if d, ok := granted.Body.(*pb.ObjectValue_InlineData); ok {
+				return nil, ErrorFromValue(d.InlineData)
+			}
+		}
+		return nil, fmt.Errorf("ember: map of object %s answered without a location", hexID(id))
+	}
+	loc := shm.Shm
+	end := loc.Offset + loc.Size
+	if end > uint64(len(arena)) {
+		r.queueRefChange(nil, &id)
+		return nil, fmt.Errorf("ember: object %s lies outside the arena", hexID(id))
+	}
+	r.shmGets.Add(1)
+	v := &Value{Format: granted.Format, Data: arena[loc.Offset:end:end]}
+	inUse = false
+	v.done = func() {
+		r.doneArena()
+		r.queueRefChange(nil, &id)
+	}
+	if granted.Format == pb.ValueFormat_ERROR {
+		te := ErrorFromValue(v.Data)
+		v.Done()
+		return nil, te
+	}
+	return v, nil
+}
+
+// IsReady says whether id's value has arrived (without waiting).
+func (r *Runtime) IsReady(id ObjectID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	obj := r.objs[id]
+	return obj != nil && obj.isReady
+}
+
+// Wait returns when at least n of ids are ready, the timeout passes
+// (negative: no timeout) or ctx ends; ready[i] says which are.
+func (r *Runtime) Wait(ctx context.Context, ids []ObjectID, n int, timeout time.Duration) ([]bool, error) {
+	ready := make([]bool, len(ids))
+	if n > len(ids) {
+		n = len(ids)
+	}
+	notify := make(chan struct{}, 1)
+	var subscribe [][]byte
+	r.mu.Lock()
+	objs := make([]*object, len(ids))
+	for i, id := range ids {
+		obj := r.objs[id]
+		if obj == nil {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+		}
+		objs[i] = obj
+		if !obj.subscribed {
+			obj.subscribed = true
+			subscribe = append(subscribe, append([]byte{}, id[:]...))
+		}
+		if !obj.isReady {
+			obj.watchers = append(obj.watchers, notify)
+		}
+	}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		for _, obj := range objs {
+			for j, w := range obj.watchers {
+				if w == notify {
+					obj.watchers = append(obj.watchers[:j], obj.watchers[j+1:]...)
+					break
+				}
+			}
+		}
+		r.mu.Unlock()
+	}()
+	if len(subscribe) > 0 {
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: subscribe}}})
+	}
+	r.FlushNow()
+	var timer <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		count := 0
+		r.mu.Lock()
+		for i, obj := range objs {
+			ready[i] = obj.isReady
+			if ready[i] {
+				count++
+			}
+		}
+		r.mu.Unlock()
+		if count >= n {
+			return ready, nil
+		}
+		select {
+		case <-notify:
+		case <-timer:
+			return ready, nil
+		case <-ctx.Done():
+			return ready, ctxError(ctx, "objects")
+		case <-r.dead:
+			return ready, r.deadErr
+		}
+	}
+}
+
+// ClusterStatus asks the node for the cluster's status.
+func (r *Runtime) ClusterStatus(ctx context.Context) (*pb.ClusterStatus, error) {
+	id, req := r.newRequest()
+	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_InfoRequest{InfoRequest: &pb.InfoRequest{RequestId: id, Kind: pb.InfoKind_CLUSTER_STATUS}}})
+	op, err := r.await(ctx, id, req, "the cluster status")
+	if err != nil {
+		return nil, err
+	}
+	return op.Op.(*pb.NodeOp_InfoReply).InfoReply.ClusterStatus, nil
+}
+
+func hexID(id ObjectID) string { return fmt.Sprintf("%x", id[:]) }

@@ -1,0 +1,71 @@
+// Package values turns Go values into ember object values (format and
+// bytes) and back: MSGPACK for ordinary values, RAW for values of type
+// Raw, ERROR values as *core.TaskError.
+package values
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/ember-run/ember/sdk-go/internal/msgpack"
+	"github.com/ember-run/ember/sdk-go/internal/pb"
+)
+
+// Raw is stored and passed as plain bytes (format RAW), not msgpack.
+type Raw []byte
+
+var (
+	rawType   = reflect.TypeFor[Raw]()
+	bytesType = reflect.TypeFor[[]byte]()
+)
+
+// Encode returns the format and bytes of v.
+func Encode(v any) (pb.ValueFormat, []byte, error) {
+	if raw, ok := v.(Raw); ok {
+		return pb.ValueFormat_RAW, []byte(raw), nil
+	}
+	data, err := msgpack.Marshal(v)
+	if err != nil {
+		return 0, nil, err
+	}
+	return pb.ValueFormat_MSGPACK, data, nil
+}
+
+// Decode decodes data of the given format into out (a non-nil pointer).
+// The bytes may be shared memory: nothing of them is kept.
+func Decode(format pb.ValueFormat, data []byte, out any) error {
+	switch format {
+	case pb.ValueFormat_MSGPACK:
+		return msgpack.Unmarshal(data, out)
+	case pb.ValueFormat_RAW, pb.ValueFormat_ARROW:
+		return decodeBytes(format, data, reflect.ValueOf(out))
+	case pb.ValueFormat_PICKLE:
+		return fmt.Errorf("ember: the value is a Python-only value (pickle); values passed to Go must be msgpack " +
+			"(None, bool, int, float, str, bytes, lists, dicts), raw bytes or Arrow")
+	}
+	return fmt.Errorf("ember: cannot decode a value of format %v", format)
+}
+
+// DecodeValue decodes into a settable reflect.Value.
+func DecodeValue(format pb.ValueFormat, data []byte, v reflect.Value) error {
+	return Decode(format, data, v.Addr().Interface())
+}
+
+func decodeBytes(format pb.ValueFormat, data []byte, p reflect.Value) error {
+	if p.Kind() != reflect.Pointer || p.IsNil() {
+		return fmt.Errorf("ember: decode needs a non-nil pointer, got %s", p.Type())
+	}
+	v := p.Elem()
+	copied := append([]byte{}, data...)
+	switch {
+	case v.Type() == rawType:
+		v.Set(reflect.ValueOf(Raw(copied)))
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8:
+		v.Set(reflect.ValueOf(copied).Convert(v.Type()))
+	case v.Kind() == reflect.Interface && v.NumMethod() == 0:
+		v.Set(reflect.ValueOf(copied))
+	default:
+		return fmt.Errorf("ember: a %v value (bytes) cannot be decoded into %s", format, v.Type())
+	}
+	return nil
+}

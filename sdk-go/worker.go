@@ -1,0 +1,355 @@
+package ember
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ember-run/ember/sdk-go/internal/core"
+	"github.com/ember-run/ember/sdk-go/internal/pb"
+	"github.com/ember-run/ember/sdk-go/internal/values"
+	"github.com/ember-run/ember/sdk-go/internal/worker"
+)
+
+// Register makes fn callable by name from any language once a worker
+// serves it (ServeWorker). fn is a plain Go function:
+//
+//	func(args...) (R, error)   func(args...) R   func(args...) error   func(args...)
+//
+// optionally with a leading context.Context (cancelled when the worker
+// stops; ClientFromContext gives a client for nested calls). Each argument
+// is decoded from msgpack into the parameter's type (structs from maps,
+// by `msgpack:"name"` tags); R is encoded as msgpack (a Raw as plain
+// bytes). A returned error or a panic fails the task with a *TaskError.
+//
+// Register panics if fn is not such a function or name is taken (like
+// http.HandleFunc): call it from init or main.
+func Register(name string, fn any) {
+	if err := worker.Register(name, fn); err != nil {
+		panic(err)
+	}
+}
+
+// Registered lists the registered function names, sorted.
+func Registered() []string { return worker.Names() }
+
+// ServeOptions configure a worker.
+type ServeOptions struct {
+	// Options say which node to connect to (see Connect).
+	Options
+	// Concurrency is how many tasks run at once (default runtime.NumCPU()).
+	Concurrency int
+	// Names are the registered functions to serve (default: all).
+	Names []string
+}
+
+// Worker is a process's connection serving registered Go functions.
+type Worker struct {
+	client *Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	names  []string
+	wg     sync.WaitGroup
+	done   chan struct{}
+	err    error
+	// Tasks go to a pool of `concurrency` goroutines (the node sends at
+	// most that many at once); their grown stacks are kept between tasks.
+	tasks   chan *pb.ExecuteTask
+	running atomic.Int64
+}
+
+type clientKey struct{}
+
+// ClientFromContext returns the client of the worker running the task
+// whose context ctx is (nil outside a task), for calls made by a task.
+func ClientFromContext(ctx context.Context) *Client {
+	c, _ := ctx.Value(clientKey{}).(*Client)
+	return c
+}
+
+// ServeWorker connects to the node, serves the registered functions
+// (ServeFunctions{language: GO}) and runs the tasks it is sent, until ctx
+// ends (then it returns nil) or the connection to the node breaks.
+// Tasks still running when it stops are run again elsewhere by the node,
+// within their retries.
+func ServeWorker(ctx context.Context, opts ServeOptions) error {
+	w, err := StartWorker(ctx, opts)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		w.Stop()
+		return nil
+	case <-w.done:
+		return w.err
+	}
+}
+
+// StartWorker is ServeWorker that returns once the node knows the worker
+// serves its functions (calls made after it returns find them).
+func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
+	names := opts.Names
+	if len(names) == 0 {
+		names = worker.Names()
+	}
+	if len(names) == 0 {
+		return nil, errors.New("ember: no function to serve (call ember.Register first)")
+	}
+	for _, n := range names {
+		if worker.Lookup(n) == nil {
+			return nil, fmt.Errorf("ember: %q is not a registered function", n)
+		}
+	}
+	concurrency := opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = runtime.NumCPU()
+	}
+	rt, err := connect(ctx, opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{client: &Client{rt: rt}, names: names, done: make(chan struct{}), tasks: make(chan *pb.ExecuteTask, concurrency)}
+	w.ctx, w.cancel = context.WithCancel(context.WithValue(context.Background(), clientKey{}, w.client))
+	for i := 0; i < concurrency; i++ {
+		go w.loop()
+	}
+	rt.SetExecutor(w.execute)
+	rt.Send(&pb.ClientOp{Op: &pb.ClientOp_ServeFunctions{ServeFunctions: &pb.ServeFunctions{
+		Language:    pb.Language_GO,
+		Names:       names,
+		Concurrency: uint32(concurrency),
+	}}})
+	// The node handles a connection's ops in order: once this request is
+	// answered, it has taken the ServeFunctions before it.
+	if _, err := rt.ClusterStatus(ctx); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("ember: start serving: %w", err)
+	}
+	go func() {
+		<-rt.Dead()
+		w.err = rt.Err()
+		if errors.Is(w.err, core.ErrClosed) && w.ctx.Err() != nil {
+			w.err = nil
+		}
+		w.cancel()
+		close(w.done)
+	}()
+	return w, nil
+}
+
+// Client is the worker's connection, usable for calls and puts.
+func (w *Worker) Client() *Client { return w.client }
+
+// Names are the functions it serves.
+func (w *Worker) Names() []string { return append([]string{}, w.names...) }
+
+// Done is closed when the worker has stopped.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err says why the worker stopped (nil after Stop).
+func (w *Worker) Err() error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// Stop disconnects the worker (tasks it runs are retried elsewhere by the
+// node) and waits until it has stopped.
+func (w *Worker) Stop() {
+	w.cancel()
+	w.client.rt.Close()
+	<-w.done
+}
+
+// Drain waits for the tasks running now to finish and their results to be
+// sent, then stops.
+func (w *Worker) Drain() {
+	w.wg.Wait()
+	w.Stop()
+}
+
+func (w *Worker) execute(t *pb.ExecuteTask) {
+	w.wg.Add(1)
+	w.running.Add(1)
+	select {
+	case w.tasks <- t:
+	default:
+		// More than `concurrency` at once (not expected): run it anyway.
+		go func() {
+			defer w.wg.Done()
+			w.run(t)
+		}()
+	}
+}
+
+func (w *Worker) loop() {
+	for {
+		select {
+		case t := <-w.tasks:
+			w.run(t)
+			w.wg.Done()
+		case <-w.done:
+			return
+		}
+	}
+}
+
+func (w *Worker) run(t *pb.ExecuteTask) {
+	spec := t.Spec
+	rt := w.client.rt
+	name := spec.GetFunction().GetName()
+	var task core.TaskID
+	copy(task[:], spec.TaskId)
+	n := int(spec.NumReturns)
+	finish := func(returns []*pb.ObjectValue) {
+		op := &pb.ClientOp{Op: &pb.ClientOp_TaskFinished{TaskFinished: &pb.TaskFinished{
+			TaskId:  spec.TaskId,
+			Returns: returns,
+		}}}
+		if w.running.Add(-1) == 0 {
+			// The only task running: nothing to batch with, write it now.
+			rt.SendNow(op)
+		} else {
+			rt.Send(op)
+		}
+	}
+	fail := func(te *core.TaskError) {
+		if te.FunctionName == "" {
+			te.FunctionName = name
+		}
+		te.TaskID = spec.TaskId
+		if te.Language == core.LanguageUnspecified {
+			te.Language = core.Go
+		}
+		v := core.ErrorValue(te.ToProto())
+		returns := make([]*pb.ObjectValue, n)
+		for i := range returns {
+			returns[i] = v
+		}
+		finish(returns)
+	}
+	f := worker.Lookup(name)
+	if f == nil {
+		fail(&core.TaskError{Kind: core.KindUnknownFunction, Message: fmt.Sprintf("no Go function is registered as %q in this worker", name)})
+		return
+	}
+	args := make([]worker.Arg, len(spec.Args))
+	var dones []func()
+	defer func() {
+		for _, done := range dones {
+			done()
+		}
+	}()
+	for i, a := range spec.Args {
+		if a.Keyword != "" {
+			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+				Message: fmt.Sprintf("%s got the keyword argument %q: Go functions take positional arguments only", name, a.Keyword)})
+			return
+		}
+		v := a.Value
+		if v == nil {
+			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+				Message: fmt.Sprintf("argument %d of %s arrived without a value", i, name)})
+			return
+		}
+		switch body := v.Body.(type) {
+		case *pb.ObjectValue_InlineData:
+			if v.Format == pb.ValueFormat_ERROR {
+				// An argument that failed: this task fails with its error.
+				fail(core.ErrorFromValue(body.InlineData))
+				return
+			}
+			args[i] = worker.Arg{Format: v.Format, Data: body.InlineData}
+		case *pb.ObjectValue_Shm:
+			if len(a.ObjectRef) != 20 {
+				fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+					Message: fmt.Sprintf("argument %d of %s is in shared memory without its object id", i, name)})
+				return
+			}
+			var id core.ObjectID
+			copy(id[:], a.ObjectRef)
+			data, done, err := rt.ReadGrant(id, body.Shm)
+			if err != nil {
+				fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError", Message: err.Error()})
+				return
+			}
+			dones = append(dones, done)
+			args[i] = worker.Arg{Format: v.Format, Data: data}
+		default:
+			args[i] = worker.Arg{Format: v.Format}
+		}
+	}
+	result, err := f.Call(w.ctx, args)
+	if err != nil {
+		var te *core.TaskError
+		if !errors.As(err, &te) {
+			te = &core.TaskError{Kind: core.KindTaskFailed, TypeName: fmt.Sprintf("%T", err), Message: err.Error()}
+		}
+		fail(te)
+		return
+	}
+	results := []any{result}
+	if n != 1 {
+		split, err := splitReturns(result, n)
+		if err != nil {
+			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError", Message: err.Error()})
+			return
+		}
+		results = split
+	}
+	returns := make([]*pb.ObjectValue, n)
+	for i, r := range results {
+		format, data, err := values.Encode(r)
+		if err != nil {
+			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError",
+				Message: fmt.Sprintf("the result of %s cannot be encoded: %v", name, err)})
+			return
+		}
+		if len(data) > rt.MaxInline && rt.Local() {
+			v, err := rt.WriteShm(w.ctx, core.ReturnID(task, uint32(i)), format, data)
+			if err != nil {
+				fail(&core.TaskError{Kind: core.KindObjectStoreFull, Message: fmt.Sprintf("the result of %s (%d bytes): %v", name, len(data), err)})
+				return
+			}
+			rt.CountShmReturn()
+			returns[i] = v
+			continue
+		}
+		returns[i] = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}
+	}
+	finish(returns)
+}
+
+// splitReturns spreads a slice or array result over n returns.
+func splitReturns(result any, n int) ([]any, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	items, ok := result.([]any)
+	if !ok {
+		var generic []any
+		if err := values.Decode(pb.ValueFormat_MSGPACK, mustMarshal(result), &generic); err != nil {
+			return nil, fmt.Errorf("the task wants %d returns: return a slice of %d values (%T)", n, n, result)
+		}
+		items = generic
+	}
+	if len(items) != n {
+		return nil, fmt.Errorf("the task wants %d returns and the function returned %d values", n, len(items))
+	}
+	return items, nil
+}
+
+func mustMarshal(v any) []byte {
+	data, err := Marshal(v)
+	if err != nil {
+		return []byte{0xc1} // invalid: decoding fails
+	}
+	return data
+}
