@@ -81,6 +81,7 @@ test-rust: ## cargo test (release) of the whole workspace
 test-go: build ## go vet + go test of sdk-go (against a real node it starts)
 	$(NEED_GO)
 	cd sdk-go && $(GO) vet ./... && $(GO) test ./...
+	cd examples/go-scoring-service && $(GO) vet ./... && $(GO) test ./...
 
 # Runs the test directories that exist; pytest's "no tests collected" (exit
 # code 5) is a failure, not a pass.
@@ -115,6 +116,7 @@ test-examples: build ## run the examples (short settings) and a quick benchmark 
 	$(VENV_PY) examples/counter.py
 	$(VENV_PY) examples/parameter_server.py --iterations 10
 	$(VENV_PY) examples/es_cluster.py --iterations 2
+	GO='$(GO)' $(VENV_PY) examples/cross_language.py
 	$(VENV_PY) benches/bench_core.py --quick
 	$(VENV_PY) benches/bench_actors.py --quick
 	$(VENV_PY) benches/bench_objects.py --quick
@@ -125,13 +127,14 @@ bench: build ## build, then run the benchmarks in benches/ (core, actors, object
 	$(VENV_PY) benches/bench_objects.py
 	$(VENV_PY) benches/bench_cluster.py
 	cd sdk-go && $(GO) run ./cmd/bench
+	$(CARGO) run --release -q -p ember --example bench
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)
 	$(NEED_GO)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace -- -D warnings
-	@unformatted="$$(gofmt -l sdk-go)"; \
+	@unformatted="$$(gofmt -l sdk-go examples/go-scoring-service)"; \
 	if [[ -n $$unformatted ]]; then \
 		echo "gofmt: these files need formatting (gofmt -w):" >&2; echo "$$unformatted" >&2; exit 1; \
 	fi

@@ -54,19 +54,27 @@ type Options struct {
 // objects. It is safe for concurrent use.
 type Client struct {
 	rt     *core.Runtime
+	node   endpoint
 	closed atomic.Bool
+}
+
+// endpoint is how the node is reached from outside: its gRPC and Arrow
+// Flight address, and the cluster token.
+type endpoint struct {
+	address string
+	token   string
 }
 
 // Connect opens a connection to a node and says hello.
 func Connect(ctx context.Context, opts Options) (*Client, error) {
-	rt, err := connect(ctx, opts)
+	rt, node, err := connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{rt: rt}, nil
+	return &Client{rt: rt, node: node}, nil
 }
 
-func connect(ctx context.Context, opts Options) (*core.Runtime, error) {
+func connect(ctx context.Context, opts Options) (*core.Runtime, endpoint, error) {
 	root := session.Root(opts.SessionRoot)
 	address := opts.Address
 	if address == "" {
@@ -83,7 +91,7 @@ func connect(ctx context.Context, opts Options) (*core.Runtime, error) {
 	var conn transport.Conn
 	info, err := session.Find(root, address)
 	if err != nil && address == "" {
-		return nil, fmt.Errorf("ember: %w", err)
+		return nil, endpoint{}, fmt.Errorf("ember: %w", err)
 	}
 	if opts.Remote && info != nil {
 		// gRPC to the session's node (its address and token).
@@ -94,35 +102,39 @@ func connect(ctx context.Context, opts Options) (*core.Runtime, error) {
 		info = nil
 	}
 	if info != nil {
+		address = info.Address
 		if token == "" {
 			token = info.Token
 		}
 		c, err := transport.DialUnix(ctx, info.Socket)
 		if err != nil {
-			return nil, fmt.Errorf("ember: connect to the node at %s: %w", info.Socket, err)
+			return nil, endpoint{}, fmt.Errorf("ember: connect to the node at %s: %w", info.Socket, err)
 		}
 		conn = c
 	} else {
 		if address == "" {
-			return nil, errors.New("ember: no node address (set Options.Address or EMBER_ADDRESS)")
+			return nil, endpoint{}, errors.New("ember: no node address (set Options.Address or EMBER_ADDRESS)")
 		}
 		if token == "" {
-			return nil, fmt.Errorf("ember: no session for %s on this machine, and no token for a remote connection (set Options.Token or EMBER_TOKEN)", address)
+			return nil, endpoint{}, fmt.Errorf("ember: no session for %s on this machine, and no token for a remote connection (set Options.Token or EMBER_TOKEN)", address)
 		}
 		c, err := transport.DialGRPC(ctx, address, token)
 		if err != nil {
-			return nil, fmt.Errorf("ember: connect to %s: %w", address, err)
+			return nil, endpoint{}, fmt.Errorf("ember: connect to %s: %w", address, err)
 		}
 		conn = c
 	}
 	rt, err := core.Connect(ctx, conn, core.Hello{Token: token, Namespace: opts.Namespace, Language: core.Go})
 	if err != nil {
-		return nil, err
+		return nil, endpoint{}, err
 	}
 	if opts.Warn != nil {
 		rt.Warn = opts.Warn
 	}
-	return rt, nil
+	if a := rt.Hello.GetNodeAddress(); a != "" {
+		address = a
+	}
+	return rt, endpoint{address: address, token: token}, nil
 }
 
 // Close ends the connection; the node drops this client's references.
@@ -133,6 +145,15 @@ func (c *Client) Close() error {
 
 // NodeID is the id of the node this client is connected to.
 func (c *Client) NodeID() []byte { return c.rt.Hello.NodeId }
+
+// Address is the gRPC and Arrow Flight address (host:port) of the node
+// this client is connected to, whichever transport the client uses.
+func (c *Client) Address() string { return c.node.address }
+
+// Token is the cluster token this client authenticated with; other
+// clients of the node's gRPC and Arrow Flight services send it as
+// "authorization: Bearer <token>".
+func (c *Client) Token() string { return c.node.token }
 
 // Function names a function by language and registered name (a Go or Rust
 // function served by a worker, or a Python function exported by name).

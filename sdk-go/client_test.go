@@ -564,6 +564,9 @@ func TestConnectFindsSession(t *testing.T) {
 		if !c.rt.Local() {
 			t.Fatalf("Connect(%+v) did not use the local socket", o)
 		}
+		if c.Address() != node.Info.Address || c.Token() != node.Info.Token {
+			t.Fatalf("Connect(%+v): Address() = %q, Token() = %q; want the session's %q, %q", o, c.Address(), c.Token(), node.Info.Address, node.Info.Token)
+		}
 		c.Close()
 	}
 	// EMBER_TMPDIR names the root when Options do not.
@@ -591,6 +594,12 @@ func TestRemoteTransport(t *testing.T) {
 	_ = opts
 	if c.rt.Local() {
 		t.Fatal("a remote client thinks it has shared memory")
+	}
+	if wc := mainWorker.Client(); wc.Address() != node.Info.Address || wc.Token() != node.Info.Token {
+		t.Fatalf("worker client: Address() = %q, Token() = %q; want %q, %q", wc.Address(), wc.Token(), node.Info.Address, node.Info.Token)
+	}
+	if c.Address() != node.Info.Address || c.Token() != node.Info.Token {
+		t.Fatalf("remote client: Address() = %q, Token() = %q; want %q, %q", c.Address(), c.Token(), node.Info.Address, node.Info.Token)
 	}
 	ctx := testContext(t, 60*time.Second)
 	ref, err := c.Call(ctx, Function{Language: Go, Name: "test.add"}, 20, 22)

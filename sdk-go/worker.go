@@ -108,11 +108,11 @@ func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
 	if concurrency <= 0 {
 		concurrency = runtime.NumCPU()
 	}
-	rt, err := connect(ctx, opts.Options)
+	rt, node, err := connect(ctx, opts.Options)
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{client: &Client{rt: rt}, names: names, done: make(chan struct{}), tasks: make(chan *pb.ExecuteTask, concurrency)}
+	w := &Worker{client: &Client{rt: rt, node: node}, names: names, done: make(chan struct{}), tasks: make(chan *pb.ExecuteTask, concurrency)}
 	w.ctx, w.cancel = context.WithCancel(context.WithValue(context.Background(), clientKey{}, w.client))
 	for i := 0; i < concurrency; i++ {
 		go w.loop()

@@ -1,0 +1,231 @@
+// Command go-scoring-service is an HTTP service in Go in front of Python
+// functions running on ember, and a Go worker that Python calls back.
+//
+//	POST /score        {"features": [1, 2, 3]}
+//	    calls the Python function exported as "scoring.predict" with the
+//	    features and answers its result: {"score": 4.75, "label": "high"}.
+//	GET  /table?rows=N
+//	    calls the Python function exported as "scoring.table", which returns
+//	    a pyarrow Table (an ARROW object in the node's store), pulls that
+//	    object from the node over Arrow Flight and answers what it read:
+//	    {"object_id": "<40 hex>", "rows": N, "batches": B,
+//	     "columns": ["id", "score", "label"], "id_sum": N*(N-1)/2}.
+//
+// The same process serves the Go function "go.fib" to the cluster (an
+// ember Go worker), so Python can call
+// ember.cross_language.go_function("go.fib").remote(20).
+//
+// The node is found as every ember client finds it: $EMBER_ADDRESS and
+// $EMBER_TOKEN, else the newest live session under $EMBER_TMPDIR (default
+// /tmp/ember-<uid>). Once it listens and serves go.fib, it prints one line
+// "READY http://<host:port>" on stdout. SIGINT or SIGTERM stop it.
+//
+// examples/cross_language.py builds it, runs it and checks its answers.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	ember "github.com/ember-run/ember/sdk-go"
+)
+
+// Calls to ember from one request give up after this long.
+const callTimeout = 30 * time.Second
+
+// maxRows bounds GET /table?rows=N.
+const maxRows = 10_000_000
+
+var (
+	predictFn = ember.Function{Language: ember.Python, Name: "scoring.predict"}
+	tableFn   = ember.Function{Language: ember.Python, Name: "scoring.table"}
+)
+
+// Prediction is what scoring.predict returns (a Python dict).
+type Prediction struct {
+	Score float64 `msgpack:"score" json:"score"`
+	Label string  `msgpack:"label" json:"label"`
+}
+
+// fib is served to the cluster as "go.fib": the n-th Fibonacci number.
+func fib(n int) (int64, error) {
+	if n < 0 || n > 92 {
+		return 0, fmt.Errorf("fib(%d): n must be in [0, 92]", n)
+	}
+	a, b := int64(0), int64(1)
+	for range n {
+		a, b = b, a+b
+	}
+	return a, nil
+}
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address to listen on (port 0: any free port)")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("go-scoring-service: ")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *listen); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, listen string) error {
+	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client, err := ember.Connect(connectCtx, ember.Options{})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	// Serve go.fib. StartWorker returns once the node routes go.fib here;
+	// the worker's own goroutines run the tasks until it is stopped.
+	ember.Register("go.fib", fib)
+	worker, err := ember.StartWorker(connectCtx, ember.ServeOptions{Names: []string{"go.fib"}, Concurrency: 4})
+	if err != nil {
+		return fmt.Errorf("serve go.fib: %w", err)
+	}
+	defer worker.Stop()
+
+	store, err := dialFlight(client.Address(), client.Token())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	s := &service{client: client, store: store}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /score", s.score)
+	mux.HandleFunc("GET /table", s.table)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("READY http://%s\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-worker.Done():
+		_ = srv.Close()
+		return fmt.Errorf("the go.fib worker stopped: %v", worker.Err())
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	}
+}
+
+type service struct {
+	client *ember.Client
+	store  *flightStore
+}
+
+// score answers POST /score: scoring.predict(features).
+func (s *service) score(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Features []float64 `json:"features"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body must be {\"features\": [numbers]}: %w", err))
+		return
+	}
+	if req.Features == nil {
+		writeError(w, http.StatusBadRequest, errors.New(`body must be {"features": [numbers]}`))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	ref, err := s.client.Call(ctx, predictFn, req.Features)
+	if err != nil {
+		writeCallError(w, err)
+		return
+	}
+	defer ref.Release()
+	var p Prediction
+	if err := ref.Get(ctx, &p); err != nil {
+		writeCallError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// table answers GET /table?rows=N: the scoring.table(N) Arrow table, read
+// over Arrow Flight.
+func (s *service) table(w http.ResponseWriter, r *http.Request) {
+	rows, err := strconv.Atoi(r.URL.Query().Get("rows"))
+	if err != nil || rows < 0 || rows > maxRows {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("rows must be an integer in [0, %d]", maxRows))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	ref, err := s.client.Call(ctx, tableFn, rows)
+	if err != nil {
+		writeCallError(w, err)
+		return
+	}
+	// The object lives while ref does: keep it until Flight has read it.
+	defer ref.Release()
+	if err := ref.Get(ctx, nil); err != nil { // wait for it (or its error)
+		writeCallError(w, err)
+		return
+	}
+	id := ref.ID().String()
+	summary, err := s.store.summarize(ctx, id)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, fmt.Errorf("read %s over Arrow Flight: %w", id, err))
+		return
+	}
+	summary.ObjectID = id
+	writeJSON(w, http.StatusOK, summary)
+}
+
+// writeCallError answers a failed ember call: the Python exception of a
+// failed task as 422, a timeout as 504, anything else as 502.
+func writeCallError(w http.ResponseWriter, err error) {
+	var taskErr *ember.TaskError
+	switch {
+	case errors.As(err, &taskErr):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{
+			"error":    taskErr.Message,
+			"type":     taskErr.TypeName,
+			"function": taskErr.FunctionName,
+		})
+	case errors.Is(err, ember.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, err)
+	default:
+		writeError(w, http.StatusBadGateway, err)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		log.Printf("write response: %v", err)
+	}
+}
