@@ -17,27 +17,24 @@ from ember._private import serialization
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "vectors", "msgpack.json")
 
 
-def _build(desc):
-    t = desc["type"]
-    if t == "nil":
-        return None
-    if t in ("bool", "int", "float", "str"):
-        return desc["value"]
-    if t == "bytes":
-        return bytes.fromhex(desc["hex"])
-    if t == "list":
-        return [_build(v) for v in desc["items"]]
-    if t == "map":
-        return {_build(k): _build(v) for k, v in desc["entries"]}
-    raise ValueError(t)
+def _vector_builder():
+    """``build(description)`` from tests/vectors/make_msgpack_vectors.py (one definition)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(VECTORS), "make_msgpack_vectors.py")
+    spec = importlib.util.spec_from_file_location("make_msgpack_vectors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build
 
 
 def test_python_encodes_and_decodes_the_shared_vectors():
     with open(VECTORS) as f:
         vectors = json.load(f)["vectors"]
     assert len(vectors) >= 30
+    build = _vector_builder()
     for v in vectors:
-        value = _build(v["value"])
+        value = build(v["value"])
         ser = serialization.serialize_msgpack(value)
         assert ser.format == serialization.MSGPACK
         assert ser.to_bytes().hex() == v["hex"], v["name"]
