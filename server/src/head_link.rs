@@ -38,6 +38,8 @@ pub enum HeadAnswer {
     /// Registered, or refused with the actor that has the name.
     Registered(Result<(), Box<v1::ActorRecord>>),
     Found(Option<Box<v1::ActorRecord>>),
+    /// The job table.
+    Jobs(Vec<v1::JobInfo>),
 }
 
 /// Serve the core's head commands until `shutdown`.
@@ -57,27 +59,6 @@ pub async fn run_head_link(
                 None => return,
             },
         };
-        if let HeadCommand::ListJobs(reply) = command {
-            let mut result = Err(format!("cannot reach the head at {address}"));
-            for _ in 0..2 {
-                if client.is_none() {
-                    client = connect(&address, &token).await.ok();
-                }
-                let Some(c) = client.as_mut() else { continue };
-                match c.list_jobs(v1::ListJobsRequest {}).await {
-                    Ok(r) => {
-                        result = Ok(r.into_inner().jobs);
-                        break;
-                    }
-                    Err(s) => {
-                        result = Err(s.message().to_string());
-                        client = None;
-                    }
-                }
-            }
-            let _ = reply.send(result);
-            continue;
-        }
         // One retry on a fresh connection: the head may have restarted.
         let mut result = Err(String::new());
         for _ in 0..2 {
@@ -94,16 +75,19 @@ pub async fn run_head_link(
             }
             client = None;
         }
-        let answer_token = match &command {
-            HeadCommand::RegisterActor { token, .. } => *token,
-            HeadCommand::GetActorInfo { token, .. } => Some(*token),
-            HeadCommand::RegisterJob(_) | HeadCommand::ListJobs(_) => None,
-        };
         if let Err(message) = &result {
             tracing::warn!(%message, ?command, "a call to the head failed");
         }
-        if let Some(t) = answer_token {
-            lock(&core).head_answer(t, result);
+        match command {
+            HeadCommand::RegisterActor { token: Some(t), .. }
+            | HeadCommand::GetActorInfo { token: t, .. } => lock(&core).head_answer(t, result),
+            HeadCommand::ListJobs(reply) => {
+                let _ = reply.send(result.map(|answer| match answer {
+                    HeadAnswer::Jobs(jobs) => jobs,
+                    _ => Vec::new(),
+                }));
+            }
+            HeadCommand::RegisterActor { token: None, .. } | HeadCommand::RegisterJob(_) => {}
         }
     }
 }
@@ -147,7 +131,14 @@ async fn call(client: &mut Client, command: &HeadCommand) -> Result<HeadAnswer, 
                 .map_err(|s| s.message().to_string())?;
             Ok(HeadAnswer::Found(None))
         }
-        HeadCommand::ListJobs(_) => Ok(HeadAnswer::Found(None)),
+        HeadCommand::ListJobs(_) => Ok(HeadAnswer::Jobs(
+            client
+                .list_jobs(v1::ListJobsRequest {})
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner()
+                .jobs,
+        )),
         HeadCommand::GetActorInfo { request, .. } => {
             let reply = client
                 .get_actor_info(request.clone())

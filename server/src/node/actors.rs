@@ -342,40 +342,25 @@ impl NodeCore {
                     return;
                 }
                 loop {
-                    let Some(a) = self.actors.get_mut(&actor_id) else {
+                    let Some(&task) = self.actors.get(&actor_id).and_then(|a| a.queue.front())
+                    else {
                         return;
                     };
-                    let Some(&task) = a.queue.front() else { return };
-                    let Some(t) = self.tasks.get(&task) else {
-                        a.queue.pop_front();
-                        continue;
-                    };
-                    if t.missing_args > 0 {
+                    let next = self.next_call(actor_id, task);
+                    if matches!(next, NextCall::Wait) {
                         return;
                     }
-                    let cancelled = t.cancelled;
-                    let pins = if cancelled {
-                        Vec::new()
-                    } else {
-                        match self.pin_args(task) {
-                            Ok(pins) => pins,
-                            Err(spilled) => {
-                                // Later calls wait too: calls run in order.
-                                for id in spilled {
-                                    let waiter = RestoreWaiter::ActorCall(actor_id, task);
-                                    self.request_restore(id, waiter);
-                                }
-                                return;
-                            }
-                        }
-                    };
                     if let Some(a) = self.actors.get_mut(&actor_id) {
                         a.queue.pop_front();
                     }
-                    if cancelled {
-                        self.finish_cancelled(task);
-                        continue;
-                    }
+                    let pins = match next {
+                        NextCall::Send(pins) => pins,
+                        NextCall::Cancelled => {
+                            self.finish_cancelled(task);
+                            continue;
+                        }
+                        _ => continue,
+                    };
                     match (worker, host) {
                         (Some(worker), _) => self.assign(worker, task, pins),
                         (None, Some(node)) => {
@@ -389,6 +374,30 @@ impl NodeCore {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether the call `task` at the front of `actor_id`'s queue can go
+    /// now: its arguments exist and are pinned in memory (spilled ones are
+    /// restored first, and later calls wait too: calls run in order).
+    pub(super) fn next_call(&mut self, actor_id: ActorId, task: TaskId) -> NextCall {
+        let Some(t) = self.tasks.get(&task) else {
+            return NextCall::Gone;
+        };
+        if t.missing_args > 0 {
+            return NextCall::Wait;
+        }
+        if t.cancelled {
+            return NextCall::Cancelled;
+        }
+        match self.pin_args(task) {
+            Ok(pins) => NextCall::Send(pins),
+            Err(spilled) => {
+                for id in spilled {
+                    self.request_restore(id, RestoreWaiter::ActorCall(actor_id, task));
+                }
+                NextCall::Wait
+            }
         }
     }
 
@@ -783,6 +792,19 @@ impl NodeCore {
             );
         }
     }
+}
+
+/// What to do with the call at the front of an actor's queue.
+pub(super) enum NextCall {
+    /// Its arguments are not all here (or in memory) yet: it and the calls
+    /// behind it wait.
+    Wait,
+    /// No longer known: take it off.
+    Gone,
+    /// Cancelled: take it off, then finish it as cancelled.
+    Cancelled,
+    /// Send it, its arguments pinned.
+    Send(super::residency::ArgPins),
 }
 
 /// The actor id of a method call's spec, if it is one.

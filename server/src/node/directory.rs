@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use ember_proto::v1::{self, node_op};
 use ember_proto::{ActorId, NodeId, TaskId};
 
-use super::residency::RestoreWaiter;
+use super::actors::NextCall;
 use super::{system_error, ConnId, NodeCore};
 use crate::head_link::{HeadAnswer, HeadCommand};
 
@@ -187,34 +187,21 @@ impl NodeCore {
                 continue;
             }
             let Some(owner) = r.owner else { return };
-            let Some(t) = self.tasks.get(&task) else {
-                r.queue.pop_front();
-                continue;
-            };
-            if t.missing_args > 0 {
+            let next = self.next_call(actor_id, task);
+            if matches!(next, NextCall::Wait) {
                 return;
             }
-            let cancelled = t.cancelled;
-            let pins = if cancelled {
-                Vec::new()
-            } else {
-                match self.pin_args(task) {
-                    Ok(pins) => pins,
-                    Err(spilled) => {
-                        for id in spilled {
-                            self.request_restore(id, RestoreWaiter::ActorCall(actor_id, task));
-                        }
-                        return;
-                    }
-                }
-            };
             if let Some(r) = self.remote_actors.get_mut(&actor_id) {
                 r.queue.pop_front();
             }
-            if cancelled {
-                self.finish_cancelled(task);
-                continue;
-            }
+            let pins = match next {
+                NextCall::Send(pins) => pins,
+                NextCall::Cancelled => {
+                    self.finish_cancelled(task);
+                    continue;
+                }
+                _ => continue,
+            };
             self.send_task(task, owner, pins);
         }
     }
