@@ -21,6 +21,10 @@ PYTEST_ARGS ?=
 
 VENV_PY := $(VENV)/bin/python
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# The example workers of the Go and Rust SDKs (`make workers`): the SDK and
+# Python tests start them to call across languages.
+export EMBER_GO_WORKER := $(abspath $(TARGET_DIR))/go-worker
+export EMBER_RUST_WORKER := $(abspath $(TARGET_DIR))/release/examples/worker
 VENV_STAMP := $(VENV)/.installed
 PY_TEST_DIRS := sdk-python/tests tests/python
 RUFF_PATHS := sdk-python/src tests benches examples
@@ -38,7 +42,7 @@ NEED_CARGO = @$(call require,$(CARGO),Rust with cargo (https://rustup.rs))
 NEED_GO = @$(call require,$(GO),Go 1.26 (https://go.dev/dl))
 NEED_PYTHON = @$(call require,$(PYTHON),Python 3.10 or newer (set PYTHON=...))
 
-.PHONY: help venv build demo test check-proto gen-proto test-rust test-go \
+.PHONY: help venv build workers demo test check-proto gen-proto test-rust test-go \
 	test-python test-examples bench lint clean redis
 
 help: ## list the targets
@@ -61,10 +65,16 @@ build: venv ## build the `ember` binary (release) and put it in .venv/bin
 	cp $(TARGET_DIR)/release/ember $(VENV)/bin/.ember.tmp
 	mv -f $(VENV)/bin/.ember.tmp $(VENV)/bin/ember  # rename: safe while one runs
 
+workers: build ## build the example Go and Rust workers (sdk-go/cmd/worker, sdk-rust/examples/worker.rs)
+	$(NEED_CARGO)
+	$(NEED_GO)
+	$(CARGO) build --release -p ember --example worker
+	cd sdk-go && $(GO) build -o $(EMBER_GO_WORKER) ./cmd/worker
+
 demo: build ## build, then run examples/rollouts.py
 	$(VENV_PY) examples/rollouts.py
 
-test: build check-proto test-rust test-go test-examples test-python ## everything CI checks, in order (pytest last: its summary closes the log)
+test: build workers check-proto test-rust test-go test-examples test-python ## everything CI checks, in order (pytest last: its summary closes the log)
 
 gen-proto: venv ## regenerate Rust, Python and Go code from proto/ember/v1
 	$(SCRIPT_ENV) scripts/gen-proto.sh
@@ -78,7 +88,7 @@ test-rust: ## cargo test (release) of the whole workspace
 	$(NEED_CARGO)
 	$(CARGO) test --release --workspace --lib --bins --tests
 
-test-go: build ## go vet + go test of sdk-go (against a real node it starts)
+test-go: build workers ## go vet + go test of sdk-go (against a real node it starts)
 	$(NEED_GO)
 	cd sdk-go && $(GO) vet ./... && $(GO) test ./...
 	cd examples/go-scoring-service && $(GO) vet ./... && $(GO) test ./...
@@ -97,7 +107,7 @@ redis: ## install redis-server (for the head-storage tests) if it is missing
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 	fi
 
-test-python: build redis ## pytest of sdk-python/tests and tests/python
+test-python: build workers redis ## pytest of sdk-python/tests and tests/python
 	@dirs=(); \
 	for d in $(PY_TEST_DIRS); do if [[ -d $$d ]]; then dirs+=("$$d"); fi; done; \
 	if (( $${#dirs[@]} == 0 )); then \
@@ -110,7 +120,7 @@ test-python: build redis ## pytest of sdk-python/tests and tests/python
 	fi; \
 	exit $$rc
 
-test-examples: build ## run the examples (short settings) and a quick benchmark pass
+test-examples: build workers ## run the examples (short settings) and a quick benchmark pass
 	$(VENV_PY) examples/zeros_dot.py
 	$(VENV_PY) examples/rollouts.py --iterations 2
 	$(VENV_PY) examples/counter.py

@@ -527,7 +527,7 @@ pub struct NodeMessage {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NodeOp {
-    #[prost(oneof = "node_op::Op", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "node_op::Op", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub op: ::core::option::Option<node_op::Op>,
 }
 /// Nested message and enum types in `NodeOp`.
@@ -552,6 +552,12 @@ pub mod node_op {
         Warning(super::Warning),
         #[prost(message, tag = "8")]
         ActorReply(super::ActorReply),
+        /// To a process serving actor classes (ServeFunctions.actor_classes):
+        /// drop the instance of `actor_id` (killed, or its owner exited). Calls
+        /// it was running are already failed or will be sent again elsewhere;
+        /// their TaskFinished are ignored.
+        #[prost(message, tag = "9")]
+        DropActor(super::KillActor),
     }
 }
 /// Make a function known to the node (and the head's function table) before
@@ -577,6 +583,18 @@ pub struct RegisterFunction {
 /// task naming a function no process serves fails at once
 /// (UNKNOWN_FUNCTION); one whose server disconnects mid-task is retried on
 /// another server of that name while max_retries allows.
+///
+/// It may host actors too: `actor_classes` are the classes it can make. An
+/// actor's creation (`spec.actor_creation` set, `spec.function` naming the
+/// class) comes as an ExecuteTask like a function's, counted against
+/// `concurrency` while the constructor runs; it answers TaskFinished with one
+/// return (nil, or an ERROR value when the constructor failed). Method calls
+/// (`spec.actor_id` and `spec.method_name` set) then come in submission
+/// order, outside `concurrency`: the process runs an actor's calls one at a
+/// time in that order unless the creation's `max_concurrency` allows more.
+/// If it disconnects, its actors restart on another process serving the
+/// class while `max_restarts` allows (calls in flight are sent again while
+/// `max_task_retries` allows), else calls fail with ACTOR_DIED.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ServeFunctions {
     #[prost(enumeration = "Language", tag = "1")]
@@ -585,6 +603,8 @@ pub struct ServeFunctions {
     pub names: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(uint32, tag = "3")]
     pub concurrency: u32,
+    #[prost(string, repeated, tag = "4")]
+    pub actor_classes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Submit a task; the submitter holds a reference to each of its returns.
 #[derive(Clone, PartialEq, ::prost::Message)]

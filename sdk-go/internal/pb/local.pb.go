@@ -814,6 +814,7 @@ type NodeOp struct {
 	//	*NodeOp_Error
 	//	*NodeOp_Warning
 	//	*NodeOp_ActorReply
+	//	*NodeOp_DropActor
 	Op            isNodeOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -928,6 +929,15 @@ func (x *NodeOp) GetActorReply() *ActorReply {
 	return nil
 }
 
+func (x *NodeOp) GetDropActor() *KillActor {
+	if x != nil {
+		if x, ok := x.Op.(*NodeOp_DropActor); ok {
+			return x.DropActor
+		}
+	}
+	return nil
+}
+
 type isNodeOp_Op interface {
 	isNodeOp_Op()
 }
@@ -966,6 +976,14 @@ type NodeOp_ActorReply struct {
 	ActorReply *ActorReply `protobuf:"bytes,8,opt,name=actor_reply,json=actorReply,proto3,oneof"`
 }
 
+type NodeOp_DropActor struct {
+	// To a process serving actor classes (ServeFunctions.actor_classes):
+	// drop the instance of `actor_id` (killed, or its owner exited). Calls
+	// it was running are already failed or will be sent again elsewhere;
+	// their TaskFinished are ignored.
+	DropActor *KillActor `protobuf:"bytes,9,opt,name=drop_actor,json=dropActor,proto3,oneof"`
+}
+
 func (*NodeOp_HelloReply) isNodeOp_Op() {}
 
 func (*NodeOp_ObjectReady) isNodeOp_Op() {}
@@ -981,6 +999,8 @@ func (*NodeOp_Error) isNodeOp_Op() {}
 func (*NodeOp_Warning) isNodeOp_Op() {}
 
 func (*NodeOp_ActorReply) isNodeOp_Op() {}
+
+func (*NodeOp_DropActor) isNodeOp_Op() {}
 
 // Make a function known to the node (and the head's function table) before
 // tasks name it. Idempotent.
@@ -1056,11 +1076,24 @@ func (x *RegisterFunction) GetExport() bool {
 // task naming a function no process serves fails at once
 // (UNKNOWN_FUNCTION); one whose server disconnects mid-task is retried on
 // another server of that name while max_retries allows.
+//
+// It may host actors too: `actor_classes` are the classes it can make. An
+// actor's creation (`spec.actor_creation` set, `spec.function` naming the
+// class) comes as an ExecuteTask like a function's, counted against
+// `concurrency` while the constructor runs; it answers TaskFinished with one
+// return (nil, or an ERROR value when the constructor failed). Method calls
+// (`spec.actor_id` and `spec.method_name` set) then come in submission
+// order, outside `concurrency`: the process runs an actor's calls one at a
+// time in that order unless the creation's `max_concurrency` allows more.
+// If it disconnects, its actors restart on another process serving the
+// class while `max_restarts` allows (calls in flight are sent again while
+// `max_task_retries` allows), else calls fail with ACTOR_DIED.
 type ServeFunctions struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Language      Language               `protobuf:"varint,1,opt,name=language,proto3,enum=ember.v1.Language" json:"language,omitempty"`
 	Names         []string               `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"`
 	Concurrency   uint32                 `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	ActorClasses  []string               `protobuf:"bytes,4,rep,name=actor_classes,json=actorClasses,proto3" json:"actor_classes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1114,6 +1147,13 @@ func (x *ServeFunctions) GetConcurrency() uint32 {
 		return x.Concurrency
 	}
 	return 0
+}
+
+func (x *ServeFunctions) GetActorClasses() []string {
+	if x != nil {
+		return x.ActorClasses
+	}
+	return nil
 }
 
 // Submit a task; the submitter holds a reference to each of its returns.
@@ -2928,7 +2968,7 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x0fserve_functions\x18\x11 \x01(\v2\x18.ember.v1.ServeFunctionsH\x00R\x0eserveFunctionsB\x04\n" +
 	"\x02op\"1\n" +
 	"\vNodeMessage\x12\"\n" +
-	"\x03ops\x18\x01 \x03(\v2\x10.ember.v1.NodeOpR\x03ops\"\xda\x03\n" +
+	"\x03ops\x18\x01 \x03(\v2\x10.ember.v1.NodeOpR\x03ops\"\x90\x04\n" +
 	"\x06NodeOp\x127\n" +
 	"\vhello_reply\x18\x01 \x01(\v2\x14.ember.v1.HelloReplyH\x00R\n" +
 	"helloReply\x12:\n" +
@@ -2940,16 +2980,19 @@ const file_ember_v1_local_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\v2\x14.ember.v1.ErrorReplyH\x00R\x05error\x12-\n" +
 	"\awarning\x18\a \x01(\v2\x11.ember.v1.WarningH\x00R\awarning\x127\n" +
 	"\vactor_reply\x18\b \x01(\v2\x14.ember.v1.ActorReplyH\x00R\n" +
-	"actorReplyB\x04\n" +
+	"actorReply\x124\n" +
+	"\n" +
+	"drop_actor\x18\t \x01(\v2\x13.ember.v1.KillActorH\x00R\tdropActorB\x04\n" +
 	"\x02op\"~\n" +
 	"\x10RegisterFunction\x128\n" +
 	"\bfunction\x18\x01 \x01(\v2\x1c.ember.v1.FunctionDescriptorR\bfunction\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x16\n" +
-	"\x06export\x18\x03 \x01(\bR\x06export\"x\n" +
+	"\x06export\x18\x03 \x01(\bR\x06export\"\x9d\x01\n" +
 	"\x0eServeFunctions\x12.\n" +
 	"\blanguage\x18\x01 \x01(\x0e2\x12.ember.v1.LanguageR\blanguage\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\x12 \n" +
-	"\vconcurrency\x18\x03 \x01(\rR\vconcurrency\"^\n" +
+	"\vconcurrency\x18\x03 \x01(\rR\vconcurrency\x12#\n" +
+	"\ractor_classes\x18\x04 \x03(\tR\factorClasses\"^\n" +
 	"\n" +
 	"SubmitTask\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.ember.v1.TaskSpecR\x04spec\x12(\n" +
@@ -3221,36 +3264,37 @@ var file_ember_v1_local_proto_depIdxs = []int32{
 	31, // 26: ember.v1.NodeOp.error:type_name -> ember.v1.ErrorReply
 	32, // 27: ember.v1.NodeOp.warning:type_name -> ember.v1.Warning
 	24, // 28: ember.v1.NodeOp.actor_reply:type_name -> ember.v1.ActorReply
-	43, // 29: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
-	42, // 30: ember.v1.ServeFunctions.language:type_name -> ember.v1.Language
-	44, // 31: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
-	45, // 32: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
-	46, // 33: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
-	45, // 34: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
-	44, // 35: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
-	38, // 36: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
-	44, // 37: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
-	25, // 38: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
-	1,  // 39: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
-	43, // 40: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
-	47, // 41: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
-	45, // 42: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
-	2,  // 43: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
-	36, // 44: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
-	48, // 45: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
-	39, // 46: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
-	40, // 47: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
-	41, // 48: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
-	33, // 49: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
-	34, // 50: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
-	35, // 51: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
-	25, // 52: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
-	37, // 53: ember.v1.ClusterStatus.jobs:type_name -> ember.v1.JobInfo
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	23, // 29: ember.v1.NodeOp.drop_actor:type_name -> ember.v1.KillActor
+	43, // 30: ember.v1.RegisterFunction.function:type_name -> ember.v1.FunctionDescriptor
+	42, // 31: ember.v1.ServeFunctions.language:type_name -> ember.v1.Language
+	44, // 32: ember.v1.SubmitTask.spec:type_name -> ember.v1.TaskSpec
+	45, // 33: ember.v1.PutObject.value:type_name -> ember.v1.ObjectValue
+	46, // 34: ember.v1.CreateObjectReply.location:type_name -> ember.v1.ShmLocation
+	45, // 35: ember.v1.ObjectReady.value:type_name -> ember.v1.ObjectValue
+	44, // 36: ember.v1.ExecuteTask.spec:type_name -> ember.v1.TaskSpec
+	38, // 37: ember.v1.ExecuteTask.assigned_resources:type_name -> ember.v1.ExecuteTask.AssignedResourcesEntry
+	44, // 38: ember.v1.CreateActor.spec:type_name -> ember.v1.TaskSpec
+	25, // 39: ember.v1.ActorReply.actor:type_name -> ember.v1.ActorInfo
+	1,  // 40: ember.v1.ActorInfo.state:type_name -> ember.v1.ActorState
+	43, // 41: ember.v1.ActorInfo.class_function:type_name -> ember.v1.FunctionDescriptor
+	47, // 42: ember.v1.ActorInfo.creation:type_name -> ember.v1.ActorCreation
+	45, // 43: ember.v1.TaskFinished.returns:type_name -> ember.v1.ObjectValue
+	2,  // 44: ember.v1.InfoRequest.kind:type_name -> ember.v1.InfoKind
+	36, // 45: ember.v1.InfoReply.cluster_status:type_name -> ember.v1.ClusterStatus
+	48, // 46: ember.v1.ErrorReply.error:type_name -> ember.v1.TaskError
+	39, // 47: ember.v1.NodeInfo.resources_total:type_name -> ember.v1.NodeInfo.ResourcesTotalEntry
+	40, // 48: ember.v1.NodeInfo.resources_available:type_name -> ember.v1.NodeInfo.ResourcesAvailableEntry
+	41, // 49: ember.v1.InfeasibleTask.resources:type_name -> ember.v1.InfeasibleTask.ResourcesEntry
+	33, // 50: ember.v1.ClusterStatus.nodes:type_name -> ember.v1.NodeInfo
+	34, // 51: ember.v1.ClusterStatus.tasks:type_name -> ember.v1.TaskCounts
+	35, // 52: ember.v1.ClusterStatus.infeasible:type_name -> ember.v1.InfeasibleTask
+	25, // 53: ember.v1.ClusterStatus.actors:type_name -> ember.v1.ActorInfo
+	37, // 54: ember.v1.ClusterStatus.jobs:type_name -> ember.v1.JobInfo
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_ember_v1_local_proto_init() }
@@ -3287,6 +3331,7 @@ func file_ember_v1_local_proto_init() {
 		(*NodeOp_Error)(nil),
 		(*NodeOp_Warning)(nil),
 		(*NodeOp_ActorReply)(nil),
+		(*NodeOp_DropActor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -25,6 +25,16 @@ creates one the way other languages do::
     counter = cross_language.python_actor_class("shop.Counter").remote(10)
     ember.get(counter.add.remote(5))
 
+Actors of classes that Go and Rust workers serve are created with
+``go_actor_class(name)`` and ``rust_actor_class(name)`` (options: name,
+namespace, lifetime, max_restarts, max_task_retries, max_concurrency,
+get_if_exists); ``ember.get_actor`` finds named ones and ``ember.kill`` kills
+them. If the process hosting one dies, the actor restarts on another process
+serving its class while ``max_restarts`` allows::
+
+    counter = cross_language.go_actor_class("go.Counter").options(max_restarts=1).remote(10)
+    ember.get(counter.Incr.remote(1))  # 11
+
 Values across languages are msgpack (None, bool, int, float, str, bytes,
 lists, dicts) or Arrow tables; a Python-only value (anything else) raises
 TypeError naming its type. Results come back as the matching Python values.
@@ -40,9 +50,11 @@ __all__ = [
     "CrossLanguageActorClass",
     "CrossLanguageFunction",
     "export",
+    "go_actor_class",
     "go_function",
     "python_actor_class",
     "python_function",
+    "rust_actor_class",
     "rust_function",
 ]
 
@@ -119,7 +131,7 @@ class CrossLanguageActorClass:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a class name must be a non-empty string, got {name!r}")
         allowed = {"name": "", "namespace": "", "max_restarts": 0, "max_task_retries": 0,
-                   "lifetime": None}
+                   "lifetime": None, "max_concurrency": 0, "get_if_exists": False}
         opts = dict(allowed)
         for key, value in (options or {}).items():
             if key not in allowed:
@@ -147,7 +159,8 @@ class CrossLanguageActorClass:
         creation = common_pb2.ActorCreation(
             actor_id=actor_id, name=opts["name"] or "", namespace=opts["namespace"] or "",
             detached=opts["lifetime"] == "detached", max_restarts=opts["max_restarts"],
-            max_task_retries=opts["max_task_retries"], class_name=self._name)
+            max_task_retries=opts["max_task_retries"], class_name=self._name,
+            max_concurrency=opts["max_concurrency"] or 0, get_if_exists=bool(opts["get_if_exists"]))
         descriptor = common_pb2.FunctionDescriptor(language=self._language, name=self._name)
         spec = common_pb2.TaskSpec(function=descriptor, num_returns=1, max_retries=opts["max_restarts"],
                                    name=f"{self._name}.__init__", actor_creation=creation,
@@ -159,6 +172,8 @@ class CrossLanguageActorClass:
             from ember import exceptions
 
             raise exceptions.exception_for_error(error)
+        if _info is not None and _info.actor_id:
+            actor_id = bytes(_info.actor_id)  # get_if_exists: the existing actor
         return CrossLanguageActor(actor_id, descriptor, opts["max_task_retries"])
 
 
@@ -167,6 +182,7 @@ class CrossLanguageActor:
 
     def __init__(self, actor_id: bytes, descriptor, max_task_retries: int = 0):
         self._actor_id = actor_id
+        self._ember_actor_id = actor_id  # what ember.kill reads
         self._descriptor = descriptor
         self._retries = max_task_retries
         self._specs: dict[str, bytes] = {}
@@ -175,6 +191,16 @@ class CrossLanguageActor:
         if method.startswith("_"):
             raise AttributeError(method)
         return _CrossLanguageMethod(self, method)
+
+    def __repr__(self) -> str:
+        return (f"CrossLanguageActor({common_pb2.Language.Name(self._descriptor.language)}, "
+                f"{self._descriptor.name!r}, {self._actor_id.hex()})")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CrossLanguageActor) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
 
     def _spec(self, method: str) -> bytes:
         spec = self._specs.get(method)
@@ -199,6 +225,18 @@ class _CrossLanguageMethod:
         rt = auto_init()
         return rt.submit_task(None, self._actor._spec(self._method), 1, args, None,
                               cross_language=True)[0]
+
+
+def go_actor_class(name: str) -> CrossLanguageActorClass:
+    """An actor class a Go worker serves under ``name`` (``ember.RegisterActor`` + ``ServeWorker``).
+    Method names are the Go method names (``handle.Incr.remote()``); a lower-case first letter
+    also finds the exported Go method (``handle.incr.remote()``)."""
+    return CrossLanguageActorClass(common_pb2.GO, name)
+
+
+def rust_actor_class(name: str) -> CrossLanguageActorClass:
+    """An actor class a Rust worker serves under ``name`` (``Worker::register_actor`` + ``serve``)."""
+    return CrossLanguageActorClass(common_pb2.RUST, name)
 
 
 def python_actor_class(name: str) -> CrossLanguageActorClass:

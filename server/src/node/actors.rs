@@ -43,6 +43,11 @@ pub(super) struct ActorEntry {
     pub host: Option<NodeId>,
     /// Calls sent to `host` and not finished, in submission order.
     pub remote_in_flight: VecDeque<TaskId>,
+    /// The serving process (a Go or Rust worker) hosting it, for actors of
+    /// those languages (see `language`).
+    pub server: Option<ConnId>,
+    /// Calls sent to `server` and not finished, in submission order.
+    pub served_in_flight: VecDeque<TaskId>,
 }
 
 impl NodeCore {
@@ -173,6 +178,8 @@ impl NodeCore {
             args_released: false,
             host: None,
             remote_in_flight: VecDeque::new(),
+            server: None,
+            served_in_flight: VecDeque::new(),
         };
         self.actors.insert(actor_id, entry);
         if !reserved {
@@ -337,8 +344,8 @@ impl NodeCore {
                 }
             }
             v1::ActorState::Alive => {
-                let (worker, host) = (a.worker, a.host);
-                if worker.is_none() && host.is_none() {
+                let (worker, host, server) = (a.worker, a.host, a.server);
+                if worker.is_none() && host.is_none() && server.is_none() {
                     return;
                 }
                 loop {
@@ -361,15 +368,22 @@ impl NodeCore {
                         }
                         _ => continue,
                     };
-                    match (worker, host) {
-                        (Some(worker), _) => self.assign(worker, task, pins),
-                        (None, Some(node)) => {
+                    match (worker, host, server) {
+                        (Some(worker), _, _) => self.assign(worker, task, pins),
+                        (None, Some(node), _) => {
                             if let Some(a) = self.actors.get_mut(&actor_id) {
                                 a.remote_in_flight.push_back(task);
                             }
                             self.send_task(task, node, pins);
                         }
-                        (None, None) => return,
+                        (None, None, Some(conn)) => {
+                            // Sent by value at once: nothing stays pinned.
+                            if let Some(t) = self.tasks.get(&task) {
+                                self.unpin_args(t, pins);
+                            }
+                            self.send_served_call(conn, actor_id, task);
+                        }
+                        (None, None, None) => return,
                     }
                 }
             }
@@ -513,6 +527,13 @@ impl NodeCore {
             };
             self.send_to_peer(node, v1::client_op::Op::KillActor(kill));
             self.pump_actor(actor_id);
+            return;
+        }
+        if a.server.is_some() {
+            // A Go or Rust process hosts it: it drops the instance, and the
+            // actor restarts (elsewhere too) as if that process had died.
+            let in_flight = self.drop_served_actor(actor_id);
+            self.actor_worker_died(actor_id, in_flight, "it was killed with ember.kill()");
             return;
         }
         let worker = a.worker;

@@ -550,6 +550,16 @@ mod language {
         names: &[&str],
         concurrency: u32,
     ) -> (ConnId, UnboundedReceiver<Outgoing>) {
+        go_server_with(h, names, &[], concurrency)
+    }
+
+    /// A Go process serving functions `names` and actor classes `classes`.
+    fn go_server_with(
+        h: &mut Harness,
+        names: &[&str],
+        classes: &[&str],
+        concurrency: u32,
+    ) -> (ConnId, UnboundedReceiver<Outgoing>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = h.core.add_conn(tx);
         let hello = v1::Hello {
@@ -562,6 +572,7 @@ mod language {
             language: v1::Language::Go as i32,
             names: names.iter().map(|n| n.to_string()).collect(),
             concurrency,
+            actor_classes: classes.iter().map(|n| n.to_string()).collect(),
         };
         assert!(h.core.handle_ops(
             conn,
@@ -745,6 +756,198 @@ mod language {
         h.core.handle_ops(h.driver, vec![submit]);
         h.start_requested_workers();
         assert_eq!(h.executed().concat(), vec![id], "a Python worker runs it");
+    }
+
+    /// Create an actor of the Go class `class`; its calls say `method`.
+    fn go_actor(
+        h: &mut Harness,
+        class: &str,
+        max_restarts: i32,
+        max_task_retries: i32,
+    ) -> (ember_proto::ActorId, TaskId) {
+        let actor = ember_proto::ActorId::random();
+        let task = TaskId::random();
+        let spec = v1::TaskSpec {
+            task_id: task.to_vec().into(),
+            function: Some(v1::FunctionDescriptor {
+                language: v1::Language::Go as i32,
+                name: class.into(),
+                ..Default::default()
+            }),
+            args: vec![v1::TaskArg {
+                value: Some(msgpack(&[5])),
+                ..Default::default()
+            }],
+            num_returns: 1,
+            max_retries: max_restarts,
+            cross_language: true,
+            actor_creation: Some(v1::ActorCreation {
+                actor_id: actor.to_vec().into(),
+                max_restarts,
+                max_task_retries,
+                class_name: class.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let create = v1::CreateActor {
+            request_id: 0,
+            spec: Some(spec),
+            ..Default::default()
+        };
+        h.core
+            .handle_ops(h.driver, vec![op(Op::CreateActor(create))]);
+        (actor, task)
+    }
+
+    /// A call of `method` that may be sent again `retries` times.
+    fn go_call(h: &mut Harness, actor: ember_proto::ActorId, method: &str, retries: i32) -> TaskId {
+        let (id, mut submit) = call("Counter", msgpack(&[1]));
+        if let Some(Op::SubmitTask(s)) = submit.op.as_mut() {
+            let spec = s.spec.as_mut().unwrap();
+            spec.actor_id = actor.to_vec().into();
+            spec.method_name = method.into();
+            spec.max_retries = retries;
+        }
+        h.core.handle_ops(h.driver, vec![submit]);
+        id
+    }
+
+    fn dropped(rx: &mut UnboundedReceiver<Outgoing>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(Outgoing::Op(o)) = rx.try_recv() {
+            if let Some(node_op::Op::DropActor(k)) = o.op {
+                out.push(k.actor_id.to_vec());
+            }
+        }
+        out
+    }
+
+    fn inline(value: v1::ObjectValue) -> Vec<u8> {
+        match value.body {
+            Some(v1::object_value::Body::InlineData(data)) => data.to_vec(),
+            other => panic!("not inline: {other:?}"),
+        }
+    }
+
+    fn error_of(value: v1::ObjectValue) -> v1::TaskError {
+        assert_eq!(value.format, v1::ValueFormat::Error as i32);
+        let Some(v1::object_value::Body::InlineData(data)) = value.body else {
+            panic!("inline error")
+        };
+        prost::Message::decode(data.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn served_actors_live_on_a_server_of_their_class_and_get_calls_in_order() {
+        let mut h = harness(1.0, 0);
+        let (go, mut go_rx) = go_server_with(&mut h, &["add"], &["Counter"], 1);
+        let (actor, creation) = go_actor(&mut h, "Counter", 0, 0);
+        let calls: Vec<TaskId> = (0..3).map(|_| go_call(&mut h, actor, "Incr", 0)).collect();
+        let sent = executed(&mut go_rx);
+        assert_eq!(sent.len(), 1, "only the constructor until it is done");
+        let spec = sent[0].spec.clone().unwrap();
+        assert_eq!(spec.task_id.as_ref(), creation.as_bytes());
+        assert!(spec.actor_creation.is_some());
+        assert_eq!(h.core.actors[&actor].state, v1::ActorState::Pending);
+        finish(&mut h, go, creation, msgpack(&[0xc0]));
+        assert_eq!(h.core.actors[&actor].state, v1::ActorState::Alive);
+        let sent: Vec<TaskId> = executed(&mut go_rx)
+            .iter()
+            .map(|e| TaskId::from_bytes(&e.spec.as_ref().unwrap().task_id).unwrap())
+            .collect();
+        assert_eq!(sent, calls, "every call, in order, beyond concurrency 1");
+        // Its calls do not take the process's function slot.
+        let (add, submit) = call("add", msgpack(&[1]));
+        h.core.handle_ops(h.driver, vec![submit]);
+        assert_eq!(executed(&mut go_rx).len(), 1, "the function runs too");
+        finish(&mut h, go, calls[0], msgpack(&[6]));
+        finish(&mut h, go, add, msgpack(&[2]));
+        assert_eq!(inline(driver_value(&mut h, calls[0]).unwrap()), vec![6]);
+        assert_eq!(inline(driver_value(&mut h, add).unwrap()), vec![2]);
+        let info = h.core.actor_info(actor).unwrap();
+        assert_eq!(info.state, v1::ActorState::Alive as i32);
+    }
+
+    #[test]
+    fn a_served_actor_restarts_on_another_server_then_dies_when_killed() {
+        let mut h = harness(1.0, 0);
+        let (first, mut first_rx) = go_server_with(&mut h, &[], &["Counter"], 1);
+        let (actor, creation) = go_actor(&mut h, "Counter", 1, 1);
+        finish(&mut h, first, creation, msgpack(&[0xc0]));
+        let call = go_call(&mut h, actor, "Incr", 1);
+        assert_eq!(executed(&mut first_rx).len(), 2, "creation and the call");
+        // The process hosting it dies mid-call: it restarts once no server
+        // is left (waiting for one), and the call is sent again after.
+        h.core.remove_conn(first);
+        assert_eq!(h.core.actors[&actor].state, v1::ActorState::Restarting);
+        let (second, mut second_rx) = go_server_with(&mut h, &[], &["Counter"], 1);
+        let sent = executed(&mut second_rx);
+        assert_eq!(sent.len(), 1, "the constructor runs again there");
+        let recreated = TaskId::from_bytes(&sent[0].spec.as_ref().unwrap().task_id).unwrap();
+        assert_ne!(recreated, creation);
+        finish(&mut h, second, recreated, msgpack(&[0xc0]));
+        let resent = executed(&mut second_rx);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(
+            resent[0].spec.as_ref().unwrap().task_id.as_ref(),
+            call.as_bytes()
+        );
+        finish(&mut h, second, call, msgpack(&[6]));
+        assert_eq!(inline(driver_value(&mut h, call).unwrap()), vec![6]);
+        assert_eq!(h.core.actor_info(actor).unwrap().num_restarts, 1);
+        // Killed for good: the process drops it; calls fail ActorDied.
+        let in_flight = go_call(&mut h, actor, "Incr", 0);
+        h.core.handle_ops(
+            h.driver,
+            vec![op(Op::KillActor(v1::KillActor {
+                actor_id: actor.to_vec().into(),
+                no_restart: true,
+            }))],
+        );
+        assert_eq!(dropped(&mut second_rx), vec![actor.to_vec()]);
+        let err = error_of(driver_value(&mut h, in_flight).unwrap());
+        assert_eq!(err.kind, v1::ErrorKind::ActorDied as i32, "{}", err.message);
+        // Its late answer is ignored.
+        finish(&mut h, second, in_flight, msgpack(&[7]));
+        let later = go_call(&mut h, actor, "Incr", 0);
+        let err = error_of(driver_value(&mut h, later).unwrap());
+        assert!(err.message.contains("ember.kill"), "{}", err.message);
+        assert!(executed(&mut second_rx).is_empty());
+    }
+
+    #[test]
+    fn a_class_nobody_serves_fails_at_once_and_a_failed_constructor_fails_every_call() {
+        let mut h = harness(1.0, 0);
+        let (actor, creation) = go_actor(&mut h, "Nobody", 0, 0);
+        let err = error_of(driver_value(&mut h, creation).unwrap());
+        assert_eq!(err.kind, v1::ErrorKind::UnknownFunction as i32);
+        assert!(
+            err.message.contains("Nobody") && err.message.contains("class"),
+            "{}",
+            err.message
+        );
+        let call = go_call(&mut h, actor, "Incr", 0);
+        let err = error_of(driver_value(&mut h, call).unwrap());
+        assert_eq!(err.kind, v1::ErrorKind::ActorDied as i32);
+
+        let (go, mut go_rx) = go_server_with(&mut h, &[], &["Counter"], 1);
+        let (actor, creation) = go_actor(&mut h, "Counter", 3, 0);
+        let call = go_call(&mut h, actor, "Incr", 0);
+        assert_eq!(executed(&mut go_rx).len(), 1);
+        let raised = v1::TaskError {
+            kind: v1::ErrorKind::TaskFailed as i32,
+            message: "start must be positive".into(),
+            ..Default::default()
+        };
+        finish(&mut h, go, creation, crate::node::error_value(&raised));
+        assert_eq!(h.core.actors[&actor].state, v1::ActorState::Dead);
+        let err = error_of(driver_value(&mut h, call).unwrap());
+        assert_eq!(err.message, "start must be positive");
+        assert!(
+            executed(&mut go_rx).is_empty(),
+            "no call reaches the process"
+        );
     }
 }
 

@@ -536,12 +536,19 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
         from ember import exceptions
 
         raise exceptions.exception_for_error(error)
+    if info.class_function.language in (common_pb2.GO, common_pb2.RUST):
+        from ember.cross_language import CrossLanguageActor
+
+        return CrossLanguageActor(bytes(info.actor_id), info.class_function,
+                                  info.creation.max_task_retries)
     return ActorHandle.from_info(info)
 
 
 def kill(actor, *, no_restart: bool = True) -> None:
     """Kill an actor's worker at once. ``no_restart=False`` lets it restart (max_restarts)."""
-    if not isinstance(actor, ActorHandle):
+    from ember.cross_language import CrossLanguageActor
+
+    if not isinstance(actor, (ActorHandle, CrossLanguageActor)):
         raise ValueError(  # noqa: TRY004 - Ray raises ValueError heref"ray.kill() only supported for actors. For tasks, try ray.cancel(). "
                          f"Got: {type(actor)}.")
     rt = state.runtime

@@ -126,7 +126,7 @@ class NodeMessage(_message.Message):
     def __init__(self, ops: _Optional[_Iterable[_Union[NodeOp, _Mapping]]] = ...) -> None: ...
 
 class NodeOp(_message.Message):
-    __slots__ = ("hello_reply", "object_ready", "execute_task", "create_object_reply", "info_reply", "error", "warning", "actor_reply")
+    __slots__ = ("hello_reply", "object_ready", "execute_task", "create_object_reply", "info_reply", "error", "warning", "actor_reply", "drop_actor")
     HELLO_REPLY_FIELD_NUMBER: _ClassVar[int]
     OBJECT_READY_FIELD_NUMBER: _ClassVar[int]
     EXECUTE_TASK_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class NodeOp(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     WARNING_FIELD_NUMBER: _ClassVar[int]
     ACTOR_REPLY_FIELD_NUMBER: _ClassVar[int]
+    DROP_ACTOR_FIELD_NUMBER: _ClassVar[int]
     hello_reply: HelloReply
     object_ready: ObjectReady
     execute_task: ExecuteTask
@@ -143,7 +144,8 @@ class NodeOp(_message.Message):
     error: ErrorReply
     warning: Warning
     actor_reply: ActorReply
-    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., object_ready: _Optional[_Union[ObjectReady, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., create_object_reply: _Optional[_Union[CreateObjectReply, _Mapping]] = ..., info_reply: _Optional[_Union[InfoReply, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., warning: _Optional[_Union[Warning, _Mapping]] = ..., actor_reply: _Optional[_Union[ActorReply, _Mapping]] = ...) -> None: ...
+    drop_actor: KillActor
+    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., object_ready: _Optional[_Union[ObjectReady, _Mapping]] = ..., execute_task: _Optional[_Union[ExecuteTask, _Mapping]] = ..., create_object_reply: _Optional[_Union[CreateObjectReply, _Mapping]] = ..., info_reply: _Optional[_Union[InfoReply, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., warning: _Optional[_Union[Warning, _Mapping]] = ..., actor_reply: _Optional[_Union[ActorReply, _Mapping]] = ..., drop_actor: _Optional[_Union[KillActor, _Mapping]] = ...) -> None: ...
 
 class RegisterFunction(_message.Message):
     __slots__ = ("function", "payload", "export")
@@ -156,14 +158,16 @@ class RegisterFunction(_message.Message):
     def __init__(self, function: _Optional[_Union[_common_pb2.FunctionDescriptor, _Mapping]] = ..., payload: _Optional[bytes] = ..., export: _Optional[bool] = ...) -> None: ...
 
 class ServeFunctions(_message.Message):
-    __slots__ = ("language", "names", "concurrency")
+    __slots__ = ("language", "names", "concurrency", "actor_classes")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_CLASSES_FIELD_NUMBER: _ClassVar[int]
     language: _common_pb2.Language
     names: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
-    def __init__(self, language: _Optional[_Union[_common_pb2.Language, str]] = ..., names: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ...) -> None: ...
+    actor_classes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, language: _Optional[_Union[_common_pb2.Language, str]] = ..., names: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., actor_classes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitTask(_message.Message):
     __slots__ = ("spec", "code_search_path")
