@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ember_proto::v1::{self, client_op, object_value::Body, ValueFormat};
-use ember_proto::ObjectId;
+use ember_proto::{ObjectId, TaskId};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -279,35 +279,8 @@ impl Client {
         args: impl IntoArgs,
         options: &CallOptions,
     ) -> Result<ObjectRef<R>> {
-        let args = args.into_args()?;
-        let shared = &self.shared;
-        let max_inline = shared.max_inline();
-        let mut task_args = Vec::with_capacity(args.len());
-        // Large values go by reference: put first (the task holds them
-        // until it ends, so the temporary refs may go right after).
-        let mut temporaries = Vec::new();
-        for arg in args {
-            match arg {
-                Arg::Value(data) if data.len() <= max_inline || shared.arena.is_none() => task_args
-                    .push(v1::TaskArg {
-                        value: Some(msgpack_value(Bytes::from(data))),
-                        ..Default::default()
-                    }),
-                Arg::Value(data) => {
-                    let r = self.put_encoded::<()>(data).await?;
-                    task_args.push(v1::TaskArg {
-                        object_ref: r.id().to_vec().into(),
-                        ..Default::default()
-                    });
-                    temporaries.push(r);
-                }
-                Arg::Ref(id) => task_args.push(v1::TaskArg {
-                    object_ref: id.to_vec().into(),
-                    ..Default::default()
-                }),
-            }
-        }
-        let task_id = shared.next_task_id();
+        let (task_args, temporaries) = self.task_args(args).await?;
+        let task_id = self.shared.next_task_id();
         let resources = match &options.resources {
             Some(r) => r.clone(),
             None if function.language == Language::Python => {
@@ -334,6 +307,57 @@ impl Client {
             cross_language: true,
             ..Default::default()
         };
+        let r = self.submit(task_id, spec, function.name.as_str().into());
+        drop(temporaries);
+        r
+    }
+
+    /// The wire arguments of a call, and the temporary objects holding the
+    /// large ones: values larger than `max_inline_bytes` are put first and
+    /// passed by reference (the task holds them until it ends, so the
+    /// temporaries may go once the task was sent).
+    pub(crate) async fn task_args(
+        &self,
+        args: impl IntoArgs,
+    ) -> Result<(Vec<v1::TaskArg>, Vec<ObjectRef<()>>)> {
+        let args = args.into_args()?;
+        let shared = &self.shared;
+        let max_inline = shared.max_inline();
+        let mut task_args = Vec::with_capacity(args.len());
+        let mut temporaries = Vec::new();
+        for arg in args {
+            match arg {
+                Arg::Value(data) if data.len() <= max_inline || shared.arena.is_none() => task_args
+                    .push(v1::TaskArg {
+                        value: Some(msgpack_value(Bytes::from(data))),
+                        ..Default::default()
+                    }),
+                Arg::Value(data) => {
+                    let r = self.put_encoded::<()>(data).await?;
+                    task_args.push(v1::TaskArg {
+                        object_ref: r.id().to_vec().into(),
+                        ..Default::default()
+                    });
+                    temporaries.push(r);
+                }
+                Arg::Ref(id) => task_args.push(v1::TaskArg {
+                    object_ref: id.to_vec().into(),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok((task_args, temporaries))
+    }
+
+    /// Submit `spec` (its task id `task_id`, one return) and hold its
+    /// return; `label` names it in errors.
+    pub(crate) fn submit<R>(
+        &self,
+        task_id: TaskId,
+        spec: v1::TaskSpec,
+        label: Arc<str>,
+    ) -> Result<ObjectRef<R>> {
+        let shared = &self.shared;
         let id = ObjectId::for_return(task_id, 0);
         {
             let mut st = shared.lock();
@@ -352,12 +376,7 @@ impl Client {
             .counters
             .tasks_submitted
             .fetch_add(1, Ordering::Relaxed);
-        drop(temporaries);
-        Ok(ObjectRef::new(
-            shared.clone(),
-            id,
-            Some(function.name.as_str().into()),
-        ))
+        Ok(ObjectRef::new(shared.clone(), id, Some(label)))
     }
 
     /// Store `value` in the node's object store.

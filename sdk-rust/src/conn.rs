@@ -208,6 +208,9 @@ pub(crate) struct State {
     pub creates: HashMap<u64, oneshot::Sender<Result<v1::ShmLocation>>>,
     /// InfoRequests waiting for their reply.
     pub infos: HashMap<u64, oneshot::Sender<v1::InfoReply>>,
+    /// CreateActor/GetActor requests waiting for their ActorReply (or
+    /// ErrorReply).
+    pub actor_requests: HashMap<u64, oneshot::Sender<Result<v1::ActorInfo>>>,
     pub next_request: u64,
     /// Why the connection is gone.
     pub closed: Option<Error>,
@@ -269,8 +272,20 @@ pub(crate) struct Counters {
     pub tasks_executed: AtomicU64,
 }
 
-/// Runs a task sent to this process (set by a serving worker).
-pub(crate) type ExecHook = Box<dyn Fn(&Arc<Shared>, v1::ExecuteTask) + Send + Sync>;
+/// Work the node gives a serving process.
+// Nearly every op is an ExecuteTask, moved once into a short-lived vector:
+// boxing it would cost an allocation per task for the rare drop.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum HostOp {
+    /// Run a task: a function call, an actor's creation or a method call.
+    Execute(v1::ExecuteTask),
+    /// Drop an actor's instance (killed, or its owner exited).
+    DropActor(v1::KillActor),
+}
+
+/// Runs the work sent to this process (set by a serving worker), in the
+/// order it arrived.
+pub(crate) type ExecHook = Box<dyn Fn(&Arc<Shared>, HostOp) + Send + Sync>;
 
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -445,6 +460,33 @@ impl Shared {
         }
     }
 
+    /// Send the op `make(request_id)` builds (CreateActor, GetActor) and
+    /// wait for its ActorReply, or the ErrorReply as an error. `then` runs
+    /// under the lock just after the op was queued (to queue more ops right
+    /// behind it).
+    pub async fn actor_request(
+        &self,
+        make: impl FnOnce(u64) -> client_op::Op,
+        then: impl FnOnce(&Shared),
+    ) -> Result<v1::ActorInfo> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.lock();
+            if let Some(e) = &st.closed {
+                return Err(e.clone());
+            }
+            st.next_request += 1;
+            let r = st.next_request;
+            st.actor_requests.insert(r, tx);
+            self.send_op(make(r));
+            then(self);
+        }
+        match rx.await {
+            Ok(reply) => reply,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
     /// Write `data` for `id` into a fresh block of the node's shared memory
     /// and return its location (not sealed yet: the caller seals it with
     /// PutObject or a TaskFinished return). `None` when this connection
@@ -495,7 +537,8 @@ impl Shared {
                         let Some(value) = ready.value else { continue };
                         self.object_ready(&mut st, id, value);
                     }
-                    node_op::Op::ExecuteTask(exec) => execs.push(exec),
+                    node_op::Op::ExecuteTask(exec) => execs.push(HostOp::Execute(exec)),
+                    node_op::Op::DropActor(kill) => execs.push(HostOp::DropActor(kill)),
                     node_op::Op::CreateObjectReply(reply) => {
                         if let Some(tx) = st.creates.remove(&reply.request_id) {
                             let _ = tx.send(reply.location.ok_or_else(|| {
@@ -513,16 +556,16 @@ impl Shared {
                             .error
                             .map(|e| Error::from_task_error(e, None))
                             .unwrap_or_else(|| Error::Connection("error without details".into()));
-                        match st.creates.remove(&reply.request_id) {
-                            Some(tx) if reply.request_id != 0 => {
-                                let _ = tx.send(Err(err));
-                            }
-                            _ => {
-                                tracing::warn!(error = %err, "the node reported an error");
-                                // If the node closes the connection next,
-                                // this is why.
-                                st.last_error = Some(err);
-                            }
+                        let request_id = reply.request_id;
+                        if let Some(tx) = st.creates.remove(&request_id) {
+                            let _ = tx.send(Err(err));
+                        } else if let Some(tx) = st.actor_requests.remove(&request_id) {
+                            let _ = tx.send(Err(err));
+                        } else {
+                            tracing::warn!(error = %err, "the node reported an error");
+                            // If the node closes the connection next, this
+                            // is why.
+                            st.last_error = Some(err);
                         }
                     }
                     node_op::Op::Warning(w) => {
@@ -533,7 +576,15 @@ impl Shared {
                             let _ = tx.send(reply);
                         }
                     }
-                    node_op::Op::HelloReply(_) | node_op::Op::ActorReply(_) => {}
+                    node_op::Op::ActorReply(reply) => {
+                        // Request 0: a state report meant for peer nodes.
+                        if let Some(tx) = st.actor_requests.remove(&reply.request_id) {
+                            let _ = tx.send(reply.actor.ok_or_else(|| {
+                                Error::Connection("ActorReply without an actor".into())
+                            }));
+                        }
+                    }
+                    node_op::Op::HelloReply(_) => {}
                 }
             }
         }
@@ -594,6 +645,7 @@ impl Shared {
         }
         st.creates.clear();
         st.infos.clear();
+        st.actor_requests.clear();
         drop(st);
         self.closed_tx.send_replace(Some(err));
     }
@@ -829,6 +881,7 @@ async fn connect_inner(opts: &Options) -> Result<Arc<Shared>> {
             objects: Objects::new(prefix),
             creates: HashMap::new(),
             infos: HashMap::new(),
+            actor_requests: HashMap::new(),
             next_request: 0,
             closed: None,
             last_error: None,

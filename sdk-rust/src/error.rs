@@ -37,6 +37,14 @@ pub enum Error {
     /// The actor is dead.
     #[error("actor died: {0}")]
     ActorDied(String),
+    /// No actor (or other named thing) exists under that name
+    /// (`get_actor`).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The name is taken (an actor created with a name in use, without
+    /// `get_if_exists`).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// The node running the task died and no retry was left.
     #[error("node died: {0}")]
     NodeDied(String),
@@ -90,6 +98,8 @@ impl Error {
             ErrorKind::TaskCancelled => Error::TaskCancelled(message),
             ErrorKind::ObjectLost => Error::ObjectLost(message),
             ErrorKind::ActorDied => Error::ActorDied(message),
+            ErrorKind::NotFound => Error::NotFound(message),
+            ErrorKind::AlreadyExists => Error::AlreadyExists(message),
             ErrorKind::NodeDied => Error::NodeDied(message),
             ErrorKind::ObjectStoreFull => Error::ObjectStoreFull(message),
             ErrorKind::GetTimeout => Error::Timeout(message),
@@ -111,6 +121,8 @@ impl Error {
             Error::TaskCancelled(_) => ErrorKind::TaskCancelled,
             Error::ObjectLost(_) => ErrorKind::ObjectLost,
             Error::ActorDied(_) => ErrorKind::ActorDied,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::NodeDied(_) => ErrorKind::NodeDied,
             Error::ObjectStoreFull(_) => ErrorKind::ObjectStoreFull,
             Error::Timeout(_) => ErrorKind::GetTimeout,

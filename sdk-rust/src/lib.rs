@@ -5,7 +5,10 @@
 //!   [`Options`] name another), call functions by name in any language
 //!   ([`Function::rust`], [`Function::go`], [`Function::python`]) with
 //!   serde-typed arguments and results, `put` and `get` objects, `wait`.
-//! - [`Worker`]: serve Rust functions by name (`register`, `serve`).
+//! - [`Worker`]: serve Rust functions by name (`register`, `serve`) and
+//!   host actors of Rust classes (`register_actor` + `.method(...)`).
+//! - Actors: [`Client::create_actor`] of a [`Class`] of any language,
+//!   [`ActorHandle::call`], [`Client::get_actor`], [`Client::kill_actor`].
 //! - [`codec`]: the canonical msgpack encoding of values.
 //! - [`Error`]: every failure, remote ones mapped from their `ErrorKind`.
 //!
@@ -23,20 +26,24 @@
 //! # Ok(()) }
 //! ```
 
+mod actor;
 mod client;
 pub mod codec;
 mod conn;
 mod error;
+mod host;
 mod session;
 mod shm;
 mod worker;
 
+pub use actor::{ActorHandle, ActorOptions, Class};
 pub use client::{Arg, CallOptions, Client, ClientStats, Function, IntoArg, IntoArgs, ObjectRef};
 pub use conn::NodeInfo;
 pub use ember_proto as proto;
 pub use ember_proto::v1::ValueFormat;
 pub use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use error::{Error, Language, Result};
+pub use host::{ActorClass, Constructor, MethodHandler};
 pub use session::{default_session_root, live_sessions, Options, SessionInfo};
 pub use worker::{AsyncHandler, Failure, Outcome, ServeOptions, Serving, SyncHandler, Worker};
 

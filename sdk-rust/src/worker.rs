@@ -6,6 +6,11 @@
 //! time), answering each with `TaskFinished`. A function's `Err` or panic
 //! becomes an `ERROR` value (`TaskError{TASK_FAILED, type_name, message,
 //! traceback, language: RUST, function_name}`) in every return.
+//!
+//! It may host actors of the classes registered with
+//! [`Worker::register_actor`] too (named in `ServeFunctions.actor_classes`;
+//! see `host`): their creations and calls arrive as `ExecuteTask`s and go
+//! to the actor's queue instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{Debug, Display};
@@ -26,22 +31,28 @@ use serde::Serialize;
 
 use crate::client::raw_as_msgpack;
 use crate::codec::{from_msgpack, to_msgpack};
-use crate::conn::Shared;
+use crate::conn::{HostOp, Shared};
+use crate::host::{Actors, ClassDef};
 use crate::session::Options;
 use crate::{Client, Error, Result};
 
 /// Why a task failed, before it becomes a `TaskError`.
+#[derive(Clone)]
 pub struct Failure {
-    kind: ErrorKind,
-    type_name: String,
-    message: String,
-    traceback: String,
+    pub(crate) kind: ErrorKind,
+    pub(crate) type_name: String,
+    pub(crate) message: String,
+    pub(crate) traceback: String,
     /// An argument was an error value: it is passed on as it is.
-    passed_on: Option<Bytes>,
+    pub(crate) passed_on: Option<Bytes>,
 }
 
 impl Failure {
-    fn task(type_name: impl Into<String>, message: impl Into<String>, traceback: String) -> Self {
+    pub(crate) fn task(
+        type_name: impl Into<String>,
+        message: impl Into<String>,
+        traceback: String,
+    ) -> Self {
         Failure {
             kind: ErrorKind::TaskFailed,
             type_name: type_name.into(),
@@ -60,7 +71,7 @@ impl Failure {
         )
     }
 
-    fn panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+    pub(crate) fn panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             s.to_string()
         } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -92,7 +103,7 @@ pub trait AsyncHandler<Args>: Send + Sync + 'static {
     fn invoke(&self, args: Vec<Bytes>) -> BoxFuture;
 }
 
-fn check_arity(got: usize, want: usize) -> std::result::Result<(), Failure> {
+pub(crate) fn check_arity(got: usize, want: usize) -> std::result::Result<(), Failure> {
     if got == want {
         Ok(())
     } else {
@@ -104,7 +115,10 @@ fn check_arity(got: usize, want: usize) -> std::result::Result<(), Failure> {
     }
 }
 
-fn decode_arg<A: DeserializeOwned>(data: &[u8], index: usize) -> std::result::Result<A, Failure> {
+pub(crate) fn decode_arg<A: DeserializeOwned>(
+    data: &[u8],
+    index: usize,
+) -> std::result::Result<A, Failure> {
     from_msgpack(data).map_err(|e| {
         Failure::task(
             "ArgumentError",
@@ -114,7 +128,7 @@ fn decode_arg<A: DeserializeOwned>(data: &[u8], index: usize) -> std::result::Re
     })
 }
 
-fn encode_result<R: Serialize>(r: &R) -> Outcome {
+pub(crate) fn encode_result<R: Serialize>(r: &R) -> Outcome {
     to_msgpack(r).map_err(|e| {
         Failure::task(
             "ReturnValueError",
@@ -217,6 +231,8 @@ enum Handler {
 #[derive(Clone, Default)]
 pub struct Worker {
     functions: HashMap<String, Handler>,
+    /// Actor classes by name (see [`Worker::register_actor`]).
+    pub(crate) classes: HashMap<String, ClassDef>,
 }
 
 /// How to serve.
@@ -224,7 +240,9 @@ pub struct Worker {
 pub struct ServeOptions {
     /// Where to connect (as for [`Client::connect`]).
     pub connect: Options,
-    /// Tasks run at once (default 64).
+    /// Function calls (and actor constructors) run at once (default 64).
+    /// Actor method calls are not counted: each actor runs its calls one
+    /// at a time, and different actors side by side.
     pub concurrency: u32,
     /// Run a sync function whose calls proved fast (under 20 µs on
     /// average, the last under 200 µs) on the runtime's threads instead of
@@ -311,13 +329,15 @@ impl Worker {
     /// Connect, start serving, and return a handle (serving stops when it
     /// is dropped or [`Serving::stop`]ped).
     pub async fn start(self, options: ServeOptions) -> Result<Serving> {
-        if self.functions.is_empty() {
+        if self.functions.is_empty() && self.classes.is_empty() {
             return Err(Error::InvalidArgument(
-                "the worker has no functions to serve (register some first)".into(),
+                "the worker has no functions or actor classes to serve (register some first)"
+                    .into(),
             ));
         }
         let client = Client::connect(options.connect.clone()).await?;
         let names = self.names();
+        let actor_classes = self.class_names();
         let base = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -325,6 +345,7 @@ impl Worker {
         let functions = Functions {
             inline_fast: options.inline_fast,
             handlers: self.functions,
+            actors: Arc::new(Actors::new(self.classes)),
             executor: Arc::new(Executor {
                 state: Mutex::new(ExecState::default()),
                 runtime: tokio::runtime::Handle::current(),
@@ -332,8 +353,9 @@ impl Worker {
                 max,
             }),
         };
-        let hook = move |shared: &Arc<Shared>, exec: v1::ExecuteTask| {
-            execute(shared, &functions, exec);
+        let hook = move |shared: &Arc<Shared>, op: HostOp| match op {
+            HostOp::Execute(exec) => execute(shared, &functions, exec),
+            HostOp::DropActor(kill) => functions.actors.drop_actor(&kill.actor_id),
         };
         if client.shared.exec.set(Box::new(hook)).is_err() {
             return Err(Error::InvalidArgument(
@@ -346,6 +368,7 @@ impl Worker {
                 language: v1::Language::Rust as i32,
                 names,
                 concurrency: options.concurrency.max(1),
+                actor_classes,
             }));
         // Once the node answers a later request, it serves the names: a
         // call made after `start` returns finds them.
@@ -385,7 +408,7 @@ impl Drop for Serving {
 }
 
 /// The argument bytes (msgpack) of a task, or the failure it stands for.
-fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Bytes>, Failure> {
+pub(crate) fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Bytes>, Failure> {
     let mut out = Vec::with_capacity(spec.args.len());
     for (i, arg) in spec.args.iter().enumerate() {
         let Some(value) = &arg.value else {
@@ -435,6 +458,9 @@ fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Bytes>, Failure> {
 
 fn execute(shared: &Arc<Shared>, functions: &Functions, exec: v1::ExecuteTask) {
     let Some(spec) = exec.spec else { return };
+    if spec.actor_creation.is_some() || !spec.actor_id.is_empty() {
+        return functions.actors.execute(shared, spec);
+    }
     let Ok(task_id) = TaskId::from_bytes(&spec.task_id) else {
         tracing::warn!("ExecuteTask with a malformed task id");
         return;
@@ -507,17 +533,18 @@ fn execute(shared: &Arc<Shared>, functions: &Functions, exec: v1::ExecuteTask) {
 }
 
 /// A task being run: where its answer goes.
-struct Task {
-    shared: Arc<Shared>,
-    task_id: TaskId,
-    num_returns: u32,
-    name: String,
+pub(crate) struct Task {
+    pub shared: Arc<Shared>,
+    pub task_id: TaskId,
+    pub num_returns: u32,
+    /// The function (or `class.method`) the task runs, for its errors.
+    pub name: String,
 }
 
 impl Task {
     /// Send the task's result (from any thread). A return too large to go
     /// inline is written into shared memory first, on the runtime.
-    fn finish(self, outcome: Outcome) {
+    pub(crate) fn finish(self, outcome: Outcome) {
         match small_returns(
             &self.shared,
             self.task_id,
@@ -706,6 +733,7 @@ impl Executor {
 /// What a serving connection runs.
 struct Functions {
     handlers: HashMap<String, Handler>,
+    actors: Arc<Actors>,
     executor: Arc<Executor>,
     inline_fast: bool,
 }

@@ -181,3 +181,117 @@ impl Drop for TestNode {
         self.stop();
     }
 }
+
+/// A serving process started for a test (the example worker, a Go worker,
+/// a Python program): it printed `ready`; killed (SIGKILL) when dropped.
+pub struct ServingProcess {
+    child: Child,
+    what: String,
+}
+
+impl ServingProcess {
+    /// Run `cmd` against the node of the session root `root` (a
+    /// [`TestNode`]'s, in `EMBER_TMPDIR`) and wait up to `timeout` for the
+    /// line `ready` on its stdout. Blocks: async tests use [`Self::spawn`].
+    pub fn start(mut cmd: Command, root: &Path, what: &str, timeout: Duration) -> Self {
+        cmd.env("EMBER_TMPDIR", root)
+            .env_remove("EMBER_ADDRESS")
+            .env_remove("EMBER_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep draining so that the process never blocks on stdout.
+            for _ in lines {}
+        });
+        let mut process = ServingProcess {
+            child,
+            what: what.to_string(),
+        };
+        match rx.recv_timeout(timeout) {
+            Ok(Some(Ok(line))) if line.trim() == "ready" => process,
+            other => {
+                let status = process.child.try_wait();
+                panic!(
+                    "{what} did not print `ready` within {timeout:?}: {other:?} (exit: {status:?})"
+                )
+            }
+        }
+    }
+
+    /// [`Self::start`] on tokio's blocking pool.
+    pub async fn spawn(cmd: Command, node: &TestNode, what: &str, timeout: Duration) -> Self {
+        let root = node.root.clone();
+        let what = what.to_string();
+        tokio::task::spawn_blocking(move || Self::start(cmd, &root, &what, timeout))
+            .await
+            .unwrap_or_else(|e| panic!("starting a serving process: {e}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL it and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM it and wait for its exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl Drop for ServingProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The example worker (`examples/worker.rs`): `$EMBER_RUST_WORKER`, else
+/// the one `cargo test` built beside this test (`target/<profile>/examples`).
+pub fn example_worker() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMBER_RUST_WORKER").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test's path");
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lies in target/<profile>/deps");
+    let path = profile_dir.join("examples/worker");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --release -p ember --example worker` \
+         (cargo test builds it when run for the whole crate), or set EMBER_RUST_WORKER",
+        path.display()
+    );
+    path
+}
