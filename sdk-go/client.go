@@ -199,47 +199,9 @@ func (c *Client) CallWith(ctx context.Context, fn Function, opts CallOptions, ar
 	if fn.Name == "" {
 		return ObjectRef{}, errors.New("ember: Call of a Function without a name")
 	}
-	taskArgs := make([]*pb.TaskArg, len(args))
-	var temps []core.ObjectID
-	release := func() {
-		for _, t := range temps {
-			c.rt.Release(t)
-		}
-	}
-	limit := c.rt.MaxInline
-	if !c.rt.Local() {
-		limit = max(limit, 16<<20)
-	}
-	for i, arg := range args {
-		if ref, ok := arg.(ObjectRef); ok {
-			if ref.h == nil {
-				release()
-				return ObjectRef{}, fmt.Errorf("ember: argument %d is a zero ObjectRef", i)
-			}
-			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
-			continue
-		}
-		if ref, ok := arg.(*ObjectRef); ok && ref != nil && ref.h != nil {
-			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
-			continue
-		}
-		format, data, err := values.Encode(arg)
-		if err != nil {
-			release()
-			return ObjectRef{}, fmt.Errorf("ember: argument %d of %s: %w", i, fn.Name, err)
-		}
-		if len(data) > limit {
-			// Large: stored once in shared memory and passed by reference.
-			id, err := c.rt.Put(ctx, format, data)
-			if err != nil {
-				release()
-				return ObjectRef{}, fmt.Errorf("ember: argument %d of %s: %w", i, fn.Name, err)
-			}
-			temps = append(temps, id)
-			taskArgs[i] = &pb.TaskArg{ObjectRef: id[:]}
-			continue
-		}
-		taskArgs[i] = &pb.TaskArg{Value: &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}}
+	taskArgs, temps, err := c.encodeArgs(ctx, fn.Name, args)
+	if err != nil {
+		return ObjectRef{}, err
 	}
 	resources := opts.Resources
 	if resources == nil && fn.Language == Python {
@@ -267,6 +229,54 @@ func (c *Client) CallWith(ctx context.Context, fn Function, opts CallOptions, ar
 	// submission that holds them is queued.
 	runtime.KeepAlive(args)
 	return c.newRef(ids[0]), nil
+}
+
+// encodeArgs makes the arguments of a call of what: ObjectRefs by
+// reference, values inline as msgpack (a Raw as plain bytes), values over
+// the inline limit put into shared memory and passed by reference (temps:
+// released once the call is sent).
+func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb.TaskArg, []core.ObjectID, error) {
+	taskArgs := make([]*pb.TaskArg, len(args))
+	var temps []core.ObjectID
+	fail := func(err error) ([]*pb.TaskArg, []core.ObjectID, error) {
+		for _, t := range temps {
+			c.rt.Release(t)
+		}
+		return nil, nil, err
+	}
+	limit := c.rt.MaxInline
+	if !c.rt.Local() {
+		limit = max(limit, 16<<20)
+	}
+	for i, arg := range args {
+		if ref, ok := arg.(ObjectRef); ok {
+			if ref.h == nil {
+				return fail(fmt.Errorf("ember: argument %d is a zero ObjectRef", i))
+			}
+			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
+			continue
+		}
+		if ref, ok := arg.(*ObjectRef); ok && ref != nil && ref.h != nil {
+			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
+			continue
+		}
+		format, data, err := values.Encode(arg)
+		if err != nil {
+			return fail(fmt.Errorf("ember: argument %d of %s: %w", i, what, err))
+		}
+		if len(data) > limit {
+			// Large: stored once in shared memory and passed by reference.
+			id, err := c.rt.Put(ctx, format, data)
+			if err != nil {
+				return fail(fmt.Errorf("ember: argument %d of %s: %w", i, what, err))
+			}
+			temps = append(temps, id)
+			taskArgs[i] = &pb.TaskArg{ObjectRef: id[:]}
+			continue
+		}
+		taskArgs[i] = &pb.TaskArg{Value: &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}}
+	}
+	return taskArgs, temps, nil
 }
 
 // Put stores v (msgpack; a Raw as plain bytes) in the object store and

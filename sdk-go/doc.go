@@ -10,9 +10,17 @@
 //	var sum int
 //	err = ref.Get(ctx, &sum)
 //
-// A Go worker registers plain Go functions and serves them:
+// and creates and calls actors of any language (Go or Rust classes hosted
+// by workers, Python classes exported by name):
+//
+//	counter, err := c.CreateActor(ctx, ember.Class{Language: ember.Go, Name: "go.Counter"}, 10)
+//	ref, err = counter.Call(ctx, "Incr", 5)
+//
+// A Go worker registers plain Go functions and actor classes and serves
+// them:
 //
 //	ember.Register("math.add", func(a, b int) int { return a + b })
+//	ember.RegisterActor("go.Counter", NewCounter) // func(start int64) *Counter; methods of *Counter
 //	err := ember.ServeWorker(ctx, ember.ServeOptions{})
 //
 // Values cross languages as msgpack (Marshal/Unmarshal; see the README for

@@ -45,6 +45,11 @@ var (
 	ErrNodeDied        = core.ErrNodeDied
 	ErrObjectStoreFull = core.ErrObjectStoreFull
 	ErrInvalidArgument = core.ErrInvalidArgument
+	// ErrActorNotFound: GetActor found no live actor of that name.
+	ErrActorNotFound = core.ErrActorNotFound
+	// ErrNameTaken: CreateActorWith a name a live actor has (without
+	// GetIfExists).
+	ErrNameTaken = core.ErrNameTaken
 	// ErrClosed: the client was closed, or its connection to the node broke.
 	ErrClosed = core.ErrClosed
 	// ErrReleased: the ObjectRef was released before the call.

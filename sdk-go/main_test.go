@@ -110,6 +110,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
 	if mainWorker != nil {
 		mainWorker.Stop()
 	}
@@ -164,7 +167,8 @@ func newClient(t testing.TB) *Client {
 }
 
 // needWorker starts the in-process worker serving every test function
-// except test.crash (served only by the crash test's workers).
+// except test.crash (served only by the crash test's workers), and every
+// test actor class.
 func needWorker(t testing.TB) {
 	t.Helper()
 	opts := testOptions(t)
@@ -177,7 +181,7 @@ func needWorker(t testing.TB) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		mainWorker, workerErr = StartWorker(ctx, ServeOptions{Options: opts, Names: names, Concurrency: 8})
+		mainWorker, workerErr = StartWorker(ctx, ServeOptions{Options: opts, Names: names, ActorClasses: RegisteredActors(), Concurrency: 8})
 	})
 	if workerErr != nil {
 		t.Fatalf("StartWorker: %v", workerErr)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,9 +14,10 @@ import (
 	"github.com/ember-run/ember/sdk-go/internal/testnode"
 )
 
-// The Python side of TestPythonInterop: it exports two functions by name,
-// calls two Go functions this test process serves, prints the results as
-// one JSON line, says READY and stays connected until stdin closes.
+// The Python side of TestPythonInterop: it exports two functions and an
+// actor class by name, calls two Go functions and a Go actor this test
+// process serves, prints the results as one JSON line, says READY and
+// stays connected until stdin closes.
 const pythonScript = `
 import json, sys
 import ember
@@ -29,8 +31,24 @@ def describe(number, items, table):
 def fail(msg):
     raise ValueError("python says: " + msg)
 
+@ember.remote
+class Counter:
+    def __init__(self, start):
+        self.n = start
+
+    def incr(self, by):
+        self.n += by
+        return self.n
+
+    def get(self):
+        return self.n
+
+    def fail(self, msg):
+        raise ValueError("python actor says: " + msg)
+
 cross_language.export(describe, "gotest.describe")
 cross_language.export(fail, "gotest.fail")
+cross_language.export(Counter, "gotest.Counter")
 
 add = cross_language.go_function("test.add")
 greet = cross_language.go_function("test.greet")
@@ -43,6 +61,8 @@ try:
     out["fail"] = None
 except Exception as e:
     out["fail"] = type(e).__name__ + ": " + str(e)
+counter = cross_language.go_actor_class("test.Counter").remote(5)
+out["actor"] = ember.get([counter.incr.remote(1), counter.Incr.remote(2), counter.get.remote()], timeout=60)
 # A round trip after the exports: the node has taken them.
 ember.nodes()
 print(json.dumps(out), flush=True)
@@ -118,6 +138,7 @@ func TestPythonInterop(t *testing.T) {
 		Add   int            `json:"add"`
 		Greet map[string]any `json:"greet"`
 		Fail  string         `json:"fail"`
+		Actor []int          `json:"actor"`
 	}
 	if err := json.Unmarshal([]byte(got[0]), &fromPython); err != nil {
 		t.Fatalf("Python's results %q: %v", got[0], err)
@@ -127,6 +148,9 @@ func TestPythonInterop(t *testing.T) {
 	}
 	if !strings.Contains(fromPython.Fail, "wrapped: from python") {
 		t.Fatalf("Python saw the Go error as %q", fromPython.Fail)
+	}
+	if fmt.Sprint(fromPython.Actor) != "[6 8 8]" {
+		t.Fatalf("Python's calls of a Go actor: %v, want [6 8 8]", fromPython.Actor)
 	}
 
 	// Go calls Python.
@@ -171,5 +195,57 @@ func TestPythonInterop(t *testing.T) {
 	}
 	if err := ref.Get(ctx, nil); !errors.Is(err, ErrUnknownFunction) || !strings.Contains(err.Error(), "gotest.nobody") {
 		t.Fatalf("unexported Python name: %v", err)
+	}
+
+	// Go creates and calls a Python actor.
+	a, err := c.CreateActor(ctx, Class{Language: Python, Name: "gotest.Counter"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []ObjectRef
+	for range 20 {
+		refs = append(refs, call(t, ctx, a, "incr", 1))
+	}
+	for i, r := range refs {
+		if got := getInt(t, ctx, r); got != int64(11+i) {
+			t.Fatalf("Python actor: incr %d = %d, want %d", i, got, 11+i)
+		}
+	}
+	err = call(t, ctx, a, "fail", "boom").Get(ctx, nil)
+	if !errors.As(err, &te) || te.Kind != KindTaskFailed || te.Language != Python || te.TypeName != "ValueError" ||
+		!strings.Contains(te.Message, "python actor says: boom") {
+		t.Fatalf("Python actor fail = %v", err)
+	}
+	if got := getInt(t, ctx, call(t, ctx, a, "get")); got != 30 {
+		t.Fatalf("Python actor get = %d, want 30", got)
+	}
+	// Named, found from another client.
+	named, err := c.CreateActorWith(ctx, Class{Language: Python, Name: "gotest.Counter"}, ActorOptions{Name: "py-counter", Namespace: "gotest"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := newClient(t).GetActor(ctx, "py-counter", "gotest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found.ID() != named.ID() || found.Class() != (Class{Language: Python, Name: "gotest.Counter"}) {
+		t.Fatalf("GetActor of the Python actor = %v, want %v", found, named)
+	}
+	if got := getInt(t, ctx, call(t, ctx, found, "incr", 1)); got != 2 {
+		t.Fatalf("the Python actor through GetActor: incr = %d", got)
+	}
+	if err := c.KillActor(ctx, a, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(t, ctx, a, "get").Get(ctx, nil); !errors.Is(err, ErrActorDied) {
+		t.Fatalf("the Python actor after KillActor: %v, want ErrActorDied", err)
+	}
+	// A class nobody exported: its calls fail naming it.
+	ghost, err := c.CreateActor(ctx, Class{Language: Python, Name: "gotest.Nobody"})
+	if err == nil {
+		err = call(t, ctx, ghost, "get").Get(ctx, nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "gotest.Nobody") {
+		t.Fatalf("an unexported Python class: %v, want an error naming it", err)
 	}
 }

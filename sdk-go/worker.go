@@ -42,23 +42,31 @@ type ServeOptions struct {
 	Options
 	// Concurrency is how many tasks run at once (default runtime.NumCPU()).
 	Concurrency int
-	// Names are the registered functions to serve (default: all).
-	Names []string
+	// Names are the registered functions to serve, and ActorClasses the
+	// registered actor classes to host. Both empty: everything registered;
+	// otherwise exactly those listed (Names alone: no actor class).
+	Names        []string
+	ActorClasses []string
 }
 
-// Worker is a process's connection serving registered Go functions.
+// Worker is a process's connection serving registered Go functions and
+// hosting actors of registered classes.
 type Worker struct {
-	client *Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	names  []string
-	wg     sync.WaitGroup
-	done   chan struct{}
-	err    error
+	client  *Client
+	ctx     context.Context
+	cancel  context.CancelFunc
+	names   []string
+	classes []string
+	wg      sync.WaitGroup
+	done    chan struct{}
+	err     error
 	// Tasks go to a pool of `concurrency` goroutines (the node sends at
 	// most that many at once); their grown stacks are kept between tasks.
 	tasks   chan *pb.ExecuteTask
 	running atomic.Int64
+	// The actors this process hosts, by id.
+	actorsMu sync.Mutex
+	actors   map[core.ActorID]*hostedActor
 }
 
 type clientKey struct{}
@@ -92,16 +100,21 @@ func ServeWorker(ctx context.Context, opts ServeOptions) error {
 // StartWorker is ServeWorker that returns once the node knows the worker
 // serves its functions (calls made after it returns find them).
 func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
-	names := opts.Names
-	if len(names) == 0 {
-		names = worker.Names()
+	names, classes := opts.Names, opts.ActorClasses
+	if len(names) == 0 && len(classes) == 0 {
+		names, classes = worker.Names(), worker.ClassNames()
 	}
-	if len(names) == 0 {
-		return nil, errors.New("ember: no function to serve (call ember.Register first)")
+	if len(names) == 0 && len(classes) == 0 {
+		return nil, errors.New("ember: nothing to serve (call ember.Register or ember.RegisterActor first)")
 	}
 	for _, n := range names {
 		if worker.Lookup(n) == nil {
 			return nil, fmt.Errorf("ember: %q is not a registered function", n)
+		}
+	}
+	for _, n := range classes {
+		if worker.LookupClass(n) == nil {
+			return nil, fmt.Errorf("ember: %q is not a registered actor class", n)
 		}
 	}
 	concurrency := opts.Concurrency
@@ -112,16 +125,19 @@ func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{client: &Client{rt: rt, node: node}, names: names, done: make(chan struct{}), tasks: make(chan *pb.ExecuteTask, concurrency)}
+	w := &Worker{client: &Client{rt: rt, node: node}, names: names, classes: classes, done: make(chan struct{}),
+		tasks: make(chan *pb.ExecuteTask, concurrency), actors: make(map[core.ActorID]*hostedActor)}
 	w.ctx, w.cancel = context.WithCancel(context.WithValue(context.Background(), clientKey{}, w.client))
 	for i := 0; i < concurrency; i++ {
 		go w.loop()
 	}
 	rt.SetExecutor(w.execute)
+	rt.SetActorDropper(w.dropActor)
 	rt.Send(&pb.ClientOp{Op: &pb.ClientOp_ServeFunctions{ServeFunctions: &pb.ServeFunctions{
-		Language:    pb.Language_GO,
-		Names:       names,
-		Concurrency: uint32(concurrency),
+		Language:     pb.Language_GO,
+		Names:        names,
+		Concurrency:  uint32(concurrency),
+		ActorClasses: classes,
 	}}})
 	// The node handles a connection's ops in order: once this request is
 	// answered, it has taken the ServeFunctions before it.
@@ -146,6 +162,9 @@ func (w *Worker) Client() *Client { return w.client }
 
 // Names are the functions it serves.
 func (w *Worker) Names() []string { return append([]string{}, w.names...) }
+
+// ActorClasses are the actor classes it hosts.
+func (w *Worker) ActorClasses() []string { return append([]string{}, w.classes...) }
 
 // Done is closed when the worker has stopped.
 func (w *Worker) Done() <-chan struct{} { return w.done }
@@ -175,9 +194,18 @@ func (w *Worker) Drain() {
 	w.Stop()
 }
 
+// execute takes a task from the node (on the connection's reader, in the
+// order sent). Function calls and actor creations go to the pool; an
+// actor's calls to its queue.
 func (w *Worker) execute(t *pb.ExecuteTask) {
 	w.wg.Add(1)
 	w.running.Add(1)
+	if spec := t.GetSpec(); spec.GetActorCreation() != nil {
+		w.actorArriving(t)
+	} else if len(spec.GetActorId()) > 0 {
+		w.actorCall(t)
+		return
+	}
 	select {
 	case w.tasks <- t:
 	default:
@@ -203,43 +231,68 @@ func (w *Worker) loop() {
 
 func (w *Worker) run(t *pb.ExecuteTask) {
 	spec := t.Spec
-	rt := w.client.rt
+	if spec.GetActorCreation() != nil {
+		w.construct(spec)
+		return
+	}
 	name := spec.GetFunction().GetName()
+	f := worker.Lookup(name)
+	if f == nil {
+		w.fail(spec, name, &core.TaskError{Kind: core.KindUnknownFunction, Message: fmt.Sprintf("no Go function is registered as %q in this worker", name)})
+		return
+	}
+	w.runTask(spec, name, func(args []worker.Arg) (any, error) { return f.Call(w.ctx, args) })
+}
+
+// finish answers a task with its returns.
+func (w *Worker) finish(spec *pb.TaskSpec, returns []*pb.ObjectValue) {
+	rt := w.client.rt
+	op := &pb.ClientOp{Op: &pb.ClientOp_TaskFinished{TaskFinished: &pb.TaskFinished{
+		TaskId:  spec.TaskId,
+		Returns: returns,
+	}}}
+	if w.running.Add(-1) == 0 {
+		// The only task running: nothing to batch with, write it now.
+		rt.SendNow(op)
+	} else {
+		rt.Send(op)
+	}
+}
+
+// fail answers a task with te in every return.
+func (w *Worker) fail(spec *pb.TaskSpec, name string, te *core.TaskError) {
+	if te.FunctionName == "" {
+		te.FunctionName = name
+	}
+	te.TaskID = spec.TaskId
+	if te.Language == core.LanguageUnspecified {
+		te.Language = core.Go
+	}
+	v := core.ErrorValue(te.ToProto())
+	returns := make([]*pb.ObjectValue, spec.NumReturns)
+	for i := range returns {
+		returns[i] = v
+	}
+	w.finish(spec, returns)
+}
+
+// failErr answers a task with err (a *TaskError, or any error as a
+// TASK_FAILED of its type).
+func (w *Worker) failErr(spec *pb.TaskSpec, name string, err error) {
+	var te *core.TaskError
+	if !errors.As(err, &te) {
+		te = &core.TaskError{Kind: core.KindTaskFailed, TypeName: fmt.Sprintf("%T", err), Message: err.Error()}
+	}
+	w.fail(spec, name, te)
+}
+
+// runTask decodes spec's arguments, runs call with them and answers the
+// task with its result (or its failure).
+func (w *Worker) runTask(spec *pb.TaskSpec, name string, call func([]worker.Arg) (any, error)) {
+	rt := w.client.rt
 	var task core.TaskID
 	copy(task[:], spec.TaskId)
 	n := int(spec.NumReturns)
-	finish := func(returns []*pb.ObjectValue) {
-		op := &pb.ClientOp{Op: &pb.ClientOp_TaskFinished{TaskFinished: &pb.TaskFinished{
-			TaskId:  spec.TaskId,
-			Returns: returns,
-		}}}
-		if w.running.Add(-1) == 0 {
-			// The only task running: nothing to batch with, write it now.
-			rt.SendNow(op)
-		} else {
-			rt.Send(op)
-		}
-	}
-	fail := func(te *core.TaskError) {
-		if te.FunctionName == "" {
-			te.FunctionName = name
-		}
-		te.TaskID = spec.TaskId
-		if te.Language == core.LanguageUnspecified {
-			te.Language = core.Go
-		}
-		v := core.ErrorValue(te.ToProto())
-		returns := make([]*pb.ObjectValue, n)
-		for i := range returns {
-			returns[i] = v
-		}
-		finish(returns)
-	}
-	f := worker.Lookup(name)
-	if f == nil {
-		fail(&core.TaskError{Kind: core.KindUnknownFunction, Message: fmt.Sprintf("no Go function is registered as %q in this worker", name)})
-		return
-	}
 	args := make([]worker.Arg, len(spec.Args))
 	var dones []func()
 	defer func() {
@@ -249,13 +302,13 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 	}()
 	for i, a := range spec.Args {
 		if a.Keyword != "" {
-			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+			w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
 				Message: fmt.Sprintf("%s got the keyword argument %q: Go functions take positional arguments only", name, a.Keyword)})
 			return
 		}
 		v := a.Value
 		if v == nil {
-			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+			w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
 				Message: fmt.Sprintf("argument %d of %s arrived without a value", i, name)})
 			return
 		}
@@ -263,13 +316,13 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 		case *pb.ObjectValue_InlineData:
 			if v.Format == pb.ValueFormat_ERROR {
 				// An argument that failed: this task fails with its error.
-				fail(core.ErrorFromValue(body.InlineData))
+				w.fail(spec, name, core.ErrorFromValue(body.InlineData))
 				return
 			}
 			args[i] = worker.Arg{Format: v.Format, Data: body.InlineData}
 		case *pb.ObjectValue_Shm:
 			if len(a.ObjectRef) != 20 {
-				fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
+				w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError",
 					Message: fmt.Sprintf("argument %d of %s is in shared memory without its object id", i, name)})
 				return
 			}
@@ -277,7 +330,7 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 			copy(id[:], a.ObjectRef)
 			data, done, err := rt.ReadGrant(id, body.Shm)
 			if err != nil {
-				fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError", Message: err.Error()})
+				w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ArgumentError", Message: err.Error()})
 				return
 			}
 			dones = append(dones, done)
@@ -286,20 +339,16 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 			args[i] = worker.Arg{Format: v.Format}
 		}
 	}
-	result, err := f.Call(w.ctx, args)
+	result, err := call(args)
 	if err != nil {
-		var te *core.TaskError
-		if !errors.As(err, &te) {
-			te = &core.TaskError{Kind: core.KindTaskFailed, TypeName: fmt.Sprintf("%T", err), Message: err.Error()}
-		}
-		fail(te)
+		w.failErr(spec, name, err)
 		return
 	}
 	results := []any{result}
 	if n != 1 {
 		split, err := splitReturns(result, n)
 		if err != nil {
-			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError", Message: err.Error()})
+			w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError", Message: err.Error()})
 			return
 		}
 		results = split
@@ -308,14 +357,14 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 	for i, r := range results {
 		format, data, err := values.Encode(r)
 		if err != nil {
-			fail(&core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError",
+			w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError",
 				Message: fmt.Sprintf("the result of %s cannot be encoded: %v", name, err)})
 			return
 		}
 		if len(data) > rt.MaxInline && rt.Local() {
 			v, err := rt.WriteShm(w.ctx, core.ReturnID(task, uint32(i)), format, data)
 			if err != nil {
-				fail(&core.TaskError{Kind: core.KindObjectStoreFull, Message: fmt.Sprintf("the result of %s (%d bytes): %v", name, len(data), err)})
+				w.fail(spec, name, &core.TaskError{Kind: core.KindObjectStoreFull, Message: fmt.Sprintf("the result of %s (%d bytes): %v", name, len(data), err)})
 				return
 			}
 			rt.CountShmReturn()
@@ -324,7 +373,7 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 		}
 		returns[i] = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}
 	}
-	finish(returns)
+	w.finish(spec, returns)
 }
 
 // splitReturns spreads a slice or array result over n returns.

@@ -10,6 +10,10 @@
 //	    object from the node over Arrow Flight and answers what it read:
 //	    {"object_id": "<40 hex>", "rows": N, "batches": B,
 //	     "columns": ["id", "score", "label"], "id_sum": N*(N-1)/2}.
+//	GET  /wordcount?text=...
+//	    calls the Rust function "rust.word_count" (served by the Rust SDK's
+//	    example worker, sdk-rust/examples/worker.rs) and answers its result,
+//	    a map word -> count: {"the": 2, "cat": 1}. A Rust worker used from Go.
 //
 // The same process serves the Go function "go.fib" to the cluster (an
 // ember Go worker), so Python can call
@@ -50,6 +54,8 @@ const maxRows = 10_000_000
 var (
 	predictFn = ember.Function{Language: ember.Python, Name: "scoring.predict"}
 	tableFn   = ember.Function{Language: ember.Python, Name: "scoring.table"}
+	// Served by a Rust worker process (sdk-rust/examples/worker.rs).
+	wordCountFn = ember.Function{Language: ember.Rust, Name: "rust.word_count"}
 )
 
 // Prediction is what scoring.predict returns (a Python dict).
@@ -111,6 +117,7 @@ func run(ctx context.Context, listen string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /score", s.score)
 	mux.HandleFunc("GET /table", s.table)
+	mux.HandleFunc("GET /wordcount", s.wordCount)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	ln, err := net.Listen("tcp", listen)
@@ -200,11 +207,38 @@ func (s *service) table(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, summary)
 }
 
-// writeCallError answers a failed ember call: the Python exception of a
-// failed task as 422, a timeout as 504, anything else as 502.
+// wordCount answers GET /wordcount?text=...: rust.word_count(text), a
+// map word -> count.
+func (s *service) wordCount(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !q.Has("text") {
+		writeError(w, http.StatusBadRequest, errors.New("the text parameter is missing: /wordcount?text=..."))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	ref, err := s.client.Call(ctx, wordCountFn, q.Get("text"))
+	if err != nil {
+		writeCallError(w, err)
+		return
+	}
+	defer ref.Release()
+	counts := map[string]int64{}
+	if err := ref.Get(ctx, &counts); err != nil {
+		writeCallError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, counts)
+}
+
+// writeCallError answers a failed ember call: the Python or Rust error of
+// a failed task as 422, a name nobody serves (no Rust worker running) as
+// 503, a timeout as 504, anything else as 502.
 func writeCallError(w http.ResponseWriter, err error) {
 	var taskErr *ember.TaskError
 	switch {
+	case errors.Is(err, ember.ErrUnknownFunction):
+		writeError(w, http.StatusServiceUnavailable, err)
 	case errors.As(err, &taskErr):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{
 			"error":    taskErr.Message,

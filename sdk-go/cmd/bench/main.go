@@ -6,7 +6,9 @@
 //
 // It prints sync round trips per second (call, then get, one at a time)
 // and async calls per second (N calls, then get all), each the best of
-// -rounds runs.
+// -rounds runs. Then the same for a Python function exported by name
+// (bench.py_add, run by the node's Python worker pool; -python=false skips
+// it), with -py-sync and -py-async calls.
 package main
 
 import (
@@ -35,6 +37,9 @@ func main() {
 		concurrency = flag.Int("concurrency", 256, "the worker's concurrency (tasks in flight; ServeOptions default is runtime.NumCPU())")
 		inProcess   = flag.Bool("in-process", false, "serve in this process instead of a worker process")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the client (and, with -serve, the worker) here")
+		python      = flag.Bool("python", true, "also measure calls of a Python function (needs the venv: EMBER_PYTHON or ../.venv)")
+		pySyncN     = flag.Int("py-sync", 2000, "sync round trips per round to the Python function")
+		pyAsyncN    = flag.Int("py-async", 10000, "async calls per round to the Python function")
 	)
 	flag.Parse()
 	ember.Register("bench.add", func(a, b int) int { return a + b })
@@ -60,7 +65,8 @@ func main() {
 		}
 		return
 	}
-	if err := run(*attach, *inProcess, *syncN, *asyncN, *rounds, *concurrency, *cpuProfile); err != nil {
+	py := pyOptions{enabled: *python, syncN: *pySyncN, asyncN: *pyAsyncN}
+	if err := run(*attach, *inProcess, *syncN, *asyncN, *rounds, *concurrency, *cpuProfile, py); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -84,8 +90,14 @@ func serveMain(concurrency int) error {
 	return nil
 }
 
-func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProfile string) error {
+type pyOptions struct {
+	enabled       bool
+	syncN, asyncN int
+}
+
+func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProfile string, py pyOptions) error {
 	ctx := context.Background()
+	address := os.Getenv("EMBER_ADDRESS")
 	if !attach {
 		node, err := testnode.Start(testnode.Options{NumCPUs: 2})
 		if err != nil {
@@ -93,6 +105,7 @@ func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProf
 		}
 		defer node.Stop()
 		os.Setenv("EMBER_TMPDIR", node.Root)
+		address = node.Info.Address
 		fmt.Printf("node: %s (started by the benchmark)\n", node.Info.Address)
 	}
 	if inProcess {
@@ -151,9 +164,56 @@ func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProf
 	fmt.Printf("Go client -> Go function (bench.add) served by %s, concurrency %d, GOMAXPROCS %d\n",
 		where, concurrency, runtime.GOMAXPROCS(0))
 
-	// Warm up.
-	if _, err := asyncRound(ctx, c, fn, 2000); err != nil {
+	syncBest, asyncBest, err := measure(ctx, c, fn, syncN, asyncN, rounds)
+	if err != nil {
 		return err
+	}
+	fmt.Printf("Go->Go sync:  %.0f round trips/s (target >= 10,000)\n", syncBest)
+	fmt.Printf("Go->Go async: %.0f calls/s (target >= 50,000)\n", asyncBest)
+	if !py.enabled {
+		return nil
+	}
+	if err := exportPython(address); err != nil {
+		return err
+	}
+	pyFn := ember.Function{Language: ember.Python, Name: "bench.py_add"}
+	fmt.Println("Go client -> Python function (bench.py_add) run by the node's Python workers")
+	syncBest, asyncBest, err = measure(ctx, c, pyFn, py.syncN, py.asyncN, rounds)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Go->Python sync:  %.0f round trips/s\n", syncBest)
+	fmt.Printf("Go->Python async: %.0f calls/s\n", asyncBest)
+	return nil
+}
+
+// exportPython runs a Python program that exports bench.py_add on the
+// node at address (the export outlives the program).
+func exportPython(address string) error {
+	python := testnode.Python()
+	if python == "" {
+		return fmt.Errorf("no Python with the ember SDK for the Go->Python figures (run `make venv`, set EMBER_PYTHON, or pass -python=false)")
+	}
+	script := `import sys, ember
+from ember import cross_language
+ember.init(address=sys.argv[1])
+def add(a, b):
+    return a + b
+cross_language.export(add, "bench.py_add")
+ember.shutdown()
+`
+	out, err := exec.Command(python, "-c", script, address).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("exporting the Python function: %v: %s", err, out)
+	}
+	return nil
+}
+
+// measure reports the best sync and async rates of calling fn(i, 1) over
+// rounds, after a warm-up.
+func measure(ctx context.Context, c *ember.Client, fn ember.Function, syncN, asyncN, rounds int) (float64, float64, error) {
+	if _, err := asyncRound(ctx, c, fn, min(2000, asyncN)); err != nil {
+		return 0, 0, err
 	}
 	best := 0.0
 	for r := 0; r < rounds; r++ {
@@ -161,14 +221,14 @@ func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProf
 		for i := 0; i < syncN; i++ {
 			ref, err := c.Call(ctx, fn, i, 1)
 			if err != nil {
-				return err
+				return 0, 0, err
 			}
 			var out int
 			if err := ref.Get(ctx, &out); err != nil {
-				return err
+				return 0, 0, err
 			}
 			if out != i+1 {
-				return fmt.Errorf("bench.add(%d, 1) = %d", i, out)
+				return 0, 0, fmt.Errorf("%s(%d, 1) = %d", fn.Name, i, out)
 			}
 			ref.Release()
 		}
@@ -181,14 +241,12 @@ func run(attach, inProcess bool, syncN, asyncN, rounds, concurrency int, cpuProf
 	for r := 0; r < rounds; r++ {
 		rate, err := asyncRound(ctx, c, fn, asyncN)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		fmt.Printf("  async round %d: %8.0f calls/s (%d calls, then get all)\n", r+1, rate, asyncN)
 		best = max(best, rate)
 	}
-	fmt.Printf("Go->Go sync:  %.0f round trips/s (target >= 10,000)\n", syncBest)
-	fmt.Printf("Go->Go async: %.0f calls/s (target >= 50,000)\n", best)
-	return nil
+	return syncBest, best, nil
 }
 
 func asyncRound(ctx context.Context, c *ember.Client, fn ember.Function, n int) (float64, error) {
@@ -207,7 +265,7 @@ func asyncRound(ctx context.Context, c *ember.Client, fn ember.Function, n int) 
 			return 0, err
 		}
 		if out != i+1 {
-			return 0, fmt.Errorf("bench.add(%d, 1) = %d", i, out)
+			return 0, fmt.Errorf("%s(%d, 1) = %d", fn.Name, i, out)
 		}
 		ref.Release()
 	}

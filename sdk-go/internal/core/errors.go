@@ -77,6 +77,8 @@ var (
 	ErrNodeDied        = errors.New("ember: node died")
 	ErrObjectStoreFull = errors.New("ember: object store full")
 	ErrInvalidArgument = errors.New("ember: invalid argument")
+	ErrActorNotFound   = errors.New("ember: no actor of that name")
+	ErrNameTaken       = errors.New("ember: the name is already taken")
 	// ErrClosed: the client was closed, or its connection to the node broke.
 	ErrClosed = errors.New("ember: connection to the node closed")
 	// ErrReleased: the ObjectRef was released before the call.
@@ -94,6 +96,8 @@ var sentinels = map[ErrorKind]error{
 	KindNodeDied:        ErrNodeDied,
 	KindObjectStoreFull: ErrObjectStoreFull,
 	KindInvalidArgument: ErrInvalidArgument,
+	KindNotFound:        ErrActorNotFound,
+	KindAlreadyExists:   ErrNameTaken,
 }
 
 // TaskError is a failure reported by ember: a remote function that failed

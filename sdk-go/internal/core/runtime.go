@@ -29,6 +29,9 @@ type ObjectID [20]byte
 // TaskID is an 8-byte per-client prefix and an 8-byte little-endian counter.
 type TaskID [16]byte
 
+// ActorID is 16 random bytes made by the actor's creator.
+type ActorID [16]byte
+
 // ReturnID is the id of a task's i-th (0-based) return.
 func ReturnID(task TaskID, i uint32) ObjectID {
 	var id ObjectID
@@ -87,8 +90,10 @@ type Runtime struct {
 	closeReq chan struct{}
 	writerWG sync.WaitGroup
 
-	// Worker side: every ExecuteTask op goes here (set before serving).
+	// Worker side: every ExecuteTask op goes here (set before serving),
+	// and every drop_actor to dropper.
 	executor atomic.Pointer[func(*pb.ExecuteTask)]
+	dropper  atomic.Pointer[func(*pb.KillActor)]
 	// Warn receives the node's Warning messages and request-less errors.
 	Warn func(string)
 
@@ -207,6 +212,10 @@ func Connect(ctx context.Context, conn transport.Conn, hello Hello) (*Runtime, e
 
 // SetExecutor routes ExecuteTask ops to f (a serving process).
 func (r *Runtime) SetExecutor(f func(*pb.ExecuteTask)) { r.executor.Store(&f) }
+
+// SetActorDropper routes drop_actor ops to f (a process hosting actors).
+// f and the executor see the ops in the order the node sent them.
+func (r *Runtime) SetActorDropper(f func(*pb.KillActor)) { r.dropper.Store(&f) }
 
 // Stats returns the shared-memory counters.
 func (r *Runtime) Stats() Stats {
@@ -433,7 +442,9 @@ func (r *Runtime) wakeAll() {
 }
 
 func (r *Runtime) handle(msg *pb.NodeMessage) {
-	var tasks []*pb.ExecuteTask
+	// ExecuteTask and drop_actor ops, in order (a drop and a later
+	// creation of the same actor must not swap).
+	var work []*pb.NodeOp
 	var unmaps []ObjectID
 	var aborts []ObjectID
 	var warnings []string
@@ -444,8 +455,8 @@ func (r *Runtime) handle(msg *pb.NodeMessage) {
 			if u, ok := r.objectReady(x.ObjectReady); !ok {
 				unmaps = append(unmaps, u)
 			}
-		case *pb.NodeOp_ExecuteTask:
-			tasks = append(tasks, x.ExecuteTask)
+		case *pb.NodeOp_ExecuteTask, *pb.NodeOp_DropActor:
+			work = append(work, op)
 		case *pb.NodeOp_CreateObjectReply:
 			if id, abort := r.reply(x.CreateObjectReply.RequestId, op); abort {
 				aborts = append(aborts, id)
@@ -476,10 +487,18 @@ func (r *Runtime) handle(msg *pb.NodeMessage) {
 			r.Warn(w)
 		}
 	}
-	if len(tasks) > 0 {
-		if f := r.executor.Load(); f != nil {
-			for _, t := range tasks {
-				(*f)(t)
+	if len(work) > 0 {
+		execute, drop := r.executor.Load(), r.dropper.Load()
+		for _, op := range work {
+			switch x := op.Op.(type) {
+			case *pb.NodeOp_ExecuteTask:
+				if execute != nil {
+					(*execute)(x.ExecuteTask)
+				}
+			case *pb.NodeOp_DropActor:
+				if drop != nil {
+					(*drop)(x.DropActor)
+				}
 			}
 		}
 	}
@@ -740,6 +759,43 @@ func (r *Runtime) Submit(spec *pb.TaskSpec, temps []ObjectID) []ObjectID {
 		r.Release(t)
 	}
 	return ids
+}
+
+// CreateActor sends a CreateActor for spec (spec.ActorCreation set) and
+// waits for the node's answer: the actor (for get_if_exists, maybe an
+// existing one), or the refusal as a *TaskError. temps are references
+// released once it is sent. The creation's return (nil, or the
+// constructor's error, which every call of the actor returns too) is not
+// kept: its reference is dropped at once.
+func (r *Runtime) CreateActor(ctx context.Context, spec *pb.TaskSpec, temps []ObjectID) (*pb.ActorInfo, error) {
+	task := r.NewTaskID()
+	spec.TaskId = task[:]
+	spec.JobId = r.Hello.JobId
+	id, req := r.newRequest()
+	r.Send(&pb.ClientOp{Op: &pb.ClientOp_CreateActor{CreateActor: &pb.CreateActor{RequestId: id, Spec: spec}}})
+	ret := ReturnID(task, 0)
+	r.queueRefChange(&ret, nil)
+	for _, t := range temps {
+		r.Release(t)
+	}
+	r.FlushNow()
+	op, err := r.await(ctx, id, req, "the actor's creation")
+	if err != nil {
+		return nil, err
+	}
+	return op.Op.(*pb.NodeOp_ActorReply).ActorReply.Actor, nil
+}
+
+// GetActor looks up a named actor (a *TaskError of kind NOT_FOUND when
+// there is none).
+func (r *Runtime) GetActor(ctx context.Context, name, namespace string) (*pb.ActorInfo, error) {
+	id, req := r.newRequest()
+	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_GetActor{GetActor: &pb.GetActor{RequestId: id, Name: name, Namespace: namespace}}})
+	op, err := r.await(ctx, id, req, "the actor "+name)
+	if err != nil {
+		return nil, err
+	}
+	return op.Op.(*pb.NodeOp_ActorReply).ActorReply.Actor, nil
 }
 
 // AddRef counts one more local reference to id (the first sends an add).

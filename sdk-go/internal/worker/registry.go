@@ -19,13 +19,16 @@ import (
 	"github.com/ember-run/ember/sdk-go/internal/values"
 )
 
-// Func is a registered function.
+// Func is a registered function, or an actor class's constructor or
+// method.
 type Func struct {
 	Name     string
 	fn       reflect.Value
-	params   []reflect.Type // after the optional context
+	params   []reflect.Type // after the receiver and the optional context
 	variadic bool
 	hasCtx   bool
+	// A method: fn's first parameter is the receiver (the instance).
+	method bool
 	// Results: a value, an error, both, or none.
 	hasValue bool
 	hasError bool
@@ -92,11 +95,25 @@ func describe(name string, fn any) (*Func, error) {
 	if v.Kind() != reflect.Func || v.IsNil() {
 		return nil, fmt.Errorf("ember.Register(%q): %T is not a function", name, fn)
 	}
+	f, err := describeFunc(name, v, false)
+	if err != nil {
+		return nil, fmt.Errorf("ember.Register(%q): %w", name, err)
+	}
+	return f, nil
+}
+
+// describeFunc describes v, a func; method: its first parameter is the
+// receiver.
+func describeFunc(name string, v reflect.Value, method bool) (*Func, error) {
 	t := v.Type()
-	f := &Func{Name: name, fn: v, variadic: t.IsVariadic()}
-	for i := 0; i < t.NumIn(); i++ {
+	f := &Func{Name: name, fn: v, variadic: t.IsVariadic(), method: method}
+	first := 0
+	if method {
+		first = 1
+	}
+	for i := first; i < t.NumIn(); i++ {
 		in := t.In(i)
-		if i == 0 && in == ctxType {
+		if i == first && in == ctxType {
 			f.hasCtx = true
 			continue
 		}
@@ -112,11 +129,11 @@ func describe(name string, fn any) (*Func, error) {
 		}
 	case 2:
 		if t.Out(1) != errType {
-			return nil, fmt.Errorf("ember.Register(%q): the second result of %s must be error", name, t)
+			return nil, fmt.Errorf("the second result of %s must be error", t)
 		}
 		f.hasValue, f.hasError = true, true
 	default:
-		return nil, fmt.Errorf("ember.Register(%q): %s has more than two results (return a struct or a slice)", name, t)
+		return nil, fmt.Errorf("%s has more than two results (return a struct or a slice)", t)
 	}
 	return f, nil
 }
@@ -130,12 +147,24 @@ type Arg struct {
 // Call decodes args, runs the function and returns its result. A returned
 // error, a decode failure or a panic comes back as a *core.TaskError.
 func (f *Func) Call(ctx context.Context, args []Arg) (result any, err error) {
+	return f.call(ctx, reflect.Value{}, args)
+}
+
+// CallMethod is Call of a method on the instance recv.
+func (f *Func) CallMethod(ctx context.Context, recv reflect.Value, args []Arg) (result any, err error) {
+	return f.call(ctx, recv, args)
+}
+
+func (f *Func) call(ctx context.Context, recv reflect.Value, args []Arg) (result any, err error) {
 	in, err := f.decodeArgs(args)
 	if err != nil {
 		return nil, err
 	}
 	if f.hasCtx {
 		in = append([]reflect.Value{reflect.ValueOf(ctx)}, in...)
+	}
+	if f.method {
+		in = append([]reflect.Value{recv}, in...)
 	}
 	defer func() {
 		if p := recover(); p != nil {
