@@ -84,7 +84,7 @@ check-proto: venv ## fail if the committed generated code is stale
 	$(NEED_GO)
 	$(SCRIPT_ENV) scripts/check-proto.sh
 
-test-rust: ## cargo test (release) of the whole workspace
+test-rust: workers ## cargo test (release) of the whole workspace (its tests start the example workers)
 	$(NEED_CARGO)
 	$(CARGO) test --release --workspace --lib --bins --tests
 

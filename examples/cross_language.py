@@ -1,8 +1,9 @@
-"""Python and Go on one ember cluster, both ways.
+"""Python, Go and Rust on one ember cluster, every way.
 
 Starts a local cluster, exports two Python functions by name, builds and runs
-the Go HTTP service in ``examples/go-scoring-service`` against the cluster,
-and checks it end to end:
+the Go HTTP service in ``examples/go-scoring-service`` and the Rust SDK's
+example worker (``sdk-rust/examples/worker.rs``) against the cluster, and
+checks it end to end:
 
 * ``POST /score``: Go calls the Python function ``scoring.predict`` (msgpack
   in, a dict out, decoded into a Go struct); a Python exception comes back
@@ -11,8 +12,14 @@ and checks it end to end:
   Table (an ARROW object in the node's store), and pulls that object over
   Arrow Flight with arrow-go.
 * Python calls the Go function ``go.fib``, served by the same Go process.
+* ``GET /wordcount?text=...``: Go calls the Rust function ``rust.word_count``
+  (a Rust worker used from Go).
+* Python calls the Rust functions ``rust.add`` and ``rust.word_count`` and
+  drives a ``rust.Counter`` actor hosted by the Rust worker.
 
-Needs Go (``go`` on PATH, or ``$GO``) and the ember binary (``make build``).
+Needs Go (``go`` on PATH, or ``$GO``), the ember binary (``make build``) and
+the Rust example worker (``make workers``; ``$EMBER_RUST_WORKER`` names it,
+else it is built with cargo).
 Prints one line per check and exits non-zero on any mismatch::
 
     .venv/bin/python examples/cross_language.py
@@ -42,6 +49,7 @@ from ember import cross_language
 from ember.exceptions import CrossLanguageError
 
 SERVICE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "go-scoring-service")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The "model" of scoring.predict: a linear score, exact in binary floating point.
 WEIGHTS = [0.5, -1.0, 2.0]
@@ -121,6 +129,34 @@ def start_service(binary: str, env: dict) -> tuple[subprocess.Popen, str]:
     return proc, line.split(" ", 1)[1]
 
 
+def rust_worker_binary() -> str:
+    """The Rust SDK's example worker, built with cargo if it is not there."""
+    path = os.environ.get("EMBER_RUST_WORKER") or os.path.join(
+        ROOT, "target", "release", "examples", "worker")
+    if not os.path.exists(path):
+        cargo = os.environ.get("CARGO") or shutil.which("cargo")
+        if not cargo:
+            sys.exit("cross_language.py: the Rust example worker is missing and cargo is not "
+                     "there to build it (make workers)")
+        subprocess.run([cargo, "build", "--release", "-q", "-p", "ember", "--example", "worker"],
+                       cwd=ROOT, check=True)
+    return path
+
+
+def start_rust_worker(env: dict) -> subprocess.Popen:
+    """Run the Rust worker; return it once it says ready."""
+    proc = subprocess.Popen([rust_worker_binary()], env=env, stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(60)
+    if not lines or lines[0].strip() != "ready":
+        proc.kill()
+        proc.wait()
+        sys.exit(f"cross_language.py: the Rust worker did not start (said {lines!r})")
+    return proc
+
+
 def stop_service(proc: subprocess.Popen) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -170,6 +206,7 @@ def main() -> int:
             EMBER_TMPDIR=os.path.dirname(ctx["session_dir"].rstrip("/")),
         )
         service, url = start_service(os.path.join(tmp, "scoring-service"), env)
+        rust = start_rust_worker(env)
         checks = Checks()
         try:
             print(
@@ -233,10 +270,30 @@ def main() -> int:
             except CrossLanguageError as e:  # the Go error, with its message
                 got = ("CrossLanguageError", "fib(-1): n must be in [0, 92]" in str(e))
             checks.expect("go.fib(-1) fails", got, ("CrossLanguageError", True))
+
+            print("Go -> Rust: GET /wordcount calls rust.word_count (the Rust worker)")
+            checks.expect(
+                "wordcount",
+                http("GET", f"{url}/wordcount?text=the+cat+and+THE+hat"),
+                (200, {"the": 2, "cat": 1, "and": 1, "hat": 1}),
+            )
+
+            print("Python -> Rust: functions and an actor of the Rust worker")
+            checks.expect("rust.add(40, 2)",
+                          ember.get(cross_language.rust_function("rust.add").remote(40, 2),
+                                    timeout=30), 42)
+            counts = cross_language.rust_function("rust.word_count").remote("a b a")
+            checks.expect("rust.word_count", ember.get(counts, timeout=30), {"a": 2, "b": 1})
+            counter = cross_language.rust_actor_class("rust.Counter").remote(10)
+            checks.expect("rust.Counter incr x3",
+                          ember.get([counter.incr.remote(n) for n in (1, 2, 3)], timeout=30),
+                          [11, 13, 16])
         finally:
+            rust_code = stop_service(rust)
             code = stop_service(service)
             ember.shutdown()
         checks.expect("the Go service stopped cleanly", code, 0)
+        checks.expect("the Rust worker stopped cleanly", rust_code, 0)
 
     elapsed = time.perf_counter() - start
     if checks.failures:

@@ -65,8 +65,8 @@ def _node_address() -> str:
 class Worker:
     """A Go or Rust worker process serving the node until stopped."""
 
-    def __init__(self, binary: str, address: str):
-        env = dict(os.environ, EMBER_ADDRESS=address)
+    def __init__(self, binary: str, address: str, env: dict | None = None):
+        env = dict(os.environ, EMBER_ADDRESS=address, **(env or {}))
         self.proc = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.errors: list[str] = []
@@ -130,8 +130,8 @@ def test_python_calls_go_functions(go_worker):
     assert ember.get(add.remote(2, 40), timeout=60) == 42
     value = {"name": "ember", "sizes": [1, 2.5, None, True], "raw": b"\x00\xff", "nested": {"a": [[]]}}
     assert ember.get(echo.remote(value), timeout=60) == value
-    # A ref made in Python goes by value to Go.
-    assert ember.get(add.remote(ember.put(1), 1), timeout=60) == 2
+    # A ref to a Go result goes to Go by value.
+    assert ember.get(add.remote(add.remote(1, 1), 1), timeout=60) == 3
     with pytest.raises(CrossLanguageError, match="no stock left"):
         ember.get(cross_language.go_function("go.fail").remote("no stock left"), timeout=60)
 
@@ -196,3 +196,47 @@ def test_a_go_actor_restarts_on_another_worker_when_its_process_is_killed(binari
             ember.get(counter.Get.remote(), timeout=120)
     finally:
         second.stop()
+
+
+def test_go_functions_and_actors_served_on_another_node_are_reached_from_this_one(tmp_path):
+    from ember_test_support import NodeProcess, run_driver
+
+    root = str(tmp_path)
+    beats = {"EMBER_HEARTBEAT_MS": "200", "EMBER_NODE_DEATH_BEATS": "5"}
+    head = NodeProcess(["--head", "--num-cpus", "1"], root, beats)
+    second = worker = None
+    try:
+        second = NodeProcess(["--address", head.address, "--node-ip", "127.0.0.2", "--num-cpus", "1"],
+                             root, beats)
+        with tempfile.TemporaryDirectory() as tmp:
+            worker = Worker(_go_worker_binary(tmp), second.address, {"EMBER_TMPDIR": root})
+            # A driver on the head: the names reach it with the heartbeats.
+            out = run_driver(f"""
+                import time
+                import ember
+                from ember import cross_language
+                ember.init(address="{head.address}")
+                add = cross_language.go_function("go.add")
+                deadline = time.time() + 30
+                while True:
+                    try:
+                        print("ADD", ember.get(add.remote(20, 22), timeout=30))
+                        break
+                    except ember.exceptions.RayError as e:
+                        if "unknown function" not in str(e) or time.time() > deadline:
+                            raise
+                        time.sleep(0.2)
+                counter = cross_language.go_actor_class("go.Counter").remote(1)
+                print("COUNT", ember.get([counter.Incr.remote(1) for _ in range(3)], timeout=60))
+                print("PID", ember.get(counter.Pid.remote(), timeout=60))
+                ember.shutdown()
+                """, env={"EMBER_TMPDIR": root}, timeout=120)
+            assert "ADD 42" in out.stdout, out.stdout + out.stderr
+            assert "COUNT [2, 3, 4]" in out.stdout, out.stdout + out.stderr
+            assert f"PID {worker.pid}" in out.stdout, out.stdout + out.stderr
+    finally:
+        if worker is not None:
+            worker.stop()
+        for node in (second, head):
+            if node is not None:
+                node.stop()
