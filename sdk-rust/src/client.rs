@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::codec::{from_msgpack, to_msgpack};
+use crate::codec::{decode, encode_flagged};
 use crate::conn::{self, NodeInfo, Out, Shared, Slot};
 use crate::session::Options;
-use crate::{Error, Language, Result};
+use crate::{Error, Language, Result, Table};
 
 /// A function to call, named by language and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -104,20 +104,29 @@ impl CallOptions {
 pub enum Arg {
     /// Canonical msgpack bytes.
     Value(Vec<u8>),
+    /// An Arrow IPC stream (an `ARROW` value: a [`Table`](crate::Table)).
+    Arrow(Vec<u8>),
     /// An object this process holds (passed by reference: the node
     /// resolves it before the task runs).
     Ref(ObjectId),
 }
 
-/// Something that can be one argument: any `Serialize` value, or an
-/// `&ObjectRef` (passed by reference).
+/// Something that can be one argument: any `Serialize` value (a
+/// [`Table`](crate::Table) goes as an `ARROW` value, anything else as
+/// msgpack), or an `&ObjectRef` (passed by reference).
 pub trait IntoArg {
     fn into_arg(self) -> Result<Arg>;
 }
 
 impl<T: Serialize> IntoArg for T {
     fn into_arg(self) -> Result<Arg> {
-        Ok(Arg::Value(to_msgpack(&self)?))
+        let mut arrow = false;
+        let data = encode_flagged(&self, &mut arrow)?;
+        Ok(if arrow {
+            Arg::Arrow(data)
+        } else {
+            Arg::Value(data)
+        })
     }
 }
 
@@ -178,7 +187,8 @@ pub struct ClientStats {
     pub shm_writes: u64,
     /// Values this client read from the node's shared memory.
     pub shm_reads: u64,
-    /// Values this (remote) client read over Arrow Flight.
+    /// Values this client read over Arrow Flight (a remote client's large
+    /// values, and `flight_get` pulls).
     pub flight_reads: u64,
     /// Tasks this process ran for the node (a serving worker).
     pub tasks_executed: u64,
@@ -326,24 +336,33 @@ impl Client {
         let mut task_args = Vec::with_capacity(args.len());
         let mut temporaries = Vec::new();
         for arg in args {
-            match arg {
-                Arg::Value(data) if data.len() <= max_inline || shared.arena.is_none() => task_args
-                    .push(v1::TaskArg {
-                        value: Some(msgpack_value(Bytes::from(data))),
-                        ..Default::default()
-                    }),
-                Arg::Value(data) => {
-                    let r = self.put_encoded::<()>(data).await?;
+            let (format, data) = match arg {
+                Arg::Value(data) => (ValueFormat::Msgpack, data),
+                Arg::Arrow(data) => (ValueFormat::Arrow, data),
+                Arg::Ref(id) => {
                     task_args.push(v1::TaskArg {
-                        object_ref: r.id().to_vec().into(),
+                        object_ref: id.to_vec().into(),
                         ..Default::default()
                     });
-                    temporaries.push(r);
+                    continue;
                 }
-                Arg::Ref(id) => task_args.push(v1::TaskArg {
-                    object_ref: id.to_vec().into(),
+            };
+            if data.len() <= max_inline || shared.arena.is_none() {
+                task_args.push(v1::TaskArg {
+                    value: Some(v1::ObjectValue {
+                        format: format as i32,
+                        body: Some(Body::InlineData(Bytes::from(data))),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
+                });
+            } else {
+                let r = self.put_value::<()>(data, format).await?;
+                task_args.push(v1::TaskArg {
+                    object_ref: r.id().to_vec().into(),
+                    ..Default::default()
+                });
+                temporaries.push(r);
             }
         }
         Ok((task_args, temporaries))
@@ -379,18 +398,22 @@ impl Client {
         Ok(ObjectRef::new(shared.clone(), id, Some(label)))
     }
 
-    /// Store `value` in the node's object store.
+    /// Store `value` in the node's object store: a [`Table`](crate::Table)
+    /// as an `ARROW` value, anything else as msgpack.
     pub async fn put<T: Serialize>(&self, value: &T) -> Result<ObjectRef<T>> {
-        self.put_encoded(to_msgpack(value)?).await
+        let mut arrow = false;
+        let data = encode_flagged(value, &mut arrow)?;
+        let format = if arrow {
+            ValueFormat::Arrow
+        } else {
+            ValueFormat::Msgpack
+        };
+        self.put_value(data, format).await
     }
 
     /// Store bytes as a `RAW` value (read back as bytes, by any language).
     pub async fn put_raw(&self, data: Vec<u8>) -> Result<ObjectRef<serde_bytes::ByteBuf>> {
         self.put_value(data, ValueFormat::Raw).await
-    }
-
-    pub(crate) async fn put_encoded<T>(&self, data: Vec<u8>) -> Result<ObjectRef<T>> {
-        self.put_value(data, ValueFormat::Msgpack).await
     }
 
     async fn put_value<T>(&self, data: Vec<u8>, format: ValueFormat) -> Result<ObjectRef<T>> {
@@ -450,6 +473,15 @@ impl Client {
             }));
         }
         Ok(ObjectRef::new(shared.clone(), id, None))
+    }
+
+    /// Pull `r`'s record batches over the node's Arrow Flight service
+    /// (`do_get`, ticket: the object id in hex, `authorization: Bearer
+    /// <token>`), over the connection's gRPC channel, or, for a client on
+    /// the node's Unix socket, a channel to the node's address made at the
+    /// first pull. See [`ObjectRef::flight_get`].
+    pub async fn flight_get<T>(&self, r: &ObjectRef<T>) -> Result<Table> {
+        r.flight_get().await
     }
 
     /// The value of `r`, waiting for it as long as it takes.
@@ -530,14 +562,6 @@ impl Client {
             }
         }
         Ok((yes, no))
-    }
-}
-
-fn msgpack_value(data: Bytes) -> v1::ObjectValue {
-    v1::ObjectValue {
-        format: ValueFormat::Msgpack as i32,
-        body: Some(Body::InlineData(data)),
-        ..Default::default()
     }
 }
 
@@ -754,47 +778,50 @@ impl<T> ObjectRef<T> {
         self.read(None, |format, data| Ok((format, data.to_vec())))
             .await
     }
+
+    /// Pull the object's record batches over the node's Arrow Flight
+    /// service, once it is ready: an `ARROW` object's schema and batches as
+    /// the node streams them (the batches may be split differently from
+    /// the ones stored); any other object as the Flight service sends it
+    /// (one binary column `data` of its bytes in chunks, schema metadata
+    /// `ember.format`). An error value fails as [`get`](Self::get) does.
+    /// The object must be in the store of the node this client is
+    /// connected to (a put, a result the node holds), else
+    /// [`Error::ObjectLost`].
+    pub async fn flight_get(&self) -> Result<Table> {
+        let value = self.announced(None).await?;
+        if value.format == ValueFormat::Error as i32 {
+            let data = match &value.body {
+                Some(Body::InlineData(d)) => d.clone(),
+                _ => Bytes::new(),
+            };
+            return Err(task_error(&data, self.inner.function.as_deref()));
+        }
+        let shared = &self.inner.shared;
+        let id = self.inner.id;
+        let (schema, batches) = match shared.flight_table(id).await {
+            // A put of this client that the node has not handled yet: once
+            // it answers a later request, it has.
+            Err(Error::ObjectLost(_)) => {
+                shared.cluster_status().await?;
+                shared.flight_table(id).await?
+            }
+            r => r?,
+        };
+        Ok(Table { schema, batches })
+    }
 }
 
 impl<T: DeserializeOwned> ObjectRef<T> {
     /// Wait for the value and decode it.
     pub async fn get(&self) -> Result<T> {
-        self.read(None, decode_typed::<T>).await
+        self.read(None, decode::<T>).await
     }
 
     /// Like [`get`](Self::get), failing with [`Error::Timeout`] after `timeout`.
     pub async fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.read(Some(Instant::now() + timeout), decode_typed::<T>)
-            .await
+        self.read(Some(Instant::now() + timeout), decode::<T>).await
     }
-}
-
-fn decode_typed<T: DeserializeOwned>(format: ValueFormat, data: &[u8]) -> Result<T> {
-    match format {
-        ValueFormat::Msgpack => from_msgpack(data),
-        ValueFormat::Raw => from_msgpack(&raw_as_msgpack(data)),
-        other => Err(Error::Codec(format!(
-            "a {} value cannot be decoded by the Rust SDK (read it with get_bytes)",
-            other.as_str_name()
-        ))),
-    }
-}
-
-/// RAW bytes as a msgpack bin, so they decode into any bytes type.
-pub(crate) fn raw_as_msgpack(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 5);
-    let len = data.len() as u32;
-    if len <= u8::MAX as u32 {
-        out.extend_from_slice(&[0xc4, len as u8]);
-    } else if len <= u16::MAX as u32 {
-        out.push(0xc5);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xc6);
-        out.extend_from_slice(&len.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
 }
 
 fn decode_value<U>(
@@ -804,12 +831,18 @@ fn decode_value<U>(
     decode: impl FnOnce(ValueFormat, &[u8]) -> Result<U>,
 ) -> Result<U> {
     if format == ValueFormat::Error {
-        use prost::Message;
-        let err = v1::TaskError::decode(data)
-            .map_err(|e| Error::Codec(format!("malformed error value: {e}")))?;
-        return Err(Error::from_task_error(err, function));
+        return Err(task_error(data, function));
     }
     decode(format, data)
+}
+
+/// The error an ERROR value stands for.
+fn task_error(data: &[u8], function: Option<&str>) -> Error {
+    use prost::Message;
+    match v1::TaskError::decode(data) {
+        Ok(err) => Error::from_task_error(err, function),
+        Err(e) => Error::Codec(format!("malformed error value: {e}")),
+    }
 }
 
 /// The futures of the API can be spawned (compile-time check).

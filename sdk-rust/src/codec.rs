@@ -17,17 +17,38 @@
 //!
 //! [`from_msgpack`] decodes with `rmp-serde`, which reads any msgpack (a
 //! float 32 into an `f64`, an int into a float, bin or array into a `Vec<u8>`).
+//!
+//! Values of every format: [`encode`] gives a value's format and bytes
+//! (`MSGPACK`, or `ARROW` for a [`Table`](crate::Table): its Arrow IPC
+//! stream; see [`table`](crate::table) for how the codec recognises one),
+//! [`decode`] reads `MSGPACK`, `RAW` (as bytes) and `ARROW` (as a `Table`)
+//! values into a type.
 
-use serde::de::DeserializeOwned;
+use bytes::Bytes;
+use ember_proto::v1::ValueFormat;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::ser::{self, Serialize};
 
+use crate::table::TABLE_MARKER;
 use crate::Error;
 
-/// Encode `value` as canonical msgpack.
+/// A value as it travels: its format and bytes (a worker function's
+/// arguments and result).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub format: ValueFormat,
+    pub data: Bytes,
+}
+
+/// Encode `value` as canonical msgpack. A [`Table`](crate::Table) (an
+/// `ARROW` value, not msgpack) fails: use [`encode`].
 pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(64);
     value
-        .serialize(&mut Encoder { out: &mut out })
+        .serialize(&mut Encoder {
+            out: &mut out,
+            arrow: ArrowState::Refused,
+        })
         .map_err(|e| Error::Codec(format!("cannot encode the value as msgpack: {}", e.0)))?;
     Ok(out)
 }
@@ -35,8 +56,167 @@ pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
 /// Append `value`'s canonical msgpack to `out`.
 pub fn to_msgpack_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Error> {
     value
-        .serialize(&mut Encoder { out })
+        .serialize(&mut Encoder {
+            out,
+            arrow: ArrowState::Refused,
+        })
         .map_err(|e| Error::Codec(format!("cannot encode the value as msgpack: {}", e.0)))
+}
+
+/// Encode `value` as the value ember stores or sends: `ARROW` (its IPC
+/// stream) when it is a [`Table`](crate::Table) (or `Some(table)`, or a
+/// newtype struct around one), else `MSGPACK` in the canonical form. A
+/// `Table` inside another value fails.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(ValueFormat, Vec<u8>), Error> {
+    let mut arrow = false;
+    let data = encode_flagged(value, &mut arrow)?;
+    let format = if arrow {
+        ValueFormat::Arrow
+    } else {
+        ValueFormat::Msgpack
+    };
+    Ok((format, data))
+}
+
+/// [`encode`], the format as a flag (`arrow`: the bytes are an Arrow IPC
+/// stream): a smaller result, for the hot paths (a call's arguments, a
+/// function's result).
+#[inline]
+pub(crate) fn encode_flagged<T: Serialize + ?Sized>(
+    value: &T,
+    arrow: &mut bool,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(64);
+    let mut enc = Encoder {
+        out: &mut out,
+        arrow: ArrowState::Allowed,
+    };
+    if let Err(e) = value.serialize(&mut enc) {
+        return Err(encode_error(e));
+    }
+    if let ArrowState::Written(len) = enc.arrow {
+        check_whole_table(&out, len)?;
+        *arrow = true;
+    }
+    Ok(out)
+}
+
+#[cold]
+fn encode_error(e: EncodeError) -> Error {
+    Error::Codec(format!("cannot encode the value: {}", e.0))
+}
+
+/// The encoded table must be all there is: nothing went around it
+/// afterwards (a sequence of unknown length puts its header in front at
+/// the end).
+#[cold]
+fn check_whole_table(out: &[u8], len: usize) -> Result<(), Error> {
+    if len == out.len() {
+        Ok(())
+    } else {
+        Err(Error::Codec(TABLE_NOT_WHOLE.into()))
+    }
+}
+
+const TABLE_NOT_WHOLE: &str = "an ember::Table can only be a whole value (a put, an argument, \
+                               a result), not part of one: msgpack has no place for it";
+
+/// Decode a value of `format` into a `T`: `MSGPACK` (any msgpack), `RAW`
+/// (into bytes: `ByteBuf`, `Vec<u8>`), `ARROW` (into a
+/// [`Table`](crate::Table), or `Option<Table>`). Anything else, and an
+/// `ARROW` value asked for as another type or a `MSGPACK` value asked for
+/// as a `Table`, fails with [`Error::Codec`].
+pub fn decode<T: DeserializeOwned>(format: ValueFormat, data: &[u8]) -> Result<T, Error> {
+    match format {
+        ValueFormat::Msgpack => from_msgpack(data),
+        ValueFormat::Raw => from_msgpack(&raw_as_msgpack(data)),
+        ValueFormat::Arrow => T::deserialize(ArrowReader(data)).map_err(|e| {
+            Error::Codec(format!(
+                "cannot decode an ARROW value into {}: {}",
+                std::any::type_name::<T>(),
+                e.0
+            ))
+        }),
+        other => Err(Error::Codec(format!(
+            "a {} value cannot be decoded by the Rust SDK (read it with get_bytes)",
+            other.as_str_name()
+        ))),
+    }
+}
+
+/// RAW bytes as a msgpack bin, so they decode into any bytes type.
+pub(crate) fn raw_as_msgpack(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 5);
+    let len = data.len() as u32;
+    if len <= u8::MAX as u32 {
+        out.extend_from_slice(&[0xc4, len as u8]);
+    } else if len <= u16::MAX as u32 {
+        out.push(0xc5);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xc6);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// A decoding error (the message only).
+#[derive(Debug)]
+pub struct DecodeError(String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl de::Error for DecodeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        DecodeError(msg.to_string())
+    }
+}
+
+/// Reads an `ARROW` value: it answers a [`Table`](crate::Table)'s request
+/// (the marker newtype struct) with the stream's bytes, `Option` with
+/// `Some`, other newtype structs with their content, and refuses anything
+/// else.
+struct ArrowReader<'de>(&'de [u8]);
+
+impl<'de> Deserializer<'de> for ArrowReader<'de> {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, DecodeError> {
+        Err(DecodeError(
+            "an ARROW value (an Arrow table) can only be decoded into ember::Table \
+             (read its bytes with get_bytes)"
+                .into(),
+        ))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, DecodeError> {
+        if name == TABLE_MARKER {
+            visitor.visit_borrowed_bytes(self.0)
+        } else {
+            visitor.visit_newtype_struct(self)
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        enum identifier ignored_any
+    }
 }
 
 /// Decode msgpack `bytes` into a `T`.
@@ -190,6 +370,18 @@ fn put_header(out: &mut Vec<u8>, len: u32, map: bool) {
 
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
+    arrow: ArrowState,
+}
+
+/// Whether the encoder takes a [`Table`](crate::Table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ArrowState {
+    /// No (msgpack only).
+    Refused,
+    /// As the whole value.
+    Allowed,
+    /// One was written: `out` held this many bytes then.
+    Written(usize),
 }
 
 impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
@@ -312,6 +504,9 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
         name: &'static str,
         value: &T,
     ) -> Result<(), EncodeError> {
+        if name == TABLE_MARKER {
+            return self.table(value);
+        }
         if name == "_ExtStruct" {
             return Err(EncodeError("msgpack ext values are not supported".into()));
         }
@@ -403,6 +598,104 @@ impl<'a, 'b> ser::Serializer for &'b mut Encoder<'a> {
         put_str(self.out, variant)?;
         put_header(self.out, len32(len, "a struct variant")?, true);
         Ok(Compound { enc: self })
+    }
+}
+
+impl Encoder<'_> {
+    /// A [`Table`](crate::Table) (`value` serializes its IPC stream as
+    /// bytes): the whole output, when tables are allowed.
+    fn table<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), EncodeError> {
+        match self.arrow {
+            ArrowState::Refused => Err(EncodeError(
+                "an ember::Table is an ARROW value, not msgpack (encode it with codec::encode)"
+                    .into(),
+            )),
+            ArrowState::Allowed if self.out.is_empty() => {
+                value.serialize(BytesSink { out: self.out })?;
+                self.arrow = ArrowState::Written(self.out.len());
+                Ok(())
+            }
+            _ => Err(EncodeError(TABLE_NOT_WHOLE.into())),
+        }
+    }
+}
+
+/// Takes one byte string (a table's IPC stream) as it is.
+struct BytesSink<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+macro_rules! refuse {
+    ($($method:ident($($arg:ty),*) -> $ret:ty;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ret, EncodeError> {
+            Err(EncodeError("a table serializes as bytes".into()))
+        })*
+    };
+}
+
+type NoBytes = ser::Impossible<(), EncodeError>;
+
+impl ser::Serializer for BytesSink<'_> {
+    type Ok = ();
+    type Error = EncodeError;
+    type SerializeSeq = NoBytes;
+    type SerializeTuple = NoBytes;
+    type SerializeTupleStruct = NoBytes;
+    type SerializeTupleVariant = NoBytes;
+    type SerializeMap = NoBytes;
+    type SerializeStruct = NoBytes;
+    type SerializeStructVariant = NoBytes;
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
+        self.out.extend_from_slice(v);
+        Ok(())
+    }
+
+    refuse! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> NoBytes;
+        serialize_tuple(usize) -> NoBytes;
+        serialize_tuple_struct(&'static str, usize) -> NoBytes;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> NoBytes;
+        serialize_map(Option<usize>) -> NoBytes;
+        serialize_struct(&'static str, usize) -> NoBytes;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> NoBytes;
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), EncodeError> {
+        Err(EncodeError("a table serializes as bytes".into()))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), EncodeError> {
+        Err(EncodeError("a table serializes as bytes".into()))
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), EncodeError> {
+        Err(EncodeError("a table serializes as bytes".into()))
     }
 }
 

@@ -294,8 +294,13 @@ pub(crate) struct Shared {
     pub arena: Option<Arena>,
     pub remote: bool,
     /// The gRPC channel of a remote connection (Flight reads of large
-    /// values go over it) and the token they carry.
-    pub grpc: Option<(tonic::transport::Channel, String)>,
+    /// values go over it).
+    pub grpc: Option<tonic::transport::Channel>,
+    /// A channel to the node's gRPC port for a local connection's Flight
+    /// requests, made at the first one.
+    flight_channel: tokio::sync::OnceCell<tonic::transport::Channel>,
+    /// The token this connection said hello with (Flight requests carry it).
+    token: String,
     prefix: [u8; 8],
     counter: AtomicU64,
     pub counters: Counters,
@@ -384,35 +389,81 @@ impl Shared {
         }
     }
 
+    /// A Flight client of the node: over the connection's gRPC channel
+    /// (remote), else over a channel to the node's address made once.
+    async fn flight_client(
+        &self,
+    ) -> Result<arrow_flight::flight_service_client::FlightServiceClient<tonic::transport::Channel>>
+    {
+        let channel = match &self.grpc {
+            Some(channel) => channel.clone(),
+            None => self
+                .flight_channel
+                .get_or_try_init(|| grpc_channel(&self.info.node_address))
+                .await?
+                .clone(),
+        };
+        Ok(
+            arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+                .max_decoding_message_size(MAX_FLIGHT_MESSAGE_BYTES),
+        )
+    }
+
+    /// `do_get` of `ticket`, with the token: the stream of record batches.
+    async fn flight_do_get(
+        &self,
+        ticket: Vec<u8>,
+    ) -> Result<arrow_flight::decode::FlightRecordBatchStream> {
+        use futures::TryStreamExt;
+        let mut client = self.flight_client().await?;
+        let mut req = tonic::Request::new(arrow_flight::Ticket {
+            ticket: ticket.into(),
+        });
+        let auth = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| Error::Unauthenticated("the token is not a valid header value".into()))?;
+        req.metadata_mut().insert("authorization", auth);
+        let response = client.do_get(req).await.map_err(flight_error)?.into_inner();
+        Ok(
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+                response.map_err(arrow_flight::error::FlightError::from),
+            ),
+        )
+    }
+
+    /// Pull an object over the node's Arrow Flight service (ticket: its id
+    /// in hex): an ARROW object's schema and record batches, any other
+    /// object as the Flight service sends it (a binary `data` column).
+    pub async fn flight_table(
+        &self,
+        id: ObjectId,
+    ) -> Result<(arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>)> {
+        use futures::StreamExt;
+        let fail =
+            |what: String| Error::Connection(format!("pulling object {id} over Flight: {what}"));
+        let mut stream = self.flight_do_get(id.hex().into_bytes()).await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            batches.push(batch.map_err(|e| fail(e.to_string()))?);
+        }
+        let schema = stream
+            .schema()
+            .cloned()
+            .ok_or_else(|| fail("the stream has no schema".into()))?;
+        self.counters.flight_reads.fetch_add(1, Ordering::Relaxed);
+        Ok((schema, batches))
+    }
+
     /// Read a stored value over the node's Arrow Flight service (a `raw:`
     /// ticket streams its bytes as a binary column): how a remote client
     /// reads what lies in the node's shared memory.
     pub async fn flight_read(&self, id: ObjectId, size: u64) -> Result<Vec<u8>> {
-        use arrow_flight::decode::FlightRecordBatchStream;
-        use arrow_flight::flight_service_client::FlightServiceClient;
-        use futures::{StreamExt, TryStreamExt};
-        let Some((channel, token)) = &self.grpc else {
-            return Err(Error::InvalidArgument(format!(
-                "object {id} lies in the node's store and this connection has no gRPC channel"
-            )));
-        };
+        use futures::StreamExt;
         let fail =
             |what: String| Error::Connection(format!("reading object {id} over Flight: {what}"));
-        let mut client =
-            FlightServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         let mut ticket = b"raw:".to_vec();
         ticket.extend_from_slice(id.hex().as_bytes());
-        let mut req = tonic::Request::new(arrow_flight::Ticket {
-            ticket: ticket.into(),
-        });
-        let auth = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| Error::Unauthenticated("the token is not a valid header value".into()))?;
-        req.metadata_mut().insert("authorization", auth);
-        let response = client.do_get(req).await.map_err(status_error)?.into_inner();
-        let mut batches = FlightRecordBatchStream::new_from_flight_data(
-            response.map_err(arrow_flight::error::FlightError::from),
-        );
+        let mut batches = self.flight_do_get(ticket).await?;
         let mut data = Vec::with_capacity(size as usize);
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| fail(e.to_string()))?;
@@ -766,6 +817,22 @@ impl Source {
     }
 }
 
+/// A Flight request's failure: an object the node does not have is
+/// `ObjectLost`.
+fn flight_error(status: tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::NotFound => {
+            Error::ObjectLost(format!("the node's Flight service: {}", status.message()))
+        }
+        tonic::Code::Unauthenticated => Error::Unauthenticated(status.message().to_string()),
+        _ => Error::Connection(format!(
+            "the node's Flight service: {}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
 fn status_error(status: tonic::Status) -> Error {
     match status.code() {
         tonic::Code::Unauthenticated => Error::Unauthenticated(status.message().to_string()),
@@ -821,7 +888,7 @@ async fn connect_inner(opts: &Options) -> Result<Arc<Shared>> {
         }
         Target::Remote { address, .. } => {
             let (channel, sink, source) = open_grpc(address, &token).await?;
-            grpc = Some((channel, token.clone()));
+            grpc = Some(channel);
             (sink, source)
         }
     };
@@ -891,6 +958,8 @@ async fn connect_inner(opts: &Options) -> Result<Arc<Shared>> {
         arena,
         remote,
         grpc,
+        flight_channel: tokio::sync::OnceCell::new(),
+        token,
         prefix,
         counter: AtomicU64::new(1),
         counters: Counters::default(),
@@ -906,11 +975,12 @@ async fn connect_inner(opts: &Options) -> Result<Arc<Shared>> {
     Ok(shared)
 }
 
-async fn open_grpc(
-    address: &str,
-    token: &str,
-) -> Result<(tonic::transport::Channel, Sink, Source)> {
-    use ember_proto::v1::node_service_client::NodeServiceClient;
+/// The largest Flight message read (the node's own limit: a record batch
+/// that cannot be split goes as one message).
+const MAX_FLIGHT_MESSAGE_BYTES: usize = 512 << 20;
+
+/// A gRPC channel to the node at `address` (`host:port`).
+async fn grpc_channel(address: &str) -> Result<tonic::transport::Channel> {
     let uri = if address.contains("://") {
         address.to_string()
     } else {
@@ -921,10 +991,18 @@ async fn open_grpc(
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(16 << 20))
         .initial_connection_window_size(Some(32 << 20));
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|e| Error::Connection(format!("cannot connect to {address}: {e}")))?;
+        .map_err(|e| Error::Connection(format!("cannot connect to {address}: {e}")))
+}
+
+async fn open_grpc(
+    address: &str,
+    token: &str,
+) -> Result<(tonic::transport::Channel, Sink, Source)> {
+    use ember_proto::v1::node_service_client::NodeServiceClient;
+    let channel = grpc_channel(address).await?;
     let mut client = NodeServiceClient::new(channel.clone())
         .max_decoding_message_size(512 << 20)
         .max_encoding_message_size(512 << 20);

@@ -139,3 +139,11 @@ impl From<std::io::Error> for Error {
         Error::Connection(e.to_string())
     }
 }
+
+impl From<arrow_schema::ArrowError> for Error {
+    /// An Arrow error (building a record batch, reading a stream): a value
+    /// that does not encode or decode.
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::Codec(format!("arrow: {e}"))
+    }
+}

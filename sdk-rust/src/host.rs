@@ -18,12 +18,12 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use ember_proto::v1::{self, ErrorKind};
 use ember_proto::{ActorId, TaskId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::Encoded;
 use crate::conn::Shared;
 use crate::worker::{
     check_arity, decode_arg, encode_result, task_args, Failure, Outcome, Task, Worker,
@@ -34,8 +34,8 @@ use crate::worker::{
 /// arguments) where the arguments are `DeserializeOwned` and
 /// `E: Display + Debug`.
 pub trait Constructor<Args, T>: Send + Sync + 'static {
-    /// Decode the arguments (msgpack) and make the instance.
-    fn construct(&self, args: Vec<Bytes>) -> std::result::Result<T, Failure>;
+    /// Decode the arguments (msgpack, raw or Arrow) and make the instance.
+    fn construct(&self, args: Vec<Encoded>) -> std::result::Result<T, Failure>;
 }
 
 /// A method of an actor class `T` taking `Args`: implemented for
@@ -43,7 +43,7 @@ pub trait Constructor<Args, T>: Send + Sync + 'static {
 /// instance) with the bounds of [`SyncHandler`](crate::SyncHandler).
 pub trait MethodHandler<T, Args>: Send + Sync + 'static {
     /// Decode the arguments, run on `instance`, encode the result.
-    fn invoke(&self, instance: &mut T, args: Vec<Bytes>) -> Outcome;
+    fn invoke(&self, instance: &mut T, args: Vec<Encoded>) -> Outcome;
 }
 
 macro_rules! actor_handlers {
@@ -55,7 +55,7 @@ macro_rules! actor_handlers {
             E: Display + Debug,
             $($A: DeserializeOwned,)*
         {
-            fn construct(&self, args: Vec<Bytes>) -> std::result::Result<T, Failure> {
+            fn construct(&self, args: Vec<Encoded>) -> std::result::Result<T, Failure> {
                 check_arity(args.len(), $n)?;
                 let mut it = args.iter().enumerate();
                 $(let $A: $A = {
@@ -74,7 +74,7 @@ macro_rules! actor_handlers {
             E: Display + Debug,
             $($A: DeserializeOwned,)*
         {
-            fn invoke(&self, instance: &mut T, args: Vec<Bytes>) -> Outcome {
+            fn invoke(&self, instance: &mut T, args: Vec<Encoded>) -> Outcome {
                 check_arity(args.len(), $n)?;
                 let mut it = args.iter().enumerate();
                 $(let $A: $A = {
@@ -102,8 +102,9 @@ actor_handlers!(8; A1, A2, A3, A4, A5, A6, A7, A8);
 
 /// An instance, type-erased.
 type Instance = Box<dyn Any + Send>;
-type ConstructFn = Arc<dyn Fn(Vec<Bytes>) -> std::result::Result<Instance, Failure> + Send + Sync>;
-type MethodFn = Arc<dyn Fn(&mut Instance, Vec<Bytes>) -> Outcome + Send + Sync>;
+type ConstructFn =
+    Arc<dyn Fn(Vec<Encoded>) -> std::result::Result<Instance, Failure> + Send + Sync>;
+type MethodFn = Arc<dyn Fn(&mut Instance, Vec<Encoded>) -> Outcome + Send + Sync>;
 
 /// An actor class: how to make an instance and its methods by name.
 #[derive(Clone)]
@@ -226,12 +227,12 @@ struct HostedState {
 
 enum Work {
     Create {
-        args: std::result::Result<Vec<Bytes>, Failure>,
+        args: std::result::Result<Vec<Encoded>, Failure>,
         task: Task,
     },
     Call {
         method: String,
-        args: std::result::Result<Vec<Bytes>, Failure>,
+        args: std::result::Result<Vec<Encoded>, Failure>,
         task: Task,
     },
 }
@@ -419,7 +420,10 @@ impl Hosted {
                         Ok(made) => {
                             instance = Some(made);
                             // The creation's one return: nil.
-                            task.finish(Ok(vec![0xc0]));
+                            task.finish(Ok(Encoded {
+                                format: v1::ValueFormat::Msgpack,
+                                data: bytes::Bytes::from_static(&[0xc0]),
+                            }));
                         }
                         Err(f) => {
                             task.finish(Err(f.clone()));
@@ -474,7 +478,7 @@ impl Hosted {
         &self,
         instance: Option<&mut Instance>,
         method: &str,
-        args: std::result::Result<Vec<Bytes>, Failure>,
+        args: std::result::Result<Vec<Encoded>, Failure>,
     ) -> Outcome {
         let Some(instance) = instance else {
             return Err(Failure {

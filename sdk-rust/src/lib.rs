@@ -9,6 +9,10 @@
 //!   host actors of Rust classes (`register_actor` + `.method(...)`).
 //! - Actors: [`Client::create_actor`] of a [`Class`] of any language,
 //!   [`ActorHandle::call`], [`Client::get_actor`], [`Client::kill_actor`].
+//! - [`Table`]: an Arrow table, stored and passed as an `ARROW` value (an
+//!   Arrow IPC stream; Python reads it as a `pyarrow.Table`);
+//!   [`Client::flight_get`] pulls an object's record batches over the
+//!   node's Arrow Flight service.
 //! - [`codec`]: the canonical msgpack encoding of values.
 //! - [`Error`]: every failure, remote ones mapped from their `ErrorKind`.
 //!
@@ -34,6 +38,7 @@ mod error;
 mod host;
 mod session;
 mod shm;
+pub mod table;
 mod worker;
 
 pub use actor::{ActorHandle, ActorOptions, Class};
@@ -45,8 +50,14 @@ pub use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use error::{Error, Language, Result};
 pub use host::{ActorClass, Constructor, MethodHandler};
 pub use session::{default_session_root, live_sessions, Options, SessionInfo};
+pub use table::Table;
 pub use worker::{AsyncHandler, Failure, Outcome, ServeOptions, Serving, SyncHandler, Worker};
 
+/// The Arrow crate of a [`Table`]'s record batches (the version this SDK
+/// uses).
+pub use arrow_array;
+/// The Arrow crate of a [`Table`]'s schema (the version this SDK uses).
+pub use arrow_schema;
 /// A dynamic msgpack value (any value of any language).
 pub use rmpv::Value;
 /// Owned bytes that encode as msgpack bin (`bytes` in Python).

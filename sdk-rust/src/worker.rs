@@ -29,8 +29,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::client::raw_as_msgpack;
-use crate::codec::{from_msgpack, to_msgpack};
+use crate::codec::{decode, encode_flagged, Encoded};
 use crate::conn::{HostOp, Shared};
 use crate::host::{Actors, ClassDef};
 use crate::session::Options;
@@ -83,24 +82,26 @@ impl Failure {
     }
 }
 
-/// What running a function gives: its return value as msgpack, or why not.
-pub type Outcome = std::result::Result<Vec<u8>, Failure>;
+/// What running a function gives: its encoded return value (msgpack, or
+/// an Arrow IPC stream for a [`Table`](crate::Table)), or why not.
+pub type Outcome = std::result::Result<Encoded, Failure>;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// A synchronous function of `Args` (a tuple of its argument types):
 /// implemented for `Fn(A, B, ...) -> Result<R, E>` (up to 8 arguments)
 /// where the arguments are `DeserializeOwned`, `R: Serialize` and
-/// `E: Display + Debug`.
+/// `E: Display + Debug`. An argument or result of type
+/// [`Table`](crate::Table) is an `ARROW` value.
 pub trait SyncHandler<Args>: Send + Sync + 'static {
-    /// Decode the arguments (msgpack), run, encode the result.
-    fn invoke(&self, args: Vec<Bytes>) -> Outcome;
+    /// Decode the arguments (msgpack, raw or Arrow), run, encode the result.
+    fn invoke(&self, args: Vec<Encoded>) -> Outcome;
 }
 
 /// An async function of `Args`: `Fn(A, B, ...) -> impl Future<Output =
 /// Result<R, E>>` (up to 8 arguments), with the bounds of [`SyncHandler`].
 pub trait AsyncHandler<Args>: Send + Sync + 'static {
-    fn invoke(&self, args: Vec<Bytes>) -> BoxFuture;
+    fn invoke(&self, args: Vec<Encoded>) -> BoxFuture;
 }
 
 pub(crate) fn check_arity(got: usize, want: usize) -> std::result::Result<(), Failure> {
@@ -116,10 +117,10 @@ pub(crate) fn check_arity(got: usize, want: usize) -> std::result::Result<(), Fa
 }
 
 pub(crate) fn decode_arg<A: DeserializeOwned>(
-    data: &[u8],
+    arg: &Encoded,
     index: usize,
 ) -> std::result::Result<A, Failure> {
-    from_msgpack(data).map_err(|e| {
+    decode(arg.format, &arg.data).map_err(|e| {
         Failure::task(
             "ArgumentError",
             format!("argument {index}: {e}"),
@@ -129,13 +130,22 @@ pub(crate) fn decode_arg<A: DeserializeOwned>(
 }
 
 pub(crate) fn encode_result<R: Serialize>(r: &R) -> Outcome {
-    to_msgpack(r).map_err(|e| {
-        Failure::task(
+    let mut arrow = false;
+    match encode_flagged(r, &mut arrow) {
+        Ok(data) => Ok(Encoded {
+            format: if arrow {
+                ValueFormat::Arrow
+            } else {
+                ValueFormat::Msgpack
+            },
+            data: Bytes::from(data),
+        }),
+        Err(e) => Err(Failure::task(
             "ReturnValueError",
             format!("cannot encode the return value: {e}"),
             String::new(),
-        )
-    })
+        )),
+    }
 }
 
 macro_rules! handlers {
@@ -148,7 +158,7 @@ macro_rules! handlers {
             E: Display + Debug,
             $($A: DeserializeOwned,)*
         {
-            fn invoke(&self, args: Vec<Bytes>) -> Outcome {
+            fn invoke(&self, args: Vec<Encoded>) -> Outcome {
                 check_arity(args.len(), $n)?;
                 let mut it = args.iter().enumerate();
                 $(let $A: $A = {
@@ -171,7 +181,7 @@ macro_rules! handlers {
             E: Display + Debug,
             $($A: DeserializeOwned,)*
         {
-            fn invoke(&self, args: Vec<Bytes>) -> BoxFuture {
+            fn invoke(&self, args: Vec<Encoded>) -> BoxFuture {
                 let decoded = (|| -> std::result::Result<_, Failure> {
                     check_arity(args.len(), $n)?;
                     let mut it = args.iter().enumerate();
@@ -206,8 +216,8 @@ handlers!(6; A1, A2, A3, A4, A5, A6);
 handlers!(7; A1, A2, A3, A4, A5, A6, A7);
 handlers!(8; A1, A2, A3, A4, A5, A6, A7, A8);
 
-type SyncFn = Arc<dyn Fn(Vec<Bytes>) -> Outcome + Send + Sync>;
-type AsyncFn = Arc<dyn Fn(Vec<Bytes>) -> BoxFuture + Send + Sync>;
+type SyncFn = Arc<dyn Fn(Vec<Encoded>) -> Outcome + Send + Sync>;
+type AsyncFn = Arc<dyn Fn(Vec<Encoded>) -> BoxFuture + Send + Sync>;
 
 #[derive(Clone)]
 enum Handler {
@@ -407,8 +417,9 @@ impl Drop for Serving {
     }
 }
 
-/// The argument bytes (msgpack) of a task, or the failure it stands for.
-pub(crate) fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Bytes>, Failure> {
+/// The arguments (msgpack, raw or Arrow) of a task, or the failure it
+/// stands for.
+pub(crate) fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Encoded>, Failure> {
     let mut out = Vec::with_capacity(spec.args.len());
     for (i, arg) in spec.args.iter().enumerate() {
         let Some(value) = &arg.value else {
@@ -430,8 +441,9 @@ pub(crate) fn task_args(spec: &v1::TaskSpec) -> std::result::Result<Vec<Bytes>, 
             }
         };
         match ValueFormat::try_from(value.format).unwrap_or(ValueFormat::FormatUnspecified) {
-            ValueFormat::Msgpack => out.push(data),
-            ValueFormat::Raw => out.push(Bytes::from(raw_as_msgpack(&data))),
+            format @ (ValueFormat::Msgpack | ValueFormat::Raw | ValueFormat::Arrow) => {
+                out.push(Encoded { format, data })
+            }
             ValueFormat::Error => {
                 return Err(Failure {
                     kind: ErrorKind::TaskFailed,
@@ -580,7 +592,7 @@ impl Task {
 /// A sync function's call waiting for a thread.
 struct Job {
     f: SyncFn,
-    args: Vec<Bytes>,
+    args: Vec<Encoded>,
     task: Task,
     timing: Arc<Timing>,
 }
@@ -769,8 +781,8 @@ fn small_returns(
     num_returns: u32,
     name: &str,
     outcome: Outcome,
-) -> std::result::Result<Vec<v1::ObjectValue>, Vec<u8>> {
-    let data = match (outcome, num_returns) {
+) -> std::result::Result<Vec<v1::ObjectValue>, Encoded> {
+    let value = match (outcome, num_returns) {
         (_, 0) => return Ok(Vec::new()),
         (Ok(data), 1) => data,
         (Ok(_), n) => {
@@ -787,12 +799,12 @@ fn small_returns(
             return Ok(vec![v; n as usize]);
         }
     };
-    if data.len() > shared.max_inline() && shared.arena.is_some() {
-        return Err(data);
+    if value.data.len() > shared.max_inline() && shared.arena.is_some() {
+        return Err(value);
     }
     Ok(vec![v1::ObjectValue {
-        format: ValueFormat::Msgpack as i32,
-        body: Some(Body::InlineData(Bytes::from(data))),
+        format: value.format as i32,
+        body: Some(Body::InlineData(value.data)),
         ..Default::default()
     }])
 }
@@ -802,18 +814,19 @@ async fn large_return(
     shared: &Shared,
     task_id: TaskId,
     name: &str,
-    data: Vec<u8>,
+    value: Encoded,
 ) -> Vec<v1::ObjectValue> {
     let id = ObjectId::for_return(task_id, 0);
+    let Encoded { format, data } = value;
     match shared.write_shm(id, &data).await {
         Ok(Some(location)) => vec![v1::ObjectValue {
-            format: ValueFormat::Msgpack as i32,
+            format: format as i32,
             body: Some(Body::Shm(location)),
             ..Default::default()
         }],
         Ok(None) => vec![v1::ObjectValue {
-            format: ValueFormat::Msgpack as i32,
-            body: Some(Body::InlineData(Bytes::from(data))),
+            format: format as i32,
+            body: Some(Body::InlineData(data)),
             ..Default::default()
         }],
         Err(e) => {
