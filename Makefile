@@ -43,7 +43,7 @@ NEED_GO = @$(call require,$(GO),Go 1.26 (https://go.dev/dl))
 NEED_PYTHON = @$(call require,$(PYTHON),Python 3.10 or newer (set PYTHON=...))
 
 .PHONY: help venv build workers demo test check-proto gen-proto test-rust test-go \
-	test-python test-examples bench lint clean redis
+	test-python test-examples bench bench-compare lint clean redis
 
 help: ## list the targets
 	@echo "ember make targets (run from a fresh clone; each sets up what it needs):"
@@ -127,17 +127,14 @@ test-examples: build workers ## run the examples (short settings) and a quick be
 	$(VENV_PY) examples/parameter_server.py --iterations 10
 	$(VENV_PY) examples/es_cluster.py --iterations 2
 	GO='$(GO)' $(VENV_PY) examples/cross_language.py
-	$(VENV_PY) benches/bench_core.py --quick
-	$(VENV_PY) benches/bench_actors.py --quick
-	$(VENV_PY) benches/bench_objects.py --quick
+	GO='$(GO)' CARGO='$(CARGO)' $(VENV_PY) benches/bench_all.py --quick --no-cluster
 
-bench: build ## build, then run the benchmarks in benches/ (core, actors, objects, cluster)
-	$(VENV_PY) benches/bench_core.py
-	$(VENV_PY) benches/bench_actors.py
-	$(VENV_PY) benches/bench_objects.py
-	$(VENV_PY) benches/bench_cluster.py
-	cd sdk-go && $(GO) run ./cmd/bench
-	$(CARGO) run --release -q -p ember --example bench
+bench: build workers ## every benchmark (Python suite on 1 and 4 nodes, Go and Rust clients): one table
+	GO='$(GO)' CARGO='$(CARGO)' $(VENV_PY) benches/bench_all.py --json bench-results/bench.json
+
+bench-compare: build ## ember vs Ray 2.60 on the same Python workloads (Ray installed once into .venv-ray)
+	benches/setup_ray_venv.sh
+	$(VENV_PY) benches/bench_compare.py --json bench-results/compare.json
 
 lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 	$(NEED_CARGO)
@@ -156,5 +153,5 @@ lint: venv ## cargo fmt/clippy, gofmt/go vet, ruff
 		echo "lint: ruff is not installed in $(VENV): skipping Python lint (make venv installs it)"; \
 	fi
 
-clean: ## remove target/, .venv and .tools
-	rm -rf target $(VENV) .tools
+clean: ## remove target/, .venv, .venv-ray and .tools
+	rm -rf target $(VENV) .venv-ray .tools

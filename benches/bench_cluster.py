@@ -11,7 +11,8 @@ Figures (multi-node issue):
   head answers with its nodes alive, and until a detached named actor is
   found again through it and answers.
 
-Run: make bench, or .venv/bin/python benches/bench_cluster.py [--quick]
+Run: make bench (through benches/bench_all.py), or
+     .venv/bin/python benches/bench_cluster.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -115,11 +116,9 @@ def report(results, name, value, unit, detail=""):
     print(f"{name:<28} {value:>12,.3f} {unit:<6} {detail}", flush=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    repeat = 3 if args.quick else 7
+def run(quick: bool) -> dict:
+    """Start the cluster, measure, stop it; the figures by name."""
+    repeat = 3 if quick else 7
     root = tempfile.mkdtemp(prefix="ember-bench-cluster-")
     results: dict = {}
     nodes: list[Node] = []
@@ -155,7 +154,7 @@ def main() -> int:
         report(results, "transfer_100mb_gbps", 0.1 / max(remote_s - local_s, 1e-6), "GB/s",
                "100 MB / (remote - local): the pull over Flight and the extra hops")
 
-        n = 1000 if args.quick else 4000
+        n = 1000 if quick else 4000
         spread = noop.options(scheduling_strategy="SPREAD")
         ember.get([spread.remote() for _ in range(200)])
         t0 = time.perf_counter()
@@ -206,6 +205,15 @@ def main() -> int:
         for node in reversed(nodes):
             node.stop()
         shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    results = run(args.quick)
     print()
     for name, target in TARGETS.items():
         value = results.get(name)
@@ -214,6 +222,9 @@ def main() -> int:
         ok = value >= target if name.endswith("gbps") else value <= target
         print(f"{name:<28} {value:>10,.2f}  target {'>=' if name.endswith('gbps') else '<='} {target} "
               f"{'PASS' if ok else 'MISS'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"figures": results, "targets": TARGETS, "quick": args.quick}, f, indent=2)
     return 0
 
 
