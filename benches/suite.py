@@ -297,8 +297,9 @@ def wl_tasks_1kb_arg(ray, quick: bool) -> dict:
 
 def wl_tasks_nested(ray, quick: bool) -> dict:
     """Parents that each submit 10 empty children and get them, NESTED_WINDOW
-    parents in flight at a time (a parent blocked in get lends its CPU, but
-    holds its worker process; see benches/README.md)."""
+    parents per CPU in flight at a time (a parent blocked in get lends its
+    CPU but holds its worker process: all at once would measure process
+    start-up; see benches/README.md)."""
     d, out = _defs(ray), {}
     fanout, window = 10, NESTED_WINDOW * NUM_CPUS
     parents, reps = (200, 1) if quick else (1000, 3)

@@ -95,6 +95,20 @@ def test_tasks_submit_tasks_recursively(cluster):
     assert ember.get(fib.remote(7), timeout=60) == 13
 
 
+def test_more_blocked_parents_than_the_worker_pool_holds_still_finish(cluster):
+    @ember.remote
+    def child(i):
+        return i
+
+    @ember.remote
+    def parent(i):
+        return sum(ember.get([child.remote(i) for _ in range(10)]))
+
+    # 40 parents at once on 2 CPUs: more than the pool's 4 x CPUs + 16
+    # workers, each blocked in get while its children need workers too.
+    assert ember.get([parent.remote(i) for i in range(40)], timeout=180) == [10 * i for i in range(40)]
+
+
 def test_put_get_values(cluster):
     for value in [1, "text", b"bytes", {"a": [1, 2]}, None, (1, 2), np.arange(10)]:
         got = ember.get(ember.put(value))

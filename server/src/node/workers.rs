@@ -143,9 +143,15 @@ impl NodeCore {
             .map(|(id, _)| *id)
     }
 
-    /// Workers not dedicated to an actor.
+    /// Workers of the task pool that count against `max_workers`: not
+    /// dedicated to an actor, and not blocked in a `get` (a blocked worker
+    /// gave its CPU back; counting it would deadlock nested tasks once every
+    /// worker holds a parent waiting for its children).
     fn task_workers(&self) -> usize {
-        self.workers.values().filter(|w| w.actor.is_none()).count()
+        self.workers
+            .values()
+            .filter(|w| w.actor.is_none() && !w.blocked)
+            .count()
     }
 
     /// Give an idle worker the resources of one task of `class`.
