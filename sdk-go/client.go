@@ -56,6 +56,9 @@ type Client struct {
 	rt     *core.Runtime
 	node   endpoint
 	closed atomic.Bool
+	// The node's Arrow Flight service (ObjectRef.FlightRecords), dialed at
+	// the first pull.
+	flight flightConn
 }
 
 // endpoint is how the node is reached from outside: its gRPC and Arrow
@@ -140,6 +143,7 @@ func connect(ctx context.Context, opts Options) (*core.Runtime, endpoint, error)
 // Close ends the connection; the node drops this client's references.
 func (c *Client) Close() error {
 	c.closed.Store(true)
+	c.closeFlight()
 	return c.rt.Close()
 }
 
@@ -182,8 +186,10 @@ func Retries(n int) *int { return &n }
 const DefaultMaxRetries = 3
 
 // Call runs fn with args and returns a reference to its result at once.
-// Each argument is encoded as msgpack (a Raw as plain bytes); an ObjectRef
-// argument is passed by reference and its value given to fn.
+// Each argument is encoded as msgpack (a Raw as plain bytes; an
+// arrow.RecordBatch, []arrow.RecordBatch or arrow.Table as ARROW, an Arrow
+// IPC stream: a pyarrow Table in Python); an ObjectRef argument is passed
+// by reference and its value given to fn.
 func (c *Client) Call(ctx context.Context, fn Function, args ...any) (ObjectRef, error) {
 	return c.CallWith(ctx, fn, CallOptions{}, args...)
 }
@@ -232,7 +238,7 @@ func (c *Client) CallWith(ctx context.Context, fn Function, opts CallOptions, ar
 }
 
 // encodeArgs makes the arguments of a call of what: ObjectRefs by
-// reference, values inline as msgpack (a Raw as plain bytes), values over
+// reference, values inline (values.Encode: msgpack, RAW or ARROW), values over
 // the inline limit put into shared memory and passed by reference (temps:
 // released once the call is sent).
 func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb.TaskArg, []core.ObjectID, error) {
@@ -279,9 +285,12 @@ func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb
 	return taskArgs, temps, nil
 }
 
-// Put stores v (msgpack; a Raw as plain bytes) in the object store and
-// returns a reference to it. Values over the node's inline limit go
-// through shared memory.
+// Put stores v in the object store and returns a reference to it: msgpack;
+// a Raw as plain bytes (RAW); an arrow.RecordBatch, a []arrow.RecordBatch
+// (one schema) or an arrow.Table as ARROW, an Arrow IPC stream (what
+// Python's ember.put of a pyarrow Table stores, and reads back as a
+// pyarrow Table). Values over the node's inline limit go through shared
+// memory. Put does not Release the Arrow values it is given.
 func (c *Client) Put(ctx context.Context, v any) (ObjectRef, error) {
 	format, data, err := values.Encode(v)
 	if err != nil {
@@ -298,6 +307,15 @@ func (c *Client) Put(ctx context.Context, v any) (ObjectRef, error) {
 // nil to only wait). A task that failed returns its *TaskError. A context
 // that ends returns at once: ctx.Err() when cancelled, an error that is
 // both ErrTimeout and context.DeadlineExceeded at a deadline.
+//
+// An ARROW value (an Arrow IPC stream) decodes into *arrow.Table,
+// *[]arrow.RecordBatch, or *arrow.RecordBatch when it holds exactly one
+// batch (none: an empty batch); its buffers are copied out of shared
+// memory into Go memory (the shared memory is given back when Get
+// returns), so the result stays valid and Release is optional. Into
+// *[]byte or *Raw it is the IPC stream's bytes. A value of another format
+// into an Arrow type, or an ARROW value into any other type, is an error
+// saying so. See also ObjectRef.FlightRecords.
 func (c *Client) Get(ctx context.Context, ref ObjectRef, out any) error {
 	if ref.h == nil {
 		return errors.New("ember: Get of a zero ObjectRef")

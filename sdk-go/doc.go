@@ -24,7 +24,12 @@
 //	err := ember.ServeWorker(ctx, ember.ServeOptions{})
 //
 // Values cross languages as msgpack (Marshal/Unmarshal; see the README for
-// the mapping of Go types). A remote failure is a *TaskError; system
+// the mapping of Go types), and tables as Arrow: an arrow.RecordBatch,
+// []arrow.RecordBatch or arrow.Table (github.com/apache/arrow-go/v18) is
+// put, passed and returned as an ARROW value (an Arrow IPC stream; a
+// pyarrow Table in Python) and read back with Get into *arrow.Table,
+// *[]arrow.RecordBatch or *arrow.RecordBatch, or pulled over the node's
+// Arrow Flight service (ObjectRef.FlightRecords, ObjectRef.FlightTable). A remote failure is a *TaskError; system
 // failures match the sentinel errors (ErrUnknownFunction, ErrWorkerCrashed,
 // ErrTimeout, ...) with errors.Is.
 //

@@ -22,8 +22,12 @@ import (
 // optionally with a leading context.Context (cancelled when the worker
 // stops; ClientFromContext gives a client for nested calls). Each argument
 // is decoded from msgpack into the parameter's type (structs from maps,
-// by `msgpack:"name"` tags); R is encoded as msgpack (a Raw as plain
-// bytes). A returned error or a panic fails the task with a *TaskError.
+// by `msgpack:"name"` tags); a parameter of type arrow.RecordBatch,
+// []arrow.RecordBatch or arrow.Table takes an ARROW argument (a pyarrow
+// Table from Python), copied into Go memory. R is encoded as msgpack (a
+// Raw as plain bytes; an arrow.RecordBatch, []arrow.RecordBatch or
+// arrow.Table as ARROW, which the worker does not Release). A returned
+// error or a panic fails the task with a *TaskError.
 //
 // Register panics if fn is not such a function or name is taken (like
 // http.HandleFunc): call it from init or main.
@@ -183,6 +187,7 @@ func (w *Worker) Err() error {
 // node) and waits until it has stopped.
 func (w *Worker) Stop() {
 	w.cancel()
+	w.client.closeFlight()
 	w.client.rt.Close()
 	<-w.done
 }

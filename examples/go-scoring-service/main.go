@@ -7,7 +7,8 @@
 //	GET  /table?rows=N
 //	    calls the Python function exported as "scoring.table", which returns
 //	    a pyarrow Table (an ARROW object in the node's store), pulls that
-//	    object from the node over Arrow Flight and answers what it read:
+//	    object from the node over Arrow Flight (ObjectRef.FlightRecords)
+//	    and answers what it read:
 //	    {"object_id": "<40 hex>", "rows": N, "batches": B,
 //	     "columns": ["id", "score", "label"], "id_sum": N*(N-1)/2}.
 //	GET  /wordcount?text=...
@@ -42,6 +43,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	ember "github.com/ember-run/ember/sdk-go"
 )
 
@@ -107,13 +110,7 @@ func run(ctx context.Context, listen string) error {
 	}
 	defer worker.Stop()
 
-	store, err := dialFlight(client.Address(), client.Token())
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
-	s := &service{client: client, store: store}
+	s := &service{client: client}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /score", s.score)
 	mux.HandleFunc("GET /table", s.table)
@@ -142,7 +139,6 @@ func run(ctx context.Context, listen string) error {
 
 type service struct {
 	client *ember.Client
-	store  *flightStore
 }
 
 // score answers POST /score: scoring.predict(features).
@@ -193,18 +189,62 @@ func (s *service) table(w http.ResponseWriter, r *http.Request) {
 	}
 	// The object lives while ref does: keep it until Flight has read it.
 	defer ref.Release()
-	if err := ref.Get(ctx, nil); err != nil { // wait for it (or its error)
+	// Waits for the result (a failed call is its *TaskError), then streams
+	// its record batches from the node's Arrow Flight service.
+	records, err := ref.FlightRecords(ctx)
+	if err != nil {
 		writeCallError(w, err)
 		return
 	}
-	id := ref.ID().String()
-	summary, err := s.store.summarize(ctx, id)
+	defer records.Release()
+	summary, err := summarize(records)
 	if err != nil {
-		writeError(w, http.StatusBadGateway, fmt.Errorf("read %s over Arrow Flight: %w", id, err))
+		writeError(w, http.StatusBadGateway, fmt.Errorf("read %s over Arrow Flight: %w", ref.ID(), err))
 		return
 	}
-	summary.ObjectID = id
+	summary.ObjectID = ref.ID().String()
 	writeJSON(w, http.StatusOK, summary)
+}
+
+// TableSummary is what GET /table answers.
+type TableSummary struct {
+	ObjectID string   `json:"object_id"`
+	Rows     int64    `json:"rows"`
+	Batches  int      `json:"batches"`
+	Columns  []string `json:"columns"`
+	// IDSum is the sum of the int64 column "id" (when there is one): the
+	// data itself came through, not only the schema.
+	IDSum int64 `json:"id_sum"`
+}
+
+// summarize reads every record batch of r and counts its rows.
+func summarize(r array.RecordReader) (*TableSummary, error) {
+	schema := r.Schema()
+	out := &TableSummary{Columns: make([]string, 0, schema.NumFields())}
+	for _, f := range schema.Fields() {
+		out.Columns = append(out.Columns, f.Name)
+	}
+	idCol := -1
+	if idx := schema.FieldIndices("id"); len(idx) == 1 && schema.Field(idx[0]).Type.ID() == arrow.INT64 {
+		idCol = idx[0]
+	}
+	for r.Next() {
+		batch := r.RecordBatch()
+		out.Batches++
+		out.Rows += batch.NumRows()
+		if idCol >= 0 {
+			ids := batch.Column(idCol).(*array.Int64)
+			for i := range ids.Len() {
+				if ids.IsValid(i) {
+					out.IDSum += ids.Value(i)
+				}
+			}
+		}
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // wordCount answers GET /wordcount?text=...: rust.word_count(text), a

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	ember "github.com/ember-run/ember/sdk-go"
 )
 
@@ -29,6 +32,40 @@ func TestFib(t *testing.T) {
 		if _, err := fib(n); err == nil {
 			t.Fatalf("fib(%d) did not fail", n)
 		}
+	}
+}
+
+// summarize counts what GET /table answers from the record batches (here
+// made locally; the service pulls them with ObjectRef.FlightRecords).
+func TestSummarize(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		{Name: "label", Type: arrow.BinaryTypes.String},
+	}, nil)
+	batch := func(from, n int) arrow.RecordBatch {
+		b := array.NewRecordBuilder(memory.NewGoAllocator(), schema)
+		defer b.Release()
+		for i := from; i < from+n; i++ {
+			if i == 3 {
+				b.Field(0).(*array.Int64Builder).AppendNull()
+			} else {
+				b.Field(0).(*array.Int64Builder).Append(int64(i))
+			}
+			b.Field(1).(*array.StringBuilder).Append("x")
+		}
+		return b.NewRecordBatch()
+	}
+	r, err := array.NewRecordReader(schema, []arrow.RecordBatch{batch(0, 10), batch(10, 0), batch(10, 5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	got, err := summarize(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rows != 15 || got.Batches != 3 || strings.Join(got.Columns, ",") != "id,label" || got.IDSum != 105-3 {
+		t.Fatalf("summarize = %+v", got)
 	}
 }
 

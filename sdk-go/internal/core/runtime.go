@@ -109,6 +109,8 @@ type object struct {
 	released   bool
 	mapWaiters []*mapWaiter
 	watchers   []chan struct{}
+	// Put by this client: the node has it once it has read the PutObject.
+	put bool
 }
 
 type mapWaiter struct {
@@ -712,7 +714,7 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 	if len(data) <= r.inlineLimit() {
 		value := &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}
 		r.mu.Lock()
-		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true}
+		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
 		obj.value = value
 		obj.markReady()
 		r.objs[id] = obj
@@ -728,7 +730,7 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 		return ObjectID{}, err
 	}
 	r.mu.Lock()
-	obj := &object{count: 1, ready: make(chan struct{}), subscribed: true}
+	obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
 	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(len(data))}}
 	obj.markReady()
 	r.objs[id] = obj
@@ -860,14 +862,46 @@ func (v *Value) Done() {
 // Get waits for id's value. A value that failed is returned as a
 // *TaskError. The caller calls Done on the value when it has decoded it.
 func (r *Runtime) Get(ctx context.Context, id ObjectID) (*Value, error) {
+	obj, value, err := r.awaitValue(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.read(ctx, id, obj, value)
+}
+
+// Await waits for id's value like Get, without reading it: its format, and
+// whether it is stored in the node's object store (not inline here). A
+// value that failed is returned as a *TaskError.
+func (r *Runtime) Await(ctx context.Context, id ObjectID) (format pb.ValueFormat, stored bool, err error) {
+	_, value, err := r.awaitValue(ctx, id)
+	if err != nil {
+		return 0, false, err
+	}
+	switch body := value.Body.(type) {
+	case *pb.ObjectValue_InlineData:
+		if value.Format == pb.ValueFormat_ERROR {
+			return 0, false, ErrorFromValue(body.InlineData)
+		}
+	case *pb.ObjectValue_StoredSize, *pb.ObjectValue_Shm:
+		stored = true
+	case nil:
+		if value.Format == pb.ValueFormat_ERROR {
+			return 0, false, ErrorFromValue(nil)
+		}
+	}
+	return value.Format, stored, nil
+}
+
+// awaitValue waits until id's value has arrived.
+func (r *Runtime) awaitValue(ctx context.Context, id ObjectID) (*object, *pb.ObjectValue, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(ctx, "object "+hexID(id))
+		return nil, nil, ctxError(ctx, "object "+hexID(id))
 	}
 	r.mu.Lock()
 	obj := r.objs[id]
 	if obj == nil {
 		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+		return nil, nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
 	}
 	subscribe := !obj.subscribed
 	obj.subscribed = true
@@ -884,18 +918,18 @@ func (r *Runtime) Get(ctx context.Context, id ObjectID) (*Value, error) {
 	select {
 	case <-obj.ready:
 	case <-ctx.Done():
-		return nil, ctxError(ctx, "object "+hexID(id))
+		return nil, nil, ctxError(ctx, "object "+hexID(id))
 	case <-r.dead:
-		return nil, r.deadErr
+		return nil, nil, r.deadErr
 	}
 	r.mu.Lock()
 	value := obj.value
 	r.mu.Unlock()
 	if value == nil {
 		// Released before its value came.
-		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+		return nil, nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
 	}
-	return r.read(ctx, id, obj, value)
+	return obj, value, nil
 }
 
 func (r *Runtime) read(ctx context.Context, id ObjectID, obj *object, value *pb.ObjectValue) (*Value, error) {
@@ -992,6 +1026,23 @@ func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Va
 		return nil, te
 	}
 	return v, nil
+}
+
+// IsPut says whether this client put id (a PutObject that may still be on
+// its way to the node: see Sync).
+func (r *Runtime) IsPut(id ObjectID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	obj := r.objs[id]
+	return obj != nil && obj.put
+}
+
+// Sync returns once the node has handled every op this client sent or
+// queued before it (the node handles a connection's ops in order), e.g. a
+// put, before another service of the node (Arrow Flight) is asked for it.
+func (r *Runtime) Sync(ctx context.Context) error {
+	_, err := r.ClusterStatus(ctx)
+	return err
 }
 
 // IsReady says whether id's value has arrived (without waiting).

@@ -350,6 +350,9 @@ func (e *encoder) encodeMap(v reflect.Value) error {
 
 func (e *encoder) encodeStruct(v reflect.Value) error {
 	info := structInfoOf(v.Type())
+	if info.refuse != nil {
+		return info.refuse
+	}
 	e.depth++
 	defer func() { e.depth-- }()
 	if e.depth > maxDepth {
@@ -502,9 +505,17 @@ type structInfo struct {
 	byName map[string]int
 	// Lowercased names, for a case-insensitive fallback when decoding.
 	byFold map[string]int
+	// Why a value of this type cannot be encoded (RefuseStruct), or nil.
+	refuse error
 }
 
 var structCache sync.Map // reflect.Type -> *structInfo
+
+// RefuseStruct, when set (once, before any encoding), says why values of
+// a struct type must not be encoded as msgpack maps (nil: they may). It is
+// asked once per type (the answer is cached with the type's fields), so
+// it costs nothing per value.
+var RefuseStruct func(reflect.Type) error
 
 func structInfoOf(t reflect.Type) *structInfo {
 	if cached, ok := structCache.Load(t); ok {
@@ -512,6 +523,9 @@ func structInfoOf(t reflect.Type) *structInfo {
 	}
 	info := &structInfo{byName: map[string]int{}, byFold: map[string]int{}}
 	collectFields(t, nil, info, map[reflect.Type]bool{})
+	if RefuseStruct != nil {
+		info.refuse = RefuseStruct(t)
+	}
 	for i, f := range info.fields {
 		info.byName[f.name] = i
 		fold := foldName(f.name)

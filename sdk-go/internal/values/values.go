@@ -1,11 +1,14 @@
 // Package values turns Go values into ember object values (format and
 // bytes) and back: MSGPACK for ordinary values, RAW for values of type
-// Raw, ERROR values as *core.TaskError.
+// Raw, ARROW (an Arrow IPC stream) for arrow.RecordBatch,
+// []arrow.RecordBatch and arrow.Table, ERROR values as *core.TaskError.
 package values
 
 import (
 	"fmt"
 	"reflect"
+
+	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/ember-run/ember/sdk-go/internal/msgpack"
 	"github.com/ember-run/ember/sdk-go/internal/pb"
@@ -21,8 +24,15 @@ var (
 
 // Encode returns the format and bytes of v.
 func Encode(v any) (pb.ValueFormat, []byte, error) {
-	if raw, ok := v.(Raw); ok {
-		return pb.ValueFormat_RAW, []byte(raw), nil
+	switch x := v.(type) {
+	case Raw:
+		return pb.ValueFormat_RAW, []byte(x), nil
+	case arrow.RecordBatch, []arrow.RecordBatch, arrow.Table:
+		data, err := encodeArrow(x)
+		if err != nil {
+			return 0, nil, err
+		}
+		return pb.ValueFormat_ARROW, data, nil
 	}
 	data, err := msgpack.Marshal(v)
 	if err != nil {
@@ -36,8 +46,20 @@ func Encode(v any) (pb.ValueFormat, []byte, error) {
 func Decode(format pb.ValueFormat, data []byte, out any) error {
 	switch format {
 	case pb.ValueFormat_MSGPACK:
+		if IsArrowTarget(out) {
+			return fmt.Errorf("ember: the value is msgpack, not Arrow: it cannot be decoded into %s "+
+				"(only an ARROW value, such as a pyarrow Table or an arrow.RecordBatch put or returned, can)", reflect.TypeOf(out).Elem())
+		}
 		return msgpack.Unmarshal(data, out)
-	case pb.ValueFormat_RAW, pb.ValueFormat_ARROW:
+	case pb.ValueFormat_ARROW:
+		if IsArrowTarget(out) {
+			return decodeArrow(data, out)
+		}
+		return decodeBytes(format, data, reflect.ValueOf(out))
+	case pb.ValueFormat_RAW:
+		if IsArrowTarget(out) {
+			return fmt.Errorf("ember: the value is RAW (plain bytes), not Arrow: it cannot be decoded into %s", reflect.TypeOf(out).Elem())
+		}
 		return decodeBytes(format, data, reflect.ValueOf(out))
 	case pb.ValueFormat_PICKLE:
 		return fmt.Errorf("ember: the value is a Python-only value (pickle); values passed to Go must be msgpack " +
@@ -65,6 +87,10 @@ func decodeBytes(format pb.ValueFormat, data []byte, p reflect.Value) error {
 	case v.Kind() == reflect.Interface && v.NumMethod() == 0:
 		v.Set(reflect.ValueOf(copied))
 	default:
+		if format == pb.ValueFormat_ARROW {
+			return fmt.Errorf("ember: the value is ARROW (an Arrow table) and cannot be decoded into %s: "+
+				"decode it into *arrow.Table, *[]arrow.RecordBatch or *arrow.RecordBatch (or its IPC stream bytes into *[]byte or *ember.Raw)", v.Type())
+		}
 		return fmt.Errorf("ember: a %v value (bytes) cannot be decoded into %s", format, v.Type())
 	}
 	return nil
