@@ -24,6 +24,7 @@ pub mod grpc;
 pub mod head;
 pub mod head_link;
 pub mod head_store;
+pub mod keep_awake;
 pub mod local;
 pub mod membership;
 pub mod node;

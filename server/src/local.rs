@@ -58,7 +58,7 @@ async fn handle_conn(
         };
         match n {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(_) => crate::keep_awake::touch(),
         }
         let mut ops = Vec::new();
         loop {

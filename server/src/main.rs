@@ -114,6 +114,12 @@ struct StartArgs {
     /// Workers to start ahead of demand (default: one per CPU).
     #[arg(long)]
     prestart_workers: Option<usize>,
+    /// Microseconds after the last local message during which idle CPUs are
+    /// kept from halting by low-priority (SCHED_IDLE) spinning threads, so
+    /// the next hop of a sync call wakes at once; 0 turns them off (they are
+    /// off anyway under a cgroup CPU quota). See server/src/keep_awake.rs.
+    #[arg(long, env = "EMBER_KEEP_AWAKE_US", default_value_t = 2000)]
+    keep_awake_us: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -270,6 +276,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
         return start_in_background(&cfg);
     }
     init_logging();
+    ember_server::keep_awake::start(Duration::from_micros(args.keep_awake_us));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
