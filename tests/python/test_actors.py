@@ -538,3 +538,22 @@ def test_ember_list_actors_and_nodes(cluster):
     node_rows = nodes.stdout.splitlines()[1:]
     assert len(node_rows) == 1 and node_rows[0].split("\t")[4] == "2"
     ember.kill(listed)
+
+
+def test_every_worker_process_has_its_own_numpy_random_state(cluster):
+    """Workers are forked from one pre-imported process: each must reseed
+    numpy's global generator, or every actor would draw the same numbers."""
+
+    @ember.remote
+    class Draw:
+        def draw(self):
+            import numpy
+
+            return os.getpid(), tuple(int(x) for x in numpy.random.randint(0, 2**31, 8))
+
+    actors = [Draw.remote() for _ in range(4)]
+    draws = ember.get([a.draw.remote() for a in actors])
+    assert len({pid for pid, _ in draws}) == 4, "one process per actor"
+    assert len({numbers for _, numbers in draws}) == 4, f"workers drew the same numbers: {draws}"
+    for a in actors:
+        ember.kill(a)
