@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 import time
 
+import ember
 import pytest
 from ember_test_support import NodeProcess
-
-import ember
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
 
