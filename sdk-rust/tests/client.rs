@@ -649,3 +649,65 @@ async fn blocking_functions_run_side_by_side() {
         "16 blocking calls took {took:?}"
     );
 }
+
+/// A node with a 64 MiB store spills older objects to disk to take new
+/// ones; when a spill file is gone (a disk failure), `get` of that object is
+/// `Error::ObjectLost` naming it, and the others still read back equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_whose_spill_file_is_gone_is_object_lost() {
+    let spill = tempfile::tempdir().expect("spill dir");
+    let store = (64u64 << 20).to_string();
+    let node = TestNode::start_with(&[
+        "--object-store-memory",
+        &store,
+        "--spill-dir",
+        spill.path().to_str().expect("utf-8 path"),
+    ]);
+    let client = Client::connect(node.options()).await.expect("connect");
+    const SIZE: usize = 24 << 20;
+    let mut refs = Vec::new();
+    for i in 0..5u8 {
+        let value = ByteBuf::from(vec![b'a' + i; SIZE]);
+        refs.push(client.put(&value).await.expect("put"));
+    }
+    fn remove_files(dir: &std::path::Path) -> usize {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                removed += remove_files(&path);
+            } else if std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+    let removed = remove_files(spill.path());
+    assert!(
+        removed > 0,
+        "5 x 24 MB in a 64 MiB store must spill\n{}",
+        node.log_tail()
+    );
+    let mut lost = 0;
+    for (i, r) in refs.iter().enumerate() {
+        match client.get(r).await {
+            Ok(back) => {
+                assert_eq!(back.len(), SIZE);
+                assert!(
+                    back.iter().all(|&b| b == b'a' + i as u8),
+                    "object {i} read back changed"
+                );
+            }
+            Err(Error::ObjectLost(msg)) => {
+                lost += 1;
+                assert!(
+                    msg.contains(&r.id().to_string()),
+                    "the error does not name object {}: {msg}",
+                    r.id()
+                );
+            }
+            Err(other) => panic!("get of object {i}: {other:?}, want its value or ObjectLost"),
+        }
+    }
+    assert_eq!(lost, removed, "one object lost per spill file removed");
+}

@@ -33,6 +33,11 @@ type Options struct {
 	Log io.Writer
 	// Env are extra environment variables (KEY=VALUE).
 	Env []string
+	// Join makes the node join that head's cluster instead of being a head.
+	Join *Node
+	// NodeIP is the address the node listens on (e.g. 127.0.0.2; default
+	// 127.0.0.1).
+	NodeIP string
 }
 
 // Node is a running node.
@@ -117,10 +122,18 @@ func Start(opts Options) (*Node, error) {
 	if mem <= 0 {
 		mem = 512 << 20
 	}
-	args := []string{"start", "--head", "--block", "--port", "0", "--exit-with-stdin",
+	role := []string{"--head"}
+	if opts.Join != nil {
+		role = []string{"--address", opts.Join.Info.Address, "--token", opts.Join.Info.Token}
+	}
+	if opts.NodeIP != "" {
+		role = append(role, "--node-ip", opts.NodeIP)
+	}
+	args := append([]string{"start"}, role...)
+	args = append(args, "--block", "--port", "0", "--exit-with-stdin",
 		"--num-cpus", strconv.Itoa(cpus), "--num-gpus", "0",
 		"--object-store-memory", strconv.FormatInt(mem, 10),
-		"--ready-file", ready}
+		"--ready-file", ready)
 	if py := Python(); py != "" {
 		args = append(args, "--python", py)
 	}
@@ -188,6 +201,15 @@ func (n *Node) Log() string {
 		data = data[len(data)-8000:]
 	}
 	return string(data)
+}
+
+// Kill ends the node with SIGKILL, as a machine failure would; Stop still
+// removes its files.
+func (n *Node) Kill() {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
 }
 
 // Stop ends the node: SIGTERM, SIGKILL after 10 s; then removes its files.

@@ -75,7 +75,14 @@ impl TestNode {
             "--num-cpus",
             "2",
         ])
-        .args(["--object-store-memory", &(256u64 << 20).to_string()])
+        .args(if extra.contains(&"--object-store-memory") {
+            Vec::new()
+        } else {
+            vec![
+                "--object-store-memory".to_string(),
+                (256u64 << 20).to_string(),
+            ]
+        })
         .args([
             "--prestart-workers",
             "0",
