@@ -627,6 +627,21 @@ func TestRemoteTransport(t *testing.T) {
 	if err := put.Get(ctx, &back); err != nil || !bytes.Equal(back, big) {
 		t.Fatalf("remote get of the put = %d bytes, %v", len(back), err)
 	}
+	// A 40 MB result, stored in the node's shared memory, reaches the remote
+	// client by value (twice: each Get asks again).
+	ref, err = c.Call(ctx, Function{Language: Go, Name: "test.make_bytes"}, 40<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		var large []byte
+		if err := ref.Get(ctx, &large); err != nil {
+			t.Fatalf("remote get of a 40 MB result: %v", err)
+		}
+		if len(large) != 40<<20 || large[12345] != byte(12345%251) || large[len(large)-1] != byte((len(large)-1)%251) {
+			t.Fatalf("remote get of a 40 MB result: %d bytes, wrong content", len(large))
+		}
+	}
 }
 
 func TestClosedClient(t *testing.T) {

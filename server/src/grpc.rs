@@ -19,7 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::head::{Head, HeadServiceImpl};
-use crate::local::{gather, lock};
+use crate::local::{gather_at_most, lock, MAX_GATHER_BYTES};
 use crate::node::NodeCore;
 
 /// Largest gRPC message accepted (Flight batches and task batches).
@@ -68,7 +68,7 @@ impl NodeService for NodeServiceImpl {
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let mut incoming = req.into_inner();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let conn = lock(&self.core).add_conn(tx);
+        let conn = lock(&self.core).add_remote_conn(tx);
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         // Batch what the core queued into one NodeMessage per wake-up; end
         // the stream when the node shuts down (a graceful server shutdown
@@ -83,7 +83,7 @@ impl NodeService for NodeServiceImpl {
                         None => return,
                     },
                 };
-                let (msg, close) = gather(first, &mut rx);
+                let (msg, close) = gather_at_most(first, &mut rx, Some(MAX_GATHER_BYTES));
                 if !msg.ops.is_empty() && out_tx.send(Ok(msg)).is_err() {
                     return;
                 }

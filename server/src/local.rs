@@ -135,8 +135,20 @@ pub fn gather(
     first: Outgoing,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> (v1::NodeMessage, bool) {
+    gather_at_most(first, rx, None)
+}
+
+/// [`gather`], stopping once the ops gathered encode to `max_bytes` or more
+/// (gRPC streams: values sent by value can be large, and a message must
+/// stay under the stream's limit).
+pub fn gather_at_most(
+    first: Outgoing,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    max_bytes: Option<usize>,
+) -> (v1::NodeMessage, bool) {
     let mut msg = v1::NodeMessage::default();
     let mut close = false;
+    let mut bytes = 0usize;
     let mut next = Some(first);
     while let Some(item) = next {
         match item {
@@ -149,10 +161,20 @@ pub fn gather(
         if msg.ops.len() >= 4096 {
             break;
         }
+        if let Some(max) = max_bytes {
+            bytes += msg.ops.last().map_or(0, |op| op.encoded_len());
+            if bytes >= max {
+                break;
+            }
+        }
         next = rx.try_recv().ok();
     }
     (msg, close)
 }
+
+/// A gRPC stream's message gathers no more ops once this many bytes of
+/// them are in it.
+pub const MAX_GATHER_BYTES: usize = 64 << 20;
 
 pub fn lock(core: &Arc<Mutex<NodeCore>>) -> std::sync::MutexGuard<'_, NodeCore> {
     core.lock().unwrap_or_else(|e| e.into_inner())

@@ -535,8 +535,10 @@ func (r *Runtime) objectReady(ready *pb.ObjectReady) (ObjectID, bool) {
 	if obj == nil {
 		return id, true
 	}
-	if obj.isReady && len(obj.mapWaiters) > 0 && value.Format == pb.ValueFormat_ERROR {
-		// A map request failed (a restore): for that request only.
+	_, isInline := value.Body.(*pb.ObjectValue_InlineData)
+	if obj.isReady && len(obj.mapWaiters) > 0 && (value.Format == pb.ValueFormat_ERROR || (isInline && !r.Local())) {
+		// A map request failed (a restore), or (a remote client, no shared
+		// memory) it was answered by value: for that request only.
 		w := obj.mapWaiters[0]
 		obj.mapWaiters = obj.mapWaiters[1:]
 		if !w.abandoned {
@@ -953,9 +955,51 @@ func (r *Runtime) read(ctx context.Context, id ObjectID, obj *object, value *pb.
 	return nil, fmt.Errorf("ember: object %s has a value of an unknown kind", hexID(id))
 }
 
+// readByValue is readMapped for a client without shared memory (a gRPC
+// stream): the node answers the same request with the value's bytes.
+func (r *Runtime) readByValue(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
+	w := &mapWaiter{ch: make(chan *pb.ObjectValue, 1)}
+	r.mu.Lock()
+	if obj.released {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	obj.mapWaiters = append(obj.mapWaiters, w)
+	r.mu.Unlock()
+	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}, Map: true}}})
+	var got *pb.ObjectValue
+	select {
+	case got = <-w.ch:
+	case <-ctx.Done():
+		r.mu.Lock()
+		w.abandoned = true
+		r.mu.Unlock()
+		return nil, ctxError(ctx, "object "+hexID(id))
+	case <-r.dead:
+		return nil, r.deadErr
+	}
+	if got == nil {
+		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	data, ok := got.Body.(*pb.ObjectValue_InlineData)
+	if got.Format == pb.ValueFormat_ERROR {
+		if ok {
+			return nil, ErrorFromValue(data.InlineData)
+		}
+		return nil, ErrorFromValue(nil)
+	}
+	if !ok {
+		return nil, fmt.Errorf("ember: object %s was answered without its value (a remote client maps no shared memory)", hexID(id))
+	}
+	return &Value{Format: got.Format, Data: data.InlineData}, nil
+}
+
 // readMapped asks the node for a grant of a stored object and returns a
 // view of the arena; Done gives the grant back.
 func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
+	if !r.Local() {
+		return r.readByValue(ctx, id, obj)
+	}
 	arena, err := r.useArena()
 	if err != nil {
 		return nil, err

@@ -82,6 +82,10 @@ struct Conn {
     /// Another node's stream (it said so in its hello): told of the state
     /// of the actors it owns that run here.
     peer: Option<NodeId>,
+    /// A gRPC stream (`NodeService.OpenStream`): the client may be on
+    /// another machine and maps no shared memory, so stored values it asks
+    /// for are sent by value (see `send_mapped`).
+    remote: bool,
 }
 
 /// Settings the core needs (a subset of `NodeConfig`).
@@ -281,6 +285,15 @@ impl NodeCore {
 
     /// A new connection; its ops arrive through `handle_ops`.
     pub fn add_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
+        self.add_conn_of(tx, false)
+    }
+
+    /// A connection over gRPC: stored values go to it by value.
+    pub fn add_remote_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
+        self.add_conn_of(tx, true)
+    }
+
+    fn add_conn_of(&mut self, tx: mpsc::UnboundedSender<Outgoing>, remote: bool) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
@@ -293,6 +306,7 @@ impl NodeCore {
                 creating: HashSet::new(),
                 grants: HashMap::new(),
                 peer: None,
+                remote,
             },
         );
         id

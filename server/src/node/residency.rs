@@ -45,6 +45,12 @@ pub(super) enum RestoreWaiter {
 pub(super) type ArgPins = Vec<Option<StoredObject>>;
 
 /// The wire form of an object given with a pinned location.
+/// The largest stored value sent by value to a client without shared
+/// memory; with the gRPC stream's 512 MiB message limit this leaves room for
+/// the other ops gathered into the same message (capped at
+/// [`crate::local::MAX_GATHER_BYTES`] before the last one).
+pub const MAX_REMOTE_VALUE_BYTES: usize = 256 << 20;
+
 fn granted_value(obj: &StoredObject) -> v1::ObjectValue {
     wire_value(obj, true)
 }
@@ -56,7 +62,37 @@ impl NodeCore {
         if !self.conns.contains_key(&conn) {
             return;
         }
+        let remote = self.conns.get(&conn).is_some_and(|c| c.remote);
         match self.store.pin_shm(&id) {
+            PinOutcome::Pinned(obj) if remote => {
+                // No shared memory on the other side: the bytes themselves
+                // (a view of the block, copied once into the gRPC message).
+                let data = self.store.read(&id);
+                self.store.unpin(&id);
+                let value = match data {
+                    Some(data) if data.len() <= MAX_REMOTE_VALUE_BYTES => v1::ObjectValue {
+                        format: obj.format,
+                        metadata: obj.metadata.clone(),
+                        body: Some(v1::object_value::Body::InlineData(data)),
+                        contained_refs: Vec::new(),
+                    },
+                    Some(data) => error_value(&system_error(
+                        v1::ErrorKind::InvalidArgument,
+                        format!(
+                            "object {id} is {} bytes: a client without shared memory (a gRPC \
+                             stream) reads values up to {} MiB by value; pull larger ones over \
+                             Arrow Flight (do_get of the ticket \"raw:{id}\")",
+                            data.len(),
+                            MAX_REMOTE_VALUE_BYTES >> 20
+                        ),
+                    )),
+                    None => error_value(&system_error(
+                        v1::ErrorKind::ObjectLost,
+                        format!("object {id} is no longer available"),
+                    )),
+                };
+                self.send_value(conn, id, value);
+            }
             PinOutcome::Pinned(obj) => {
                 self.note_grant(conn, id);
                 self.send_value(conn, id, granted_value(&obj));
