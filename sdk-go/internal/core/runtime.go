@@ -955,61 +955,10 @@ func (r *Runtime) read(ctx context.Context, id ObjectID, obj *object, value *pb.
 	return nil, fmt.Errorf("ember: object %s has a value of an unknown kind", hexID(id))
 }
 
-// readByValue is readMapped for a client without shared memory (a gRPC
-// stream): the node answers the same request with the value's bytes.
-func (r *Runtime) readByValue(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
-	w := &mapWaiter{ch: make(chan *pb.ObjectValue, 1)}
-	r.mu.Lock()
-	if obj.released {
-		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
-	}
-	obj.mapWaiters = append(obj.mapWaiters, w)
-	r.mu.Unlock()
-	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}, Map: true}}})
-	var got *pb.ObjectValue
-	select {
-	case got = <-w.ch:
-	case <-ctx.Done():
-		r.mu.Lock()
-		w.abandoned = true
-		r.mu.Unlock()
-		return nil, ctxError(ctx, "object "+hexID(id))
-	case <-r.dead:
-		return nil, r.deadErr
-	}
-	if got == nil {
-		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
-	}
-	data, ok := got.Body.(*pb.ObjectValue_InlineData)
-	if got.Format == pb.ValueFormat_ERROR {
-		if ok {
-			return nil, ErrorFromValue(data.InlineData)
-		}
-		return nil, ErrorFromValue(nil)
-	}
-	if !ok {
-		return nil, fmt.Errorf("ember: object %s was answered without its value (a remote client maps no shared memory)", hexID(id))
-	}
-	return &Value{Format: got.Format, Data: data.InlineData}, nil
-}
-
-// readMapped asks the node for a grant of a stored object and returns a
-// view of the arena; Done gives the grant back.
-func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
-	if !r.Local() {
-		return r.readByValue(ctx, id, obj)
-	}
-	arena, err := r.useArena()
-	if err != nil {
-		return nil, err
-	}
-	inUse := true
-	defer func() {
-		if inUse {
-			r.doneArena()
-		}
-	}()
+// requestMap sends GetObjects{map} for id and waits for the node's answer:
+// a granted location, or (a remote client) the value itself, or an ERROR
+// value. When ctx ends first, a grant that already arrived is given back.
+func (r *Runtime) requestMap(ctx context.Context, id ObjectID, obj *object) (*pb.ObjectValue, error) {
 	w := &mapWaiter{ch: make(chan *pb.ObjectValue, 1)}
 	r.mu.Lock()
 	if obj.released {
@@ -1041,6 +990,49 @@ func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Va
 	}
 	if granted == nil {
 		return nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
+	}
+	return granted, nil
+}
+
+// readByValue is readMapped for a client without shared memory (a gRPC
+// stream): the node answers the same request with the value's bytes.
+func (r *Runtime) readByValue(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
+	got, err := r.requestMap(ctx, id, obj)
+	if err != nil {
+		return nil, err
+	}
+	data, ok := got.Body.(*pb.ObjectValue_InlineData)
+	if got.Format == pb.ValueFormat_ERROR {
+		if ok {
+			return nil, ErrorFromValue(data.InlineData)
+		}
+		return nil, ErrorFromValue(nil)
+	}
+	if !ok {
+		return nil, fmt.Errorf("ember: object %s was answered without its value (a remote client maps no shared memory)", hexID(id))
+	}
+	return &Value{Format: got.Format, Data: data.InlineData}, nil
+}
+
+// readMapped asks the node for a grant of a stored object and returns a
+// view of the arena; Done gives the grant back.
+func (r *Runtime) readMapped(ctx context.Context, id ObjectID, obj *object) (*Value, error) {
+	if !r.Local() {
+		return r.readByValue(ctx, id, obj)
+	}
+	arena, err := r.useArena()
+	if err != nil {
+		return nil, err
+	}
+	inUse := true
+	defer func() {
+		if inUse {
+			r.doneArena()
+		}
+	}()
+	granted, err := r.requestMap(ctx, id, obj)
+	if err != nil {
+		return nil, err
 	}
 	shm, ok := granted.Body.(*pb.ObjectValue_Shm)
 	if !ok {
