@@ -43,9 +43,9 @@ type Options struct {
 	// Namespace for named things (empty: an anonymous one).
 	Namespace string
 	// Remote forces the gRPC transport (NodeService.OpenStream) even when
-	// the node's session is on this machine. Without shared memory, puts
-	// and arguments up to 16 MiB travel inline, and Get receives stored
-	// values up to 256 MiB by value (larger: ref.FlightRecords).
+	// the node's session is on this machine. Without shared memory, values
+	// travel by value: Put up to 256 MiB, and Get receives stored values up
+	// to 256 MiB (larger: ref.FlightRecords).
 	Remote bool
 	// Warn receives the node's warnings (default: printed to stderr).
 	Warn func(message string)

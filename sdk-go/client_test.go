@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ember-run/ember/sdk-go/internal/core"
 )
 
 func TestPutGetSmall(t *testing.T) {
@@ -626,6 +628,28 @@ func TestRemoteTransport(t *testing.T) {
 	var back []byte
 	if err := put.Get(ctx, &back); err != nil || !bytes.Equal(back, big) {
 		t.Fatalf("remote get of the put = %d bytes, %v", len(back), err)
+	}
+	// A 30 MB put travels by value; the node stores it in shared memory,
+	// where a worker reads it, and the remote client reads it back.
+	huge := bytes.Repeat([]byte{9, 8, 7}, 10<<20)
+	hugeRef, err := c.Put(ctx, huge)
+	if err != nil {
+		t.Fatalf("remote put of 30 MB: %v", err)
+	}
+	ref, err = c.Call(ctx, Function{Language: Go, Name: "test.len"}, hugeRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Get(ctx, &n); err != nil || n != len(huge) {
+		t.Fatalf("a worker's len of the remote 30 MB put = %d, %v", n, err)
+	}
+	back = nil
+	if err := hugeRef.Get(ctx, &back); err != nil || !bytes.Equal(back, huge) {
+		t.Fatalf("remote get of the 30 MB put = %d bytes, %v", len(back), err)
+	}
+	// Over the limit of a remote put: refused here, the stream unharmed.
+	if _, err := c.Put(ctx, make([]byte, core.MaxRemotePutBytes+1)); err == nil || !strings.Contains(err.Error(), "remote connection") {
+		t.Fatalf("remote put over the limit = %v, want a clear error", err)
 	}
 	// A 40 MB result, stored in the node's shared memory, reaches the remote
 	// client by value (twice: each Get asks again).

@@ -93,8 +93,22 @@ impl NodeService for NodeServiceImpl {
             }
         });
         let core = self.core.clone();
+        let (store, inline, wait) = {
+            let c = lock(&core);
+            let cfg = c.config();
+            (
+                c.store().clone(),
+                cfg.max_inline_bytes as usize,
+                cfg.object_store_wait,
+            )
+        };
         tokio::spawn(async move {
-            while let Some(Ok(msg)) = incoming.next().await {
+            while let Some(Ok(mut msg)) = incoming.next().await {
+                for op in &mut msg.ops {
+                    if let Some(v1::client_op::Op::PutObject(put)) = &mut op.op {
+                        store_large_put(&store, &core, conn, put, inline, wait).await;
+                    }
+                }
                 if !lock(&core).handle_ops(conn, msg.ops) {
                     break;
                 }
@@ -134,6 +148,63 @@ impl NodeService for NodeServiceImpl {
         tracing::info!("shutdown requested over gRPC");
         self.shutdown.cancel();
         Ok(Response::new(v1::ShutdownResponse {}))
+    }
+}
+
+/// A put received by value on a gRPC stream that is over the node's inline
+/// limit: its bytes are copied into a block of the arena here, off the
+/// core's lock (waiting for room as a local client's create does), and the
+/// op becomes the `PutObject{shm}` a local client would have sent. A store
+/// that stays full makes the object an `OBJECT_STORE_FULL` error value.
+async fn store_large_put(
+    store: &Arc<ember_flight_store::Store>,
+    core: &Arc<Mutex<NodeCore>>,
+    conn: u64,
+    put: &mut v1::PutObject,
+    inline: usize,
+    wait: std::time::Duration,
+) {
+    use v1::object_value::Body;
+    let Some(value) = put.value.as_mut() else {
+        return;
+    };
+    let Some(Body::InlineData(data)) = &value.body else {
+        return;
+    };
+    if data.len() <= inline {
+        return;
+    }
+    let Ok(id) = ember_proto::ObjectId::from_bytes(&put.object_id) else {
+        return; // the core refuses the malformed id
+    };
+    let data = data.clone();
+    let size = data.len();
+    let deadline = tokio::time::Instant::now() + wait;
+    let written = match store.writer_waiting(id, size as u64, deadline).await {
+        Ok(mut writer) => tokio::task::spawn_blocking(move || {
+            writer.write(&data)?;
+            writer.into_unsealed()
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
+    match written {
+        Ok(location) => {
+            if lock(core).adopt_block(conn, id) {
+                value.body = Some(Body::Shm(location));
+            }
+        }
+        Err(e) => {
+            let err = crate::node::system_error(
+                v1::ErrorKind::ObjectStoreFull,
+                format!(
+                    "object {id}: a put of {size} bytes over the gRPC stream found no room: {e}"
+                ),
+            );
+            *value = crate::node::error_value(&err);
+        }
     }
 }
 

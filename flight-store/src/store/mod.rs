@@ -697,6 +697,21 @@ impl BlockWriter {
     }
 
     /// Seal the block as the object (every byte must have been written).
+    /// Hand the filled block over unsealed (its location), for a client's
+    /// `PutObject{shm}` to seal, as if the client had written it; the block
+    /// is no longer given back when this writer is dropped.
+    pub fn into_unsealed(mut self) -> Result<ShmLocation, StoreError> {
+        if self.written != self.location.size {
+            return Err(StoreError::InvalidData(format!(
+                "object {}: {} of {} bytes written",
+                self.id, self.written, self.location.size
+            )));
+        }
+        self.lease = None;
+        self.written = u64::MAX;
+        Ok(self.location)
+    }
+
     pub fn finish(mut self, store: &Store, format: i32, metadata: Bytes) -> Result<(), StoreError> {
         if self.written != self.location.size {
             return Err(StoreError::InvalidData(format!(

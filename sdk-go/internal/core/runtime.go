@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -337,6 +338,27 @@ func (r *Runtime) FlushNow() {
 	}
 }
 
+// sendOps writes ops as one ClientMessage; on a remote connection (large
+// puts travel by value) as several, each under maxRemoteMessageBytes but
+// for a single larger op.
+func (r *Runtime) sendOps(ops []*pb.ClientOp) error {
+	if r.Local() {
+		return r.conn.Send(&pb.ClientMessage{Ops: ops})
+	}
+	start, size := 0, 0
+	for i, op := range ops {
+		n := proto.Size(op)
+		if i > start && size+n > maxRemoteMessageBytes {
+			if err := r.conn.Send(&pb.ClientMessage{Ops: ops[start:i]}); err != nil {
+				return err
+			}
+			start, size = i, 0
+		}
+		size += n
+	}
+	return r.conn.Send(&pb.ClientMessage{Ops: ops[start:]})
+}
+
 // flush writes what is queued; false when another goroutine is writing
 // (it holds the write lock, and the caller must wake the writer).
 func (r *Runtime) flush() bool {
@@ -350,7 +372,7 @@ func (r *Runtime) flush() bool {
 		r.spare = nil
 		r.outMu.Unlock()
 		if len(ops) > 0 && r.Err() == nil {
-			if err := r.conn.Send(&pb.ClientMessage{Ops: ops}); err != nil {
+			if err := r.sendOps(ops); err != nil {
 				r.writeMu.Unlock()
 				r.fail(err)
 				return true
@@ -698,6 +720,15 @@ func NewPutID() ObjectID {
 	return id
 }
 
+// MaxRemotePutBytes is the largest value a remote client (no shared
+// memory) puts: it travels by value on the gRPC stream, whose messages are
+// limited to 512 MiB (messages are split at maxRemoteMessageBytes).
+const MaxRemotePutBytes = 256 << 20
+
+// maxRemoteMessageBytes: a remote client's ClientMessage gathers no more
+// ops once they take this many bytes.
+const maxRemoteMessageBytes = 64 << 20
+
 // inlineLimit is the largest value sent inline: max_inline_bytes, or (no
 // shared memory, a remote client) the node's ceiling for inline values.
 func (r *Runtime) inlineLimit() int {
@@ -725,7 +756,19 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 		return id, nil
 	}
 	if !r.Local() {
-		return ObjectID{}, fmt.Errorf("ember: a value of %d bytes is over the %d-byte inline limit of a remote connection", len(data), r.inlineLimit())
+		// No shared memory: the bytes go on the stream and the node copies
+		// them into its store. Kept here only as a size, read back by value.
+		if len(data) > MaxRemotePutBytes {
+			return ObjectID{}, fmt.Errorf("ember: a value of %d bytes is over the %d MiB a remote connection (gRPC, no shared memory) puts by value", len(data), MaxRemotePutBytes>>20)
+		}
+		r.mu.Lock()
+		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
+		obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(len(data))}}
+		obj.markReady()
+		r.objs[id] = obj
+		r.mu.Unlock()
+		r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}}}})
+		return id, nil
 	}
 	value, err := r.WriteShm(ctx, id, format, data)
 	if err != nil {

@@ -288,6 +288,24 @@ impl NodeCore {
         self.add_conn_of(tx, false)
     }
 
+    /// `conn` hands over a block the node filled for it (a large put
+    /// received by value on a gRPC stream): tracked as if the client had
+    /// created it, so that it is given back if the client goes away before
+    /// its `PutObject` is handled. False (and the block given back) if the
+    /// connection is gone.
+    pub fn adopt_block(&mut self, conn: ConnId, id: ObjectId) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.creating.insert(id);
+                true
+            }
+            None => {
+                self.store.abort(id);
+                false
+            }
+        }
+    }
+
     /// A connection over gRPC: stored values go to it by value.
     pub fn add_remote_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
         self.add_conn_of(tx, true)
