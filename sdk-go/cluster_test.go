@@ -169,3 +169,44 @@ func TestObjectLostWhenItsSpillFileIsGone(t *testing.T) {
 		t.Errorf("%d objects lost, %d spill files removed", lost, removed)
 	}
 }
+
+// A remote client (gRPC, no shared memory) puts by value; the node copies
+// a large put into its store, spilling others to make room. A put larger
+// than the whole store fails with ErrObjectStoreFull on Get, and the stream
+// carries on.
+func TestRemotePutIntoAFullStore(t *testing.T) {
+	testOptions(t) // skips with EMBER_GO_TEST_NO_NODE
+	n, err := testnode.Start(testnode.Options{NumCPUs: 1, ObjectStoreMemory: 64 << 20,
+		Args: []string{"--spill-dir", t.TempDir()}, Env: []string{"EMBER_OBJECT_STORE_WAIT_MS=500"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	ctx := testContext(t, 120*time.Second)
+	c, err := Connect(ctx, Options{Address: n.Info.Address, Token: n.Info.Token, Remote: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var refs []ObjectRef
+	for i := 0; i < 4; i++ {
+		ref, err := c.Put(ctx, bytes.Repeat([]byte{byte('k' + i)}, 24<<20))
+		if err != nil {
+			t.Fatalf("remote put %d: %v", i, err)
+		}
+		refs = append(refs, ref)
+	}
+	tooBig, err := c.Put(ctx, make([]byte, 80<<20))
+	if err != nil {
+		t.Fatalf("the put itself is sent: %v", err)
+	}
+	if err := tooBig.Get(ctx, nil); !errors.Is(err, ErrObjectStoreFull) {
+		t.Fatalf("Get of an 80 MB put into a 64 MiB store = %v, want ErrObjectStoreFull", err)
+	}
+	for i, ref := range refs {
+		var got []byte
+		if err := ref.Get(ctx, &got); err != nil || len(got) != 24<<20 || got[0] != byte('k'+i) || got[len(got)-1] != byte('k'+i) {
+			t.Fatalf("object %d after the failed put: %d bytes, %v", i, len(got), err)
+		}
+	}
+}
