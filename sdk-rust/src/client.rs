@@ -20,6 +20,11 @@ use crate::conn::{self, NodeInfo, Out, Shared, Slot};
 use crate::session::Options;
 use crate::{Error, Language, Result, Table};
 
+/// The largest value a remote client (gRPC, no shared memory) puts: it
+/// travels by value on the stream (messages are split at 64 MiB, the limit
+/// is 512 MiB) and the node copies it into its store.
+pub const MAX_REMOTE_PUT_BYTES: usize = 256 << 20;
+
 /// A function to call, named by language and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Function {
@@ -441,11 +446,17 @@ impl Client {
             };
             (wire, local)
         } else {
-            if size > shared.max_inline() {
+            // No shared memory (a remote client): by value on the stream,
+            // which the node copies into its store when over its inline limit.
+            let limit = if shared.arena.is_some() {
+                shared.max_inline()
+            } else {
+                MAX_REMOTE_PUT_BYTES
+            };
+            if size > limit {
                 return Err(Error::InvalidArgument(format!(
                     "a value of {size} bytes is too large to send without shared memory \
-                     (at most {} bytes over a remote connection)",
-                    shared.max_inline()
+                     (at most {limit} bytes over a remote connection)"
                 )));
             }
             let v = v1::ObjectValue {

@@ -42,7 +42,10 @@ pub mod table;
 mod worker;
 
 pub use actor::{ActorHandle, ActorOptions, Class};
-pub use client::{Arg, CallOptions, Client, ClientStats, Function, IntoArg, IntoArgs, ObjectRef};
+pub use client::{
+    Arg, CallOptions, Client, ClientStats, Function, IntoArg, IntoArgs, ObjectRef,
+    MAX_REMOTE_PUT_BYTES,
+};
 pub use conn::NodeInfo;
 pub use ember_proto as proto;
 pub use ember_proto::v1::ValueFormat;

@@ -576,6 +576,23 @@ async fn the_grpc_transport_calls_puts_and_gets() {
         .await
         .unwrap();
     assert_eq!(n.get().await.unwrap(), 1_000_000);
+    // A 30 MB put travels by value too; the node copies it into shared
+    // memory, where the worker reads it.
+    let huge = client
+        .put(&ByteBuf::from(vec![5u8; 30 << 20]))
+        .await
+        .expect("a remote 30 MB put");
+    let n = client
+        .call::<usize>(&Function::rust("len"), (&huge,))
+        .await
+        .unwrap();
+    assert_eq!(n.get().await.unwrap(), 30 << 20);
+    // Over the limit of a remote put: a clear error, the stream unharmed.
+    let too_big = ByteBuf::from(vec![0u8; ember::MAX_REMOTE_PUT_BYTES + 1]);
+    match client.put(&too_big).await {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("remote connection"), "{msg}"),
+        other => panic!("a remote put over the limit = {other:?}"),
+    }
 
     // A large return lies in the node's shared memory: a remote client
     // reads it over Arrow Flight.
