@@ -93,15 +93,7 @@ impl NodeService for NodeServiceImpl {
             }
         });
         let core = self.core.clone();
-        let (store, inline, wait) = {
-            let c = lock(&core);
-            let cfg = c.config();
-            (
-                c.store().clone(),
-                cfg.max_inline_bytes as usize,
-                cfg.object_store_wait,
-            )
-        };
+        let (store, inline, wait) = store_settings(&core);
         tokio::spawn(async move {
             while let Some(Ok(mut msg)) = incoming.next().await {
                 for op in &mut msg.ops {
@@ -149,6 +141,19 @@ impl NodeService for NodeServiceImpl {
         self.shutdown.cancel();
         Ok(Response::new(v1::ShutdownResponse {}))
     }
+}
+
+/// The node's store, its inline limit and how long a put waits for room.
+fn store_settings(
+    core: &Arc<Mutex<NodeCore>>,
+) -> (Arc<ember_flight_store::Store>, usize, std::time::Duration) {
+    let c = lock(core);
+    let cfg = c.config();
+    (
+        c.store().clone(),
+        cfg.max_inline_bytes as usize,
+        cfg.object_store_wait,
+    )
 }
 
 /// A put received by value on a gRPC stream that is over the node's inline
@@ -217,15 +222,7 @@ pub async fn serve_grpc(
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let check = TokenCheck::new(token);
-    let (store, inline, wait) = {
-        let c = lock(&core);
-        let cfg = c.config();
-        (
-            c.store().clone(),
-            cfg.max_inline_bytes as usize,
-            cfg.object_store_wait,
-        )
-    };
+    let (store, inline, wait) = store_settings(&core);
     let node = NodeServiceServer::new(NodeServiceImpl {
         core: core.clone(),
         shutdown: shutdown.clone(),

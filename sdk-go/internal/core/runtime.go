@@ -761,28 +761,28 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 		if len(data) > MaxRemotePutBytes {
 			return ObjectID{}, fmt.Errorf("ember: a value of %d bytes is over the %d MiB a remote connection (gRPC, no shared memory) puts by value", len(data), MaxRemotePutBytes>>20)
 		}
-		r.mu.Lock()
-		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
-		obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(len(data))}}
-		obj.markReady()
-		r.objs[id] = obj
-		r.mu.Unlock()
-		r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}}}})
+		r.putStored(id, format, len(data), &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}})
 		return id, nil
 	}
 	value, err := r.WriteShm(ctx, id, format, data)
 	if err != nil {
 		return ObjectID{}, err
 	}
+	r.putStored(id, format, len(data), value)
+	r.shmPuts.Add(1)
+	return id, nil
+}
+
+// putStored records a put the node keeps in its store (known here by size
+// only, read back through a map request) and sends it as wire.
+func (r *Runtime) putStored(id ObjectID, format pb.ValueFormat, size int, wire *pb.ObjectValue) {
 	r.mu.Lock()
 	obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
-	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(len(data))}}
+	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(size)}}
 	obj.markReady()
 	r.objs[id] = obj
 	r.mu.Unlock()
-	r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: value}}})
-	r.shmPuts.Add(1)
-	return id, nil
+	r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: wire}}})
 }
 
 // Submit sends a task; this client holds a reference to each return.
