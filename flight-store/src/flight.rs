@@ -45,6 +45,7 @@ use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::StoreError;
+use crate::flight_server::FlightServer;
 use crate::store::{Store, StoredObject};
 
 /// Largest row of the binary `data` column sent by `do_get`. Slightly under
@@ -70,7 +71,11 @@ pub const FORMAT_METADATA_KEY: &str = "ember.format";
 pub const OBJECT_ID_METADATA_KEY: &str = "ember.object_id";
 pub const METADATA_HEX_METADATA_KEY: &str = "ember.metadata_hex";
 
-const ARROW: i32 = ValueFormat::Arrow as i32;
+pub(crate) const ARROW: i32 = ValueFormat::Arrow as i32;
+
+/// The record batches of a `do_get`, in order.
+pub(crate) type GetBatches =
+    Box<dyn Iterator<Item = Result<RecordBatch, FlightError>> + Send + 'static>;
 
 /// The actions `do_action` understands, with their descriptions.
 const ACTIONS: [(&str, &str); 4] = [
@@ -133,11 +138,14 @@ impl FlightStoreService {
         &self.store
     }
 
-    /// The tonic service, accepting incoming messages up to
-    /// [`MAX_FLIGHT_MESSAGE_BYTES`] (tonic's default is 4 MiB, smaller than
-    /// the batches pyarrow clients put).
-    pub fn into_server(self) -> FlightServiceServer<Self> {
-        FlightServiceServer::new(self).max_decoding_message_size(MAX_FLIGHT_MESSAGE_BYTES)
+    /// The service to mount: `do_get` with zero-copy framing
+    /// ([`FlightServer`]), every other method through tonic, which accepts
+    /// incoming messages up to [`MAX_FLIGHT_MESSAGE_BYTES`] (its default is
+    /// 4 MiB, smaller than the batches pyarrow clients put).
+    pub fn into_server(self) -> FlightServer {
+        let tonic = FlightServiceServer::new(self.clone())
+            .max_decoding_message_size(MAX_FLIGHT_MESSAGE_BYTES);
+        FlightServer::new(self, tonic)
     }
 
     fn sealed_object(&self, id: &ObjectId) -> Result<StoredObject, Status> {
@@ -158,6 +166,36 @@ impl FlightStoreService {
             .await
             .map_err(|e| Status::internal(format!("read of object {id} failed: {e}")))?
             .map_err(Status::from)
+    }
+
+    /// What `do_get` of `ticket` streams: the schema and the record batches,
+    /// decoded lazily and zero-copy over the object's bytes. An ARROW object
+    /// is its own stream; anything else (and any object under a `raw:`
+    /// ticket) is the one-column binary table of its bytes.
+    pub(crate) async fn do_get_batches(
+        &self,
+        ticket: &[u8],
+    ) -> Result<(SchemaRef, GetBatches), Status> {
+        // `raw:<id>`: the stored bytes as they are, whatever the format (how
+        // nodes copy objects between them).
+        let (raw, ticket) = match ticket.strip_prefix(RAW_TICKET_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, ticket),
+        };
+        let id = parse_object_id(ticket, "ticket")?;
+        let object = self.sealed_object(&id)?;
+        // Zero-copy for shm objects; keeps the block alive while streaming.
+        let data = self.object_data(&id).await?;
+        if object.format == ARROW && !raw {
+            let batches = ArrowBatches::new(data).map_err(|e| {
+                Status::internal(format!("object {id} is not a valid arrow stream: {e}"))
+            })?;
+            Ok((batches.schema(), Box::new(batches)))
+        } else {
+            let schema = Arc::new(binary_schema(&id, &object));
+            let batches = binary_batches(schema.clone(), data, self.chunk_bytes);
+            Ok((schema, Box::new(batches)))
+        }
     }
 
     /// The schema `do_get` will send for `id`, and the number of records when
@@ -312,30 +350,12 @@ impl FlightService for FlightStoreService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = &request.get_ref().ticket;
-        // `raw:<id>`: the stored bytes as they are, whatever the format (how
-        // nodes copy objects between them).
-        let (raw, ticket) = match ticket.strip_prefix(RAW_TICKET_PREFIX) {
-            Some(rest) => (true, rest),
-            None => (false, &ticket[..]),
-        };
-        let id = parse_object_id(ticket, "ticket")?;
-        let object = self.sealed_object(&id)?;
-        // Zero-copy for shm objects; keeps the block alive while streaming.
-        let data = self.object_data(&id).await?;
-        let (schema, batches) = if object.format == ARROW && !raw {
-            let batches = ArrowBatches::new(data).map_err(|e| {
-                Status::internal(format!("object {id} is not a valid arrow stream: {e}"))
-            })?;
-            (batches.schema(), stream::iter(batches).boxed())
-        } else {
-            let schema = Arc::new(binary_schema(&id, &object));
-            let batches = binary_batches(schema.clone(), data, self.chunk_bytes);
-            (schema, stream::iter(batches).boxed())
-        };
+        // The node serves `do_get` through `FlightServer` (zero-copy
+        // framing); this is the path of a bare `FlightServiceServer`.
+        let (schema, batches) = self.do_get_batches(&request.get_ref().ticket).await?;
         let flight_data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(batches)
+            .build(stream::iter(batches))
             .map_err(Status::from);
         Ok(Response::new(flight_data.boxed()))
     }

@@ -459,3 +459,142 @@ fn corrupt_arrow_objects_fail_cleanly() {
     assert!(ArrowBatches::new(Bytes::from_static(b"not an arrow stream")).is_err());
     assert!(arrow_stream_schema(&Bytes::from_static(b"\xff\xff\xff\xff\x10\x00")).is_err());
 }
+
+/// One stored batch of every kind of column, written as an Arrow IPC stream
+/// of a single 20+ MB record batch.
+fn mixed_batch(rows: usize) -> RecordBatch {
+    use arrow_array::builder::{
+        FixedSizeListBuilder, Float32Builder, Int32Builder, ListBuilder, StringDictionaryBuilder,
+    };
+    use arrow_array::types::Int32Type;
+    use arrow_array::{BooleanArray, Float64Array, StructArray};
+    let floats: ArrayRef = Arc::new(Float64Array::from_iter(
+        (0..rows).map(|i| (i % 7 != 3).then_some(i as f64 * 0.5)),
+    ));
+    // Uneven strings: long ones in the first tenth only.
+    let strings: ArrayRef = Arc::new(StringArray::from_iter((0..rows).map(|i| {
+        (i % 11 != 5).then(|| {
+            if i < rows / 10 {
+                format!("{i:0>60}")
+            } else {
+                format!("s{i}")
+            }
+        })
+    })));
+    let bools: ArrayRef = Arc::new(BooleanArray::from_iter(
+        (0..rows).map(|i| (i % 5 != 0).then_some(i % 3 == 0)),
+    ));
+    let mut lists = ListBuilder::new(Int32Builder::new());
+    for i in 0..rows {
+        if i % 13 == 0 {
+            lists.append_null();
+        } else {
+            for j in 0..(i % 4) {
+                lists.values().append_value((i + j) as i32);
+            }
+            lists.append(true);
+        }
+    }
+    let lists: ArrayRef = Arc::new(lists.finish());
+    let mut vectors = FixedSizeListBuilder::new(Float32Builder::new(), 4);
+    for i in 0..rows {
+        for j in 0..4 {
+            vectors.values().append_value((i * 4 + j) as f32);
+        }
+        vectors.append(i % 17 != 0);
+    }
+    let vectors: ArrayRef = Arc::new(vectors.finish());
+    let fields: ArrayRef = Arc::new(StructArray::from(vec![
+        (
+            Arc::new(Field::new("a", DataType::Int64, false)),
+            Arc::new(Int64Array::from_iter_values((0..rows as i64).map(|i| -i))) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("b", DataType::Utf8, false)),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("b{}", i % 100)),
+            )) as ArrayRef,
+        ),
+    ]));
+    let mut dictionary = StringDictionaryBuilder::<Int32Type>::new();
+    for i in 0..rows {
+        dictionary.append_value(["red", "green", "blue"][i % 3]);
+    }
+    let dictionary: ArrayRef = Arc::new(dictionary.finish());
+    RecordBatch::try_from_iter([
+        ("floats", floats),
+        ("strings", strings),
+        ("bools", bools),
+        ("lists", lists),
+        ("vectors", vectors),
+        ("fields", fields),
+        ("dictionary", dictionary),
+    ])
+    .unwrap()
+}
+
+fn ipc_stream(batches: &[RecordBatch], schema: &Schema) -> Bytes {
+    let mut writer = StreamWriter::try_new(Vec::new(), schema).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    Bytes::from(writer.into_inner().unwrap())
+}
+
+/// A stored batch far over the 4 MiB a default gRPC client accepts per
+/// message arrives cut into row ranges, every column equal, in order (the
+/// client here keeps tonic's 4 MiB default, so a larger message would fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_get_cuts_a_large_batch_of_every_column_kind() {
+    let mut fx = Fixture::start().await;
+    let batch = mixed_batch(400_000);
+    let stream = ipc_stream(std::slice::from_ref(&batch), &batch.schema());
+    assert!(stream.len() > 16 << 20, "{} bytes", stream.len());
+    let id = ObjectId::random();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    fx.store
+        .put_bytes_waiting(id, ARROW, Bytes::new(), stream, INLINE_THRESHOLD, deadline)
+        .await
+        .unwrap();
+    assert!(matches!(
+        fx.store.get(&id).unwrap().body,
+        ObjectBody::Shm(_)
+    ));
+
+    let (schema, pieces) = fx.do_get(id.hex()).await;
+    assert_eq!(schema, batch.schema());
+    assert!(pieces.len() >= 5, "{} pieces", pieces.len());
+    let mut row = 0;
+    for piece in &pieces {
+        assert_eq!(
+            piece,
+            &batch.slice(row, piece.num_rows()),
+            "rows from {row}"
+        );
+        row += piece.num_rows();
+    }
+    assert_eq!(row, batch.num_rows());
+    fx.shutdown().await;
+}
+
+/// A stream of no batches sends its schema alone; an empty batch arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_get_of_empty_streams() {
+    let mut fx = Fixture::start().await;
+    let empty = sample_batch(0);
+    for batches in [vec![], vec![empty.clone()]] {
+        let id = ObjectId::random();
+        fx.store
+            .put_inline(
+                id,
+                ARROW,
+                Bytes::new(),
+                ipc_stream(&batches, &empty.schema()),
+            )
+            .unwrap();
+        let (schema, received) = fx.do_get(id.hex()).await;
+        assert_eq!(schema, empty.schema());
+        assert_eq!(received, batches);
+    }
+    fx.shutdown().await;
+}

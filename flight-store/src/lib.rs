@@ -14,12 +14,16 @@
 //!   reads, deletes, pins and accounting.
 //! - [`flight`]: the Arrow Flight service (`FlightStoreService`) over a
 //!   `Store`, so any Flight client can pull and push objects.
+//! - [`flight_server`]: the tower service mounted on the node's port:
+//!   `do_get` framed by hand so record batch bodies go from shared memory to
+//!   the socket without a copy, every other method through tonic.
 //! - [`error`]: `StoreError` and its one conversion to `tonic::Status`.
 
 pub mod allocator;
 pub mod arena;
 pub mod error;
 pub mod flight;
+pub mod flight_server;
 pub mod store;
 
 #[cfg(test)]
@@ -27,6 +31,7 @@ mod test_util;
 
 pub use error::StoreError;
 pub use flight::FlightStoreService;
+pub use flight_server::FlightServer;
 pub use store::{
     BlockWriter, ObjectBody, ObjectInfo, PinOutcome, RoomRequest, SpillConfig, Store, StoreConfig,
     StoreStats, StoredObject,
