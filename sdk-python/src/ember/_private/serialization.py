@@ -32,6 +32,7 @@ import threading
 
 import cloudpickle
 
+from ember._private.memcopy import copy_into, threads as memcopy_threads
 from ember.exceptions import exception_for_error
 from ember.v1 import common_pb2
 
@@ -68,7 +69,7 @@ class SerializedValue:
 
     ``size`` is the total data length; ``to_bytes()`` joins the pieces (one
     copy) for an inline value, ``write_into(view)`` copies them straight into
-    shared memory (one memcpy per piece).
+    shared memory (one copy per piece, large ones on several threads).
     """
 
     __slots__ = ("buffers", "contained_refs", "format", "head", "metadata", "offsets", "size")
@@ -101,9 +102,9 @@ class SerializedValue:
     def write_into(self, view: memoryview) -> None:
         """Copy the data into ``view`` (at least ``size`` bytes, writable)."""
         head = self.head
-        view[: len(head)] = head
+        copy_into(view[: len(head)], head)
         for off, buf in zip(self.offsets, self.buffers):
-            view[off: off + buf.nbytes] = buf
+            copy_into(view[off: off + buf.nbytes], buf)
 
 
 class ArrowValue:
@@ -148,7 +149,10 @@ class ArrowValue:
     def write_into(self, view: memoryview) -> None:
         import pyarrow as pa
 
-        self._write(pa.FixedSizeBufferWriter(pa.py_buffer(view)))
+        writer = pa.FixedSizeBufferWriter(pa.py_buffer(view))
+        if memcopy_threads() > 1:
+            writer.set_memcopy_threads(memcopy_threads())
+        self._write(writer)
 
 
 def _is_arrow(vtype) -> bool:
