@@ -32,7 +32,8 @@ import threading
 
 import cloudpickle
 
-from ember._private.memcopy import copy_into, threads as memcopy_threads
+from ember._private.memcopy import copy_into
+from ember._private.memcopy import threads as memcopy_threads
 from ember.exceptions import exception_for_error
 from ember.v1 import common_pb2
 
