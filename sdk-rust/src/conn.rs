@@ -990,7 +990,10 @@ async fn grpc_channel(address: &str) -> Result<tonic::transport::Channel> {
         .map_err(|e| Error::Connection(format!("bad node address {address:?}: {e}")))?
         .tcp_nodelay(true)
         .initial_stream_window_size(Some(16 << 20))
-        .initial_connection_window_size(Some(32 << 20));
+        .initial_connection_window_size(Some(32 << 20))
+        // Large values come in HTTP/2 frames of up to 1 MiB, not 16 KiB:
+        // far fewer frames to handle per Flight pull or value read.
+        .max_frame_size(Some(1 << 20));
     endpoint
         .connect()
         .await
