@@ -28,7 +28,7 @@ mod tasks;
 mod tests;
 mod workers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +37,12 @@ use ember_flight_store::Store;
 use ember_proto::v1::{self, node_op, NodeOp};
 use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use tokio::sync::mpsc;
+
+/// The core's maps and sets: keyed by ids (random bytes) and small resource
+/// sets, hashed with foldhash rather than SipHash, which was the largest
+/// user-space cost of dispatching a task.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use crate::config::NodeConfig;
 use crate::error::NodeError;
@@ -206,27 +212,27 @@ impl NodeCore {
             node_id,
             cfg,
             store,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             next_conn: 1,
             next_job: 1,
-            jobs: HashMap::new(),
-            namespaces: HashMap::new(),
-            actors: HashMap::new(),
-            actor_names: HashMap::new(),
-            functions: HashMap::new(),
-            tasks: HashMap::new(),
-            objects: HashMap::new(),
-            queues: HashMap::new(),
+            jobs: HashMap::default(),
+            namespaces: HashMap::default(),
+            actors: HashMap::default(),
+            actor_names: HashMap::default(),
+            functions: HashMap::default(),
+            tasks: HashMap::default(),
+            objects: HashMap::default(),
+            queues: HashMap::default(),
             class_order: Vec::new(),
             available: total.clone(),
             gpus: GpuInstances::new(node.num_gpus.floor() as usize),
             total,
-            workers: HashMap::new(),
+            workers: HashMap::default(),
             idle: Vec::new(),
             pool_tx,
             counters: Counters::default(),
             pending_creates: Vec::new(),
-            restoring: HashMap::new(),
+            restoring: HashMap::default(),
             restore_tx,
             peer_tx,
             peers: remote::Peers::default(),
@@ -236,12 +242,12 @@ impl NodeCore {
             trimmed_at: Instant::now(),
             head_tx: None,
             next_head_token: 0,
-            head_waits: HashMap::new(),
-            remote_actors: HashMap::new(),
-            job_infos: HashMap::new(),
-            exported: HashMap::new(),
-            servers: HashMap::new(),
-            served: HashMap::new(),
+            head_waits: HashMap::default(),
+            remote_actors: HashMap::default(),
+            job_infos: HashMap::default(),
+            exported: HashMap::default(),
+            servers: HashMap::default(),
+            served: HashMap::default(),
             cluster_view: Vec::new(),
         })
     }
@@ -319,10 +325,10 @@ impl NodeCore {
             Conn {
                 tx,
                 kind: ConnKind::New,
-                held: HashSet::new(),
-                subscribed: HashSet::new(),
-                creating: HashSet::new(),
-                grants: HashMap::new(),
+                held: HashSet::default(),
+                subscribed: HashSet::default(),
+                creating: HashSet::default(),
+                grants: HashMap::default(),
                 peer: None,
                 remote,
             },
