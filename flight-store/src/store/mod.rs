@@ -29,6 +29,9 @@ mod spill;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Object ids are random bytes: foldhash, not SipHash.
+type ObjectMap<V> = HashMap<ObjectId, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -163,7 +166,7 @@ impl Shared {
 
 #[derive(Debug)]
 struct State {
-    objects: HashMap<ObjectId, Entry>,
+    objects: ObjectMap<Entry>,
     allocator: Allocator,
     inline_bytes: u64,
     num_sealed: u64,
@@ -776,7 +779,7 @@ impl Entry {
 impl State {
     fn new(capacity: u64) -> State {
         State {
-            objects: HashMap::new(),
+            objects: ObjectMap::default(),
             allocator: Allocator::new(capacity),
             inline_bytes: 0,
             num_sealed: 0,

@@ -138,7 +138,9 @@ pub struct NodeCore {
     actor_names: HashMap<(String, String), ActorId>,
     /// function_id -> (serialized function, display name).
     functions: HashMap<Bytes, (Bytes, String)>,
-    tasks: HashMap<TaskId, tasks::TaskEntry>,
+    /// Boxed: a task spec is hundreds of bytes, and a burst of submissions
+    /// grows the table (each growth moves every entry).
+    tasks: HashMap<TaskId, Box<tasks::TaskEntry>>,
     objects: HashMap<ObjectId, objects::ObjectEntry>,
     /// Ready tasks per scheduling class (their resource shape), FIFO.
     queues: HashMap<ResourceSet, VecDeque<TaskId>>,

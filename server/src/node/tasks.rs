@@ -199,7 +199,7 @@ impl NodeCore {
             cancelled: false,
             missing_args: missing,
         };
-        self.tasks.insert(task_id, entry);
+        self.tasks.insert(task_id, Box::new(entry));
         if let Some(node) = next_to {
             tracing::debug!(%task_id, node = %node, "task sent to the node that holds its arguments");
             self.forward(task_id, node);
