@@ -540,20 +540,11 @@ mod tests {
     /// the shared-memory block itself: nothing was copied on the way.
     #[tokio::test]
     async fn do_get_bodies_are_slices_of_shared_memory() {
-        use crate::store::{ObjectBody, Store, StoreConfig};
+        use crate::store::ObjectBody;
         use arrow_array::Float64Array;
         use ember_proto::ObjectId;
         use std::sync::Arc;
-        let dir = crate::test_util::temp_dir();
-        let store = Arc::new(
-            Store::new(StoreConfig {
-                arena_path: dir.path().join("arena"),
-                capacity: 64 << 20,
-                prefault_bytes: 1 << 20,
-                spill: None,
-            })
-            .unwrap(),
-        );
+        let (_dir, store) = crate::test_util::test_store();
         let values = Float64Array::from_iter_values((0..3_000_000).map(|i| i as f64));
         let batch =
             RecordBatch::try_from_iter([("x", Arc::new(values) as arrow_array::ArrayRef)]).unwrap();

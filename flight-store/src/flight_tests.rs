@@ -2,8 +2,8 @@
 //! driven by arrow-rs's `FlightClient`.
 
 use super::*;
-use crate::store::{ObjectBody, StoreConfig};
-use crate::test_util::temp_dir;
+use crate::store::ObjectBody;
+use crate::test_util::test_store;
 use arrow_array::{Int64Array, StringArray};
 use arrow_flight::FlightClient;
 use tokio::net::TcpListener;
@@ -29,16 +29,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
-        let dir = temp_dir();
-        let store = Arc::new(
-            Store::new(StoreConfig {
-                arena_path: dir.path().join("arena"),
-                capacity: 64 << 20,
-                prefault_bytes: 1 << 20,
-                spill: None,
-            })
-            .unwrap(),
-        );
+        let (dir, store) = test_store();
         let service = FlightStoreService::new(store.clone(), INLINE_THRESHOLD);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
