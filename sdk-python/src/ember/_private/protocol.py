@@ -172,7 +172,10 @@ class Connection:
             event = self._held_event = threading.Event()
             threading.Thread(target=self._flush_held_loop, args=(event,), name="ember-submit-flusher",
                              daemon=True).start()
-        event.set()
+        if not event.is_set():
+            # Already set: the flusher has not cleared it yet, and it flushes
+            # after clearing, so these held ops go out with that flush.
+            event.set()
 
     def _flush_held_loop(self, event: threading.Event) -> None:
         while self._dead is None:

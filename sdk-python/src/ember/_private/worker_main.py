@@ -129,7 +129,11 @@ class Worker:
                 except exceptions.LocalRayletDiedError:
                     return
                 first_unsent = None
-            else:
+            elif not deferred.is_set():
+                # Set once per flush: Event.set takes a lock and notifies
+                # every time. The flusher clears the event before it
+                # flushes, so a result deferred while it is set goes out
+                # with that flush.
                 deferred.set()
 
     def _flush_deferred(self, deferred: threading.Event) -> None:
