@@ -29,7 +29,7 @@ use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
@@ -138,14 +138,10 @@ impl FlightStoreService {
         &self.store
     }
 
-    /// The service to mount: `do_get` with zero-copy framing
-    /// ([`FlightServer`]), every other method through tonic, which accepts
-    /// incoming messages up to [`MAX_FLIGHT_MESSAGE_BYTES`] (its default is
-    /// 4 MiB, smaller than the batches pyarrow clients put).
+    /// The service to mount: `do_get` with zero-copy framing, every other
+    /// method through tonic ([`FlightServer`]).
     pub fn into_server(self) -> FlightServer {
-        let tonic = FlightServiceServer::new(self.clone())
-            .max_decoding_message_size(MAX_FLIGHT_MESSAGE_BYTES);
-        FlightServer::new(self, tonic)
+        FlightServer::new(self)
     }
 
     fn sealed_object(&self, id: &ObjectId) -> Result<StoredObject, Status> {

@@ -36,7 +36,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 use tower_service::Service;
 
-use crate::flight::{FlightStoreService, GetBatches};
+use crate::flight::{FlightStoreService, GetBatches, MAX_FLIGHT_MESSAGE_BYTES};
 
 /// The gRPC path of `do_get`.
 pub const DO_GET_PATH: &str = "/arrow.flight.protocol.FlightService/DoGet";
@@ -63,10 +63,12 @@ pub struct FlightServer {
 }
 
 impl FlightServer {
-    pub fn new(
-        service: FlightStoreService,
-        tonic: FlightServiceServer<FlightStoreService>,
-    ) -> Self {
+    /// `service` behind tonic (incoming messages up to
+    /// [`MAX_FLIGHT_MESSAGE_BYTES`]: its default is 4 MiB, smaller than the
+    /// batches pyarrow clients put), `do_get` framed here.
+    pub fn new(service: FlightStoreService) -> Self {
+        let tonic = FlightServiceServer::new(service.clone())
+            .max_decoding_message_size(MAX_FLIGHT_MESSAGE_BYTES);
         FlightServer { service, tonic }
     }
 }

@@ -30,8 +30,6 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
-/// Object ids are random bytes: foldhash, not SipHash.
-type ObjectMap<V> = HashMap<ObjectId, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
@@ -163,6 +161,9 @@ impl Shared {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
+
+/// Object ids are random bytes: foldhash, not SipHash.
+type ObjectMap<V> = HashMap<ObjectId, V, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct State {

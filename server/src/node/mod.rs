@@ -38,18 +38,18 @@ use ember_proto::v1::{self, node_op, NodeOp};
 use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use tokio::sync::mpsc;
 
-/// The core's maps and sets: keyed by ids (random bytes) and small resource
-/// sets, hashed with foldhash rather than SipHash, which was the largest
-/// user-space cost of dispatching a task.
-pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
 use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::resources::{GpuInstances, ResourceSet};
 
 pub use residency::run_store_events;
 pub use workers::PoolCommand;
+
+/// The core's maps and sets: keyed by ids (random bytes) and small resource
+/// sets, hashed with foldhash rather than SipHash, which was the largest
+/// user-space cost of dispatching a task.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// A connection's id (local socket or gRPC stream).
 pub type ConnId = u64;

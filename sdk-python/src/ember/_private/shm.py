@@ -3,7 +3,8 @@
 The node owns one arena file (``HelloReply.shm_path``). A large value is
 written by asking the node for a block (``CreateObject`` → ``CreateObjectReply``
 with a page-aligned offset), copying the value in through this process's
-read-write mapping of the arena and sealing it (``PutObject``, or the ``TaskFinished`` return of a worker).
+read-write mapping of the arena and sealing it (``PutObject``, or the
+``TaskFinished`` return of a worker).
 Sealed objects are read by mapping their block read-only; the runtime keeps a
 reference to the object while the mapping (and any buffer pointing into it)
 is alive.
