@@ -84,7 +84,9 @@ pub struct ActorOptions {
     /// without limit). Default 0.
     pub max_task_retries: i32,
     /// Calls run at once (0: the class's default, 1 for Rust and Go
-    /// classes). A Rust worker runs one call at a time whatever this says.
+    /// classes). A Rust class runs up to this many calls of its shared
+    /// methods (`ActorClass::method_shared`) at once; its exclusive
+    /// methods run alone.
     pub max_concurrency: u32,
     /// Outlive the client that made it, until killed.
     pub detached: bool,

@@ -6,7 +6,9 @@
 //!   ([`Function::rust`], [`Function::go`], [`Function::python`]) with
 //!   serde-typed arguments and results, `put` and `get` objects, `wait`.
 //! - [`Worker`]: serve Rust functions by name (`register`, `serve`) and
-//!   host actors of Rust classes (`register_actor` + `.method(...)`).
+//!   host actors of Rust classes (`register_actor` + `.method(...)` on
+//!   `&mut T`, `.method_shared(...)` on `&T`, which run side by side up to
+//!   the actor's `max_concurrency`).
 //! - Actors: [`Client::create_actor`] of a [`Class`] of any language,
 //!   [`ActorHandle::call`], [`Client::get_actor`], [`Client::kill_actor`].
 //! - [`Table`]: an Arrow table, stored and passed as an `ARROW` value (an
@@ -51,7 +53,7 @@ pub use ember_proto as proto;
 pub use ember_proto::v1::ValueFormat;
 pub use ember_proto::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use error::{Error, Language, Result};
-pub use host::{ActorClass, Constructor, MethodHandler};
+pub use host::{ActorClass, Constructor, MethodHandler, SharedMethodHandler};
 pub use session::{default_session_root, live_sessions, Options, SessionInfo};
 pub use table::Table;
 pub use worker::{AsyncHandler, Failure, Outcome, ServeOptions, Serving, SyncHandler, Worker};

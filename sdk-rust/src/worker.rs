@@ -251,8 +251,9 @@ pub struct ServeOptions {
     /// Where to connect (as for [`Client::connect`]).
     pub connect: Options,
     /// Function calls (and actor constructors) run at once (default 64).
-    /// Actor method calls are not counted: each actor runs its calls one
-    /// at a time, and different actors side by side.
+    /// Actor method calls are not counted: each actor runs as many at once
+    /// as its `max_concurrency` allows (one by default), and different
+    /// actors side by side.
     pub concurrency: u32,
     /// Run a sync function whose calls proved fast (under 20 µs on
     /// average, the last under 200 µs) on the runtime's threads instead of
