@@ -5,9 +5,11 @@
 //! - [`ids`]: typed ids (`TaskId`, `ObjectId`, `NodeId`, `WorkerId`, `JobId`,
 //!   `ActorId`) with their byte layouts, checked when decoded from the wire.
 //! - [`frame`]: the length-prefixed framing of the local Unix-socket stream.
+//! - [`local_socket`]: that stream's socket, read through tokio's reactor.
 
 pub mod frame;
 pub mod ids;
+pub mod local_socket;
 
 /// Generated protocol code for package `ember.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ember_proto::frame;
+use ember_proto::local_socket::LocalSocket;
 use ember_proto::v1::{self, client_op, node_op, object_value::Body};
 use ember_proto::{ObjectId, TaskId};
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::session::{resolve, Options, Target};
@@ -704,12 +704,12 @@ impl Shared {
 
 /// The byte stream (or gRPC stream) under a connection.
 enum Sink {
-    Unix(tokio::net::unix::OwnedWriteHalf),
+    Unix(Arc<LocalSocket>),
     Grpc(mpsc::UnboundedSender<v1::ClientMessage>),
 }
 
 enum Source {
-    Unix(tokio::net::unix::OwnedReadHalf, BytesMut),
+    Unix(Arc<LocalSocket>, BytesMut),
     Grpc(tonic::Streaming<v1::NodeMessage>),
 }
 
@@ -730,8 +730,8 @@ impl Sink {
 
     async fn close(self) {
         match self {
-            Sink::Unix(mut wr) => {
-                let _ = wr.shutdown().await;
+            Sink::Unix(socket) => {
+                let _ = socket.shutdown_write();
             }
             Sink::Grpc(tx) => drop(tx),
         }
@@ -805,7 +805,7 @@ impl Source {
                 if buf.capacity() - buf.len() < 64 * 1024 {
                     buf.reserve(256 * 1024);
                 }
-                if rd.read_buf(buf).await? == 0 {
+                if rd.read_some(buf).await? == 0 {
                     return Ok(None);
                 }
             },
@@ -877,13 +877,13 @@ async fn connect_inner(opts: &Options) -> Result<Arc<Shared>> {
     let mut grpc = None;
     let (mut sink, mut source) = match &target {
         Target::Local { socket, .. } => {
-            let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+            let stream = LocalSocket::connect(socket).await.map_err(|e| {
                 Error::Connection(format!("cannot connect to {}: {e}", socket.display()))
             })?;
-            let (rd, wr) = stream.into_split();
+            let stream = Arc::new(stream);
             (
-                Sink::Unix(wr),
-                Source::Unix(rd, BytesMut::with_capacity(256 * 1024)),
+                Sink::Unix(stream.clone()),
+                Source::Unix(stream, BytesMut::with_capacity(256 * 1024)),
             )
         }
         Target::Remote { address, .. } => {

@@ -3,14 +3,18 @@
 //! Each connection has a reader, which hands every batch of received ops to
 //! the core under one lock, and a writer, which drains the connection's
 //! channel into one frame per wake-up.
+//!
+//! The socket is an [`ember_proto::local_socket::LocalSocket`]: registered
+//! for reading only, so a client reading what the node sent does not wake
+//! the node.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use ember_proto::frame;
+use ember_proto::local_socket::LocalSocket;
 use ember_proto::v1;
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -46,15 +50,21 @@ async fn handle_conn(
     core: Arc<Mutex<NodeCore>>,
     shutdown: CancellationToken,
 ) {
-    let (mut rd, wr) = stream.into_split();
+    let socket = match LocalSocket::from_tokio(stream) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot register a local connection");
+            return;
+        }
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let conn = lock(&core).add_conn(tx);
-    let writer = tokio::spawn(write_loop(wr, rx));
+    let writer = tokio::spawn(write_loop(socket.clone(), rx));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'read: loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
-            n = rd.read_buf(&mut buf) => n,
+            n = socket.read_some(&mut buf) => n,
         };
         match n {
             Ok(0) | Err(_) => break,
@@ -106,22 +116,19 @@ fn refuse(core: &Arc<Mutex<NodeCore>>, conn: u64, why: String, ops: Vec<v1::Clie
     core.reply_error_and_close(conn, system_error(v1::ErrorKind::InvalidArgument, why));
 }
 
-async fn write_loop(
-    mut wr: tokio::net::unix::OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-) {
+async fn write_loop(socket: Arc<LocalSocket>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         let (msg, close) = gather(first, &mut rx);
         out.clear();
         if !msg.ops.is_empty() {
             frame::encode_frame(&msg, &mut out);
-            if wr.write_all(&out).await.is_err() {
+            if socket.write_all(&out).await.is_err() {
                 return;
             }
         }
         if close {
-            let _ = wr.shutdown().await;
+            let _ = socket.shutdown_write();
             return;
         }
         if out.capacity() > 16 << 20 {

@@ -264,7 +264,15 @@ class Connection:
 
     def _read_once(self, timeout: float | None) -> None:
         """Read once (waiting up to ``timeout``) and dispatch every complete frame. Read lock held."""
-        if timeout is not None:
+        # Wait in poll(POLLIN), never in a blocking recv: a thread asleep in
+        # recv on a Unix socket is also woken each time the node reads what
+        # this process sent (the kernel's write-space wake-up carries no
+        # event mask for it), a spurious wake-up per message; poll's wait
+        # filters by event and sleeps through those.
+        if timeout is None:
+            if not self._poll.poll():
+                return
+        else:
             ms = int(timeout * 1000)
             if not self._poll.poll(ms if ms > 0 or timeout <= 0 else 1):
                 return
