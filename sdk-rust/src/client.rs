@@ -328,9 +328,12 @@ impl Client {
     }
 
     /// The wire arguments of a call, and the temporary objects holding the
-    /// large ones: values larger than `max_inline_bytes` are put first and
+    /// large ones: values larger than the inline limit are put first and
     /// passed by reference (the task holds them until it ends, so the
-    /// temporaries may go once the task was sent).
+    /// temporaries may go once the task was sent). The limit is
+    /// `max_inline_bytes` with shared memory (the put writes it there) and
+    /// 16 MiB without (a remote client: the put goes by value, at most
+    /// [`MAX_REMOTE_PUT_BYTES`], and the node copies it into its store).
     pub(crate) async fn task_args(
         &self,
         args: impl IntoArgs,
@@ -340,7 +343,7 @@ impl Client {
         let max_inline = shared.max_inline();
         let mut task_args = Vec::with_capacity(args.len());
         let mut temporaries = Vec::new();
-        for arg in args {
+        for (i, arg) in args.into_iter().enumerate() {
             let (format, data) = match arg {
                 Arg::Value(data) => (ValueFormat::Msgpack, data),
                 Arg::Arrow(data) => (ValueFormat::Arrow, data),
@@ -352,7 +355,7 @@ impl Client {
                     continue;
                 }
             };
-            if data.len() <= max_inline || shared.arena.is_none() {
+            if data.len() <= max_inline {
                 task_args.push(v1::TaskArg {
                     value: Some(v1::ObjectValue {
                         format: format as i32,
@@ -362,7 +365,15 @@ impl Client {
                     ..Default::default()
                 });
             } else {
-                let r = self.put_value::<()>(data, format).await?;
+                let r = self
+                    .put_value::<()>(data, format)
+                    .await
+                    .map_err(|e| match e {
+                        Error::InvalidArgument(m) => {
+                            Error::InvalidArgument(format!("argument {i}: {m}"))
+                        }
+                        e => e,
+                    })?;
                 task_args.push(v1::TaskArg {
                     object_ref: r.id().to_vec().into(),
                     ..Default::default()

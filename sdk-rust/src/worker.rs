@@ -5,7 +5,10 @@
 //! and runs the `ExecuteTask`s the node sends (at most `concurrency` at a
 //! time), answering each with `TaskFinished`. A function's `Err` or panic
 //! becomes an `ERROR` value (`TaskError{TASK_FAILED, type_name, message,
-//! traceback, language: RUST, function_name}`) in every return.
+//! traceback, language: RUST, function_name}`) in every return. A return
+//! over the inline limit goes into the node's shared memory; a worker
+//! without it (over gRPC) returns values inline only, up to 16 MiB, and
+//! fails a larger one with `INVALID_ARGUMENT`.
 //!
 //! It may host actors of the classes registered with
 //! [`Worker::register_actor`] too (named in `ServeFunctions.actor_classes`;
@@ -556,7 +559,8 @@ pub(crate) struct Task {
 
 impl Task {
     /// Send the task's result (from any thread). A return too large to go
-    /// inline is written into shared memory first, on the runtime.
+    /// inline is written into shared memory first, on the runtime (a
+    /// worker without shared memory fails it: see `small_returns`).
     pub(crate) fn finish(self, outcome: Outcome) {
         match small_returns(
             &self.shared,
@@ -775,7 +779,9 @@ fn error_value(task_id: TaskId, name: &str, f: Failure) -> v1::ObjectValue {
 }
 
 /// The task's return values: the result inline, or the same error value
-/// for every return; `Err(data)` when the result is too large to go inline.
+/// for every return; `Err(data)` when the result is too large to go inline
+/// and shared memory can take it (without shared memory, a result over the
+/// inline limit is an `INVALID_ARGUMENT` error value).
 fn small_returns(
     shared: &Shared,
     task_id: TaskId,
@@ -800,8 +806,27 @@ fn small_returns(
             return Ok(vec![v; n as usize]);
         }
     };
-    if value.data.len() > shared.max_inline() && shared.arena.is_some() {
-        return Err(value);
+    let limit = shared.max_inline();
+    if value.data.len() > limit {
+        if shared.arena.is_some() {
+            return Err(value);
+        }
+        // No shared memory (a worker connected over gRPC): a return can
+        // only travel inline (`TaskFinished` carries values, not references
+        // to stored objects), and the node refuses inline values over this.
+        let f = Failure {
+            kind: ErrorKind::InvalidArgument,
+            type_name: "ReturnValueError".into(),
+            message: format!(
+                "the return value of {} bytes is larger than {limit} bytes, the most a worker \
+                 connected without the node's shared memory (over gRPC) can return: returns \
+                 travel inline; serve it from a worker on the node's machine for larger ones",
+                value.data.len()
+            ),
+            traceback: String::new(),
+            passed_on: None,
+        };
+        return Ok(vec![error_value(task_id, name, f)]);
     }
     Ok(vec![v1::ObjectValue {
         format: value.format as i32,
@@ -810,7 +835,8 @@ fn small_returns(
     }])
 }
 
-/// A large return, written into shared memory.
+/// A large return, written into shared memory (`small_returns` sends
+/// none here without it).
 async fn large_return(
     shared: &Shared,
     task_id: TaskId,

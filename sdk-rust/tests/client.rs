@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -613,6 +613,178 @@ async fn the_grpc_transport_calls_puts_and_gets() {
     .await
     .unwrap();
     assert!(!local.is_remote());
+}
+
+/// FNV-1a (64 bits): a checksum both sides compute.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `n` bytes of a pattern that is not all one value.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Functions over large bytes, named `<prefix>.digest` and
+/// `<prefix>.pattern`.
+fn bytes_worker(prefix: &str) -> Worker {
+    let mut w = Worker::new();
+    w.register(
+        format!("{prefix}.digest"),
+        |b: ByteBuf| -> Result<(usize, u64), String> { Ok((b.len(), fnv1a(&b))) },
+    );
+    w.register(
+        format!("{prefix}.pattern"),
+        |n: usize| -> Result<ByteBuf, String> { Ok(ByteBuf::from(pattern(n))) },
+    );
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_arguments_and_returns_over_the_grpc_transport() {
+    const MIB: usize = 1 << 20;
+    let node = TestNode::start();
+    // Connected over gRPC: the address and token, no local session.
+    let empty = tempfile::tempdir().unwrap();
+    let remote = || Options {
+        address: Some(node.info.address.clone()),
+        token: Some(node.info.token.clone()),
+        session_root: Some(empty.path().to_path_buf()),
+        ..Default::default()
+    };
+    // `local.held_digest` waits for `release` before it answers.
+    let release = Arc::new(AtomicBool::new(false));
+    let mut local = bytes_worker("local");
+    let released = release.clone();
+    local.register(
+        "local.held_digest",
+        move |b: ByteBuf| -> Result<(usize, u64), String> {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !released.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok((b.len(), fnv1a(&b)))
+        },
+    );
+    let _local_worker = serve(&node, local).await;
+    let remote_worker = bytes_worker("remote")
+        .start(ServeOptions::new(remote()).concurrency(4))
+        .await
+        .expect("a worker over gRPC");
+    assert!(remote_worker.client().is_remote());
+    let client = Client::connect(remote()).await.expect("connect over gRPC");
+    assert!(client.is_remote());
+
+    // A 20 MiB argument (over the 16 MiB inline limit): put by value
+    // first (the node copies it into its store, where it stays while the
+    // call runs) and passed by reference...
+    let big = pattern(20 * MIB);
+    let want = (big.len(), fnv1a(&big));
+    let held = client
+        .call::<(usize, u64)>(
+            &Function::rust("local.held_digest"),
+            (ByteBuf::from(big.clone()),),
+        )
+        .await
+        .expect("a 20 MiB argument over gRPC");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client.cluster_status().await.unwrap();
+        let used = status
+            .nodes
+            .iter()
+            .map(|n| n.object_store_used)
+            .sum::<u64>();
+        if used >= (20 * MIB) as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node's store holds {used} bytes while the call runs: the argument was not put"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.store(true, Ordering::SeqCst);
+    assert_eq!(
+        held.get_timeout(Duration::from_secs(60)).await.unwrap(),
+        want
+    );
+    // ...to a worker on the Unix socket and to one over gRPC (the node
+    // sends it there by value).
+    for function in ["local.digest", "remote.digest"] {
+        let got = client
+            .call::<(usize, u64)>(&Function::rust(function), (ByteBuf::from(big.clone()),))
+            .await
+            .expect("a 20 MiB argument over gRPC")
+            .get_timeout(Duration::from_secs(60))
+            .await;
+        assert_eq!(got.unwrap(), want, "{function}");
+    }
+    // A `Vec<u8>` is msgpack bin too.
+    let got = client
+        .call::<(usize, u64)>(&Function::rust("local.digest"), (&big,))
+        .await
+        .unwrap()
+        .get_timeout(Duration::from_secs(60))
+        .await;
+    assert_eq!(got.unwrap(), want);
+
+    // A 20 MiB return: from a worker with shared memory it is stored
+    // there (and read over Flight); a worker over gRPC returns values
+    // inline only, up to 16 MiB, and fails a larger one clearly.
+    let r = client
+        .call::<ByteBuf>(&Function::rust("local.pattern"), (20 * MIB,))
+        .await
+        .unwrap();
+    assert_eq!(r.get_timeout(Duration::from_secs(60)).await.unwrap(), big);
+    let r = client
+        .call::<ByteBuf>(&Function::rust("remote.pattern"), (10 * MIB,))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.get_timeout(Duration::from_secs(60)).await.unwrap(),
+        pattern(10 * MIB)
+    );
+    let r = client
+        .call::<ByteBuf>(&Function::rust("remote.pattern"), (20 * MIB,))
+        .await
+        .unwrap();
+    match r.get_timeout(Duration::from_secs(60)).await {
+        Err(Error::InvalidArgument(m)) => assert!(
+            m.contains(&(20 * MIB + 5).to_string()) && m.contains(&(16 * MIB).to_string()),
+            "names the size (with its 5-byte msgpack header) and the limit: {m}"
+        ),
+        other => panic!("a 20 MiB return over gRPC = {other:?}"),
+    }
+
+    // An argument over what a remote client may put: a clear error before
+    // anything is sent; the connection goes on.
+    let too_big = ByteBuf::from(vec![0u8; ember::MAX_REMOTE_PUT_BYTES + 1]);
+    match client
+        .call::<(usize, u64)>(&Function::rust("local.digest"), (&too_big,))
+        .await
+    {
+        Err(Error::InvalidArgument(m)) => assert!(
+            m.starts_with("argument 0:")
+                && m.contains(&(ember::MAX_REMOTE_PUT_BYTES + 6).to_string())
+                && m.contains(&ember::MAX_REMOTE_PUT_BYTES.to_string()),
+            "names the argument, its size and the limit: {m}"
+        ),
+        other => panic!("an argument over MAX_REMOTE_PUT_BYTES = {other:?}"),
+    }
+    drop(too_big);
+    let got = client
+        .call::<(usize, u64)>(
+            &Function::rust("remote.digest"),
+            (ByteBuf::from(vec![7u8; 3]),),
+        )
+        .await
+        .unwrap()
+        .get_timeout(Duration::from_secs(60))
+        .await;
+    assert_eq!(got.unwrap(), (3, fnv1a(&[7, 7, 7])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
