@@ -302,3 +302,12 @@ pub fn example_worker() -> PathBuf {
     );
     path
 }
+
+/// Wait (up to a minute) until `done()` holds, looking every 20 ms.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
