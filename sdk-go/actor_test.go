@@ -64,10 +64,16 @@ type meeting struct {
 	all   chan struct{}
 }
 
-func meetingStarted(key string) bool {
+func meetingStarted(key string) bool { return meetingCount(key) > 0 }
+
+// meetingCount is how many Meet(key, ...) calls have come in.
+func meetingCount(key string) int {
 	meetMu.Lock()
 	defer meetMu.Unlock()
-	return meetings[key] != nil
+	if m := meetings[key]; m != nil {
+		return m.count
+	}
+	return 0
 }
 
 func meet(ctx context.Context, key string, n int, timeout time.Duration) (int, error) {
@@ -277,6 +283,28 @@ func TestActorConcurrency(t *testing.T) {
 	for _, ref := range refs {
 		if err := ref.Get(ctx, nil); err != nil {
 			t.Fatalf("MaxConcurrency 3: %v", err)
+		}
+	}
+	// The same with each call sent once the one before is inside: a call
+	// arriving while others run joins them.
+	staged, err := c.CreateActorWith(ctx, counterClass, ActorOptions{MaxConcurrency: 3}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs = refs[:0]
+	for i := range 3 {
+		refs = append(refs, call(t, ctx, staged, "Meet", key+"staged", 3, 60_000))
+		deadline := time.Now().Add(20 * time.Second)
+		for meetingCount(key+"staged") <= i {
+			if time.Now().After(deadline) {
+				t.Fatalf("MaxConcurrency 3: call %d did not start beside the %d running", i+1, i)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, ref := range refs {
+		if err := ref.Get(ctx, nil); err != nil {
+			t.Fatalf("MaxConcurrency 3, calls one by one: %v", err)
 		}
 	}
 	// Different actors run in parallel.

@@ -60,6 +60,7 @@ type hostedActor struct {
 	instance reflect.Value // a *T once ready
 	queue    []*pb.ExecuteTask
 	running  int // drain goroutines
+	busy     int // of them, those inside a call (the others are about to take one)
 }
 
 type actorState int
@@ -174,9 +175,10 @@ func (w *Worker) actorCall(t *pb.ExecuteTask) {
 }
 
 // startLocked starts drain goroutines for queued calls, up to the limit
-// (a.mu held).
+// (a.mu held). A drain inside a call does not count as one for the queue:
+// the queue waiting for it would not run beside it.
 func (a *hostedActor) startLocked(w *Worker) {
-	for a.running < a.limit && a.running < len(a.queue) {
+	for a.running < a.limit && a.running-a.busy < len(a.queue) {
 		a.running++
 		go a.drain(w)
 	}
@@ -184,20 +186,20 @@ func (a *hostedActor) startLocked(w *Worker) {
 
 // drain runs queued calls, oldest first, until none is left.
 func (a *hostedActor) drain(w *Worker) {
-	for {
-		a.mu.Lock()
-		if len(a.queue) == 0 || a.state != actorReady {
-			a.running--
-			a.mu.Unlock()
-			return
-		}
+	a.mu.Lock()
+	for len(a.queue) > 0 && a.state == actorReady {
 		t := a.queue[0]
 		a.queue[0] = nil
 		a.queue = a.queue[1:]
+		a.busy++
 		a.mu.Unlock()
 		w.callMethod(a, t)
 		w.wg.Done()
+		a.mu.Lock()
+		a.busy--
 	}
+	a.running--
+	a.mu.Unlock()
 }
 
 // callMethod runs one call of the actor's method and answers it.
