@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -34,24 +33,23 @@ type Conn interface {
 	Local() bool
 }
 
-// Unix is the local transport: 4-byte little-endian length + protobuf frames.
+// Unix is the local transport: 4-byte little-endian length + protobuf
+// frames over the node's Unix socket (see unixSocket for why the socket is
+// not a net.Conn).
 type Unix struct {
-	conn *net.UnixConn
+	sock *unixSocket
 	rd   *bufio.Reader
 	wbuf []byte
 	rbuf []byte
-	once sync.Once
 }
 
 // DialUnix connects to a node's socket.
 func DialUnix(ctx context.Context, path string) (*Unix, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", path)
+	sock, err := dialUnixSocket(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	uc := c.(*net.UnixConn)
-	return &Unix{conn: uc, rd: bufio.NewReaderSize(uc, 256<<10)}, nil
+	return &Unix{sock: sock, rd: bufio.NewReaderSize(sock, 256<<10)}, nil
 }
 
 // Send writes msg as one frame.
@@ -69,7 +67,7 @@ func (u *Unix) Send(msg *pb.ClientMessage) error {
 	if err != nil {
 		return err
 	}
-	_, err = u.conn.Write(buf)
+	err = u.sock.writeAll(buf)
 	if cap(buf) <= 4<<20 {
 		u.wbuf = buf
 	} else {
@@ -112,12 +110,9 @@ func (u *Unix) Recv() (*pb.NodeMessage, error) {
 	return msg, nil
 }
 
-// Close closes the socket (a blocked Recv returns).
-func (u *Unix) Close() error {
-	var err error
-	u.once.Do(func() { err = u.conn.Close() })
-	return err
-}
+// Close shuts the socket down (a blocked Recv returns) and closes it once
+// no Send or Recv is inside it.
+func (u *Unix) Close() error { return u.sock.Close() }
 
 // Local is true: the node's shared memory is on this machine.
 func (u *Unix) Local() bool { return true }
