@@ -138,7 +138,30 @@ def uds_round_trip_c(iters: int, runs: int) -> dict[str, list[float]] | None:
                 stop.set()
                 for proc in spinners:
                     proc.join(5)
+        if "two_cpus" in placements and _can_hold_latency_request():
+            # As the node's keep-awake thread in its `poll` mode: a 0 us CPU
+            # latency request held, so idle CPUs poll in the kernel.
+            fd = os.open(LATENCY_DEVICE, os.O_WRONLY)
+            try:
+                os.write(fd, (0).to_bytes(4, sys.byteorder, signed=True))
+                for name in ("unpinned", "two_cpus"):
+                    out = subprocess.run([exe, str(iters), str(runs), *placements[name]], check=True,
+                                         capture_output=True, text=True)
+                    results[f"{name}_poll_idle"] = [float(line) for line in out.stdout.split()]
+            finally:
+                os.close(fd)
     return results
+
+
+LATENCY_DEVICE = "/dev/cpu_dma_latency"
+
+
+def _can_hold_latency_request() -> bool:
+    try:
+        os.close(os.open(LATENCY_DEVICE, os.O_WRONLY))
+        return True
+    except OSError:
+        return False
 
 
 def _idle_spinner(cpu: int, stop) -> None:
@@ -255,12 +278,17 @@ def measure(quick: bool) -> dict:
     out["uds_round_trip_us"], out["uds_round_trip_us_median"] = min(rtts), statistics.median(rtts)
     print(f"uds_round_trip_us     {min(rtts):8.2f} us   1-byte ping-pong over a Unix socket pair "
           f"({how}): best of {runs} x {iters} (median {statistics.median(rtts):.2f})", flush=True)
-    for name in ("same_cpu", "two_cpus", "unpinned_awake"):
+    labels = {
+        "same_cpu": "pinned, same cpu",
+        "two_cpus": "pinned, two cpus",
+        "unpinned_awake": "not pinned, a SCHED_IDLE spinner on each CPU (the node's keep-awake `spin` mode)",
+        "unpinned_poll_idle": "not pinned, a 0 us CPU latency request held (the keep-awake `poll` mode)",
+        "two_cpus_poll_idle": "pinned, two cpus, a 0 us CPU latency request held",
+    }
+    for name, label in labels.items():
         if name in placements:
             best = min(placements[name])
             out[f"uds_round_trip_{name}_us"] = best
-            label = ("not pinned, a SCHED_IDLE spinner on each CPU (as the node's keep-awake threads)"
-                     if name == "unpinned_awake" else "pinned, " + name.replace("_", " "))
             print(f"  {label}: {best:.2f} us (median "
                   f"{statistics.median(placements[name]):.2f})", flush=True)
     cold, warm = shm_write(100 * MB, 3 if quick else 10)
@@ -281,6 +309,9 @@ def measure(quick: bool) -> dict:
     if "unpinned_awake" in placements:
         out["sync_call_ceiling_awake_per_s"] = 1e6 / (2 * statistics.median(placements["unpinned_awake"]))
         awake = f"; with spinners, median: {out['sync_call_ceiling_awake_per_s']:,.0f}/s"
+    if "unpinned_poll_idle" in placements:
+        out["sync_call_ceiling_poll_idle_per_s"] = 1e6 / (2 * statistics.median(placements["unpinned_poll_idle"]))
+        awake += f"; with idle CPUs polling, median: {out['sync_call_ceiling_poll_idle_per_s']:,.0f}/s"
     print(f"  => a sync task or actor call (2 socket round trips at least) cannot beat "
           f"{out['sync_call_ceiling_per_s']:,.0f}/s from one Python driver (processes where the "
           f"kernel puts them: {out['sync_call_ceiling_unpinned_per_s']:,.0f}/s{awake})", flush=True)

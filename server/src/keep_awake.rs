@@ -19,10 +19,23 @@
 //! traffic stops the threads sleep on a condition variable (no CPU at all
 //! when idle) until the next message.
 //!
+//! Where the process may (as root, usually), it does better than spinning:
+//! it holds a CPU latency request of 0 µs (`/dev/cpu_dma_latency`, the
+//! kernel's PM QoS interface) for the window instead, which makes idle CPUs
+//! poll in the kernel's idle loop rather than halt. A CPU polling there is
+//! idle to the scheduler and is woken by a flag, with no interrupt between
+//! CPUs, while a CPU running a spinner has to be interrupted to switch to
+//! the woken process: on a VM each such interrupt is a trip through the
+//! hypervisor. The request is lifted (back to "no limit") when the window
+//! passes and dropped with the process. `EMBER_KEEP_AWAKE_MODE=spin` (or
+//! `poll`) chooses; by default `poll` where the device opens, else `spin`.
+//!
 //! Off (`--keep-awake-us 0` or `EMBER_KEEP_AWAKE_US=0`) when the process
 //! runs under a CPU quota (cgroup `cpu.max` or `cpu.cfs_quota_us`): there
 //! spinning would spend the quota that tasks need.
 
+use std::fs::File;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,6 +45,42 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_micros(2000);
 
 /// Spin iterations between two looks at the clock.
 const SPINS_PER_CHECK: u32 = 128;
+
+/// The kernel's CPU latency request device (PM QoS).
+const LATENCY_DEVICE: &str = "/dev/cpu_dma_latency";
+
+/// "No limit" for [`LATENCY_DEVICE`] (the kernel's default, 2000 s in µs).
+const NO_LATENCY_LIMIT: i32 = 2_000_000_000;
+
+/// How idle CPUs are kept from halting during the window.
+#[derive(Debug)]
+pub enum Mode {
+    /// One `SCHED_IDLE` thread per CPU spins.
+    Spin,
+    /// One thread holds a 0 µs latency request on this open
+    /// [`LATENCY_DEVICE`]: idle CPUs poll in the kernel.
+    PollIdle(File),
+}
+
+impl Mode {
+    /// `EMBER_KEEP_AWAKE_MODE` (`spin` or `poll`), else `poll` where the
+    /// latency device opens for writing, else `spin`.
+    pub fn choose() -> Mode {
+        let wanted = std::env::var("EMBER_KEEP_AWAKE_MODE").unwrap_or_default();
+        if wanted == "spin" {
+            return Mode::Spin;
+        }
+        match std::fs::OpenOptions::new().write(true).open(LATENCY_DEVICE) {
+            Ok(file) => Mode::PollIdle(file),
+            Err(e) => {
+                if wanted == "poll" {
+                    tracing::warn!(error = %e, "cannot open {LATENCY_DEVICE}: keep-awake threads spin instead");
+                }
+                Mode::Spin
+            }
+        }
+    }
+}
 
 /// The process-wide keeper; [`touch`] is a no-op until [`start`] ran.
 static KEEPER: OnceLock<KeepAwake> = OnceLock::new();
@@ -116,23 +165,65 @@ impl KeepAwake {
                     std::hint::spin_loop();
                 }
             }
-            let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.sleeping.store(true, Ordering::SeqCst);
-            // A touch between the last look and the flag saw no sleeper:
-            // look again now that the flag is up.
+            self.sleep_until_touched();
+        }
+    }
+
+    /// A thread that holds a 0 µs latency request on `device` while traffic
+    /// is recent, and lifts it while asleep.
+    pub fn spawn_poll_idle(&'static self, device: File) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("ember-awake-poll".into())
+            .stack_size(64 * 1024)
+            .spawn(move || self.hold_poll_idle(device))
+            .map(drop)
+    }
+
+    fn hold_poll_idle(&self, mut device: File) {
+        let mut request = |limit_us: i32| {
+            // The device takes the limit as a native-endian 32-bit integer.
+            if let Err(e) = device.write_all(&limit_us.to_ne_bytes()) {
+                tracing::warn!(error = %e, "cannot update the CPU latency request");
+            }
+        };
+        request(NO_LATENCY_LIMIT);
+        loop {
             if self.hot() {
-                continue;
+                request(0);
+                while self.hot() {
+                    let idle = self
+                        .now_us()
+                        .saturating_sub(self.last.load(Ordering::SeqCst));
+                    let left = self.window_us.saturating_sub(idle).max(50);
+                    std::thread::sleep(Duration::from_micros(left));
+                }
+                request(NO_LATENCY_LIMIT);
             }
-            while self.sleeping.load(Ordering::SeqCst) {
-                guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
-            }
+            self.sleep_until_touched();
+        }
+    }
+
+    /// Sleep until a [`touch`](Self::touch) (at once if one came since the
+    /// caller last found the window past).
+    fn sleep_until_touched(&self) {
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.sleeping.store(true, Ordering::SeqCst);
+        // A touch between the caller's last look and the flag saw no
+        // sleeper: look again now that the flag is up.
+        if self.hot() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        while self.sleeping.load(Ordering::SeqCst) {
+            guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-/// Start one spinning thread per CPU this process may run on, each asleep
-/// until the first [`touch`]. `window` zero, a CPU quota, or a second call
-/// does nothing. Returns whether the threads run.
+/// Start the keeper's threads (see [`Mode::choose`]): one holding the CPU
+/// latency request, or one spinning thread per CPU this process may run
+/// on; asleep until the first [`touch`]. `window` zero, a CPU quota, or a
+/// second call does nothing. Returns whether the threads run.
 pub fn start(window: Duration) -> bool {
     if window.is_zero() {
         return false;
@@ -145,10 +236,19 @@ pub fn start(window: Duration) -> bool {
         return false;
     }
     let keeper = KEEPER.get().expect("just set");
-    for cpu in allowed_cpus() {
-        if let Err(e) = keeper.spawn(cpu) {
-            tracing::warn!(error = %e, "cannot start a keep-awake thread");
-            break;
+    match Mode::choose() {
+        Mode::PollIdle(device) => {
+            if let Err(e) = keeper.spawn_poll_idle(device) {
+                tracing::warn!(error = %e, "cannot start the keep-awake thread");
+            }
+        }
+        Mode::Spin => {
+            for cpu in allowed_cpus() {
+                if let Err(e) = keeper.spawn(cpu) {
+                    tracing::warn!(error = %e, "cannot start a keep-awake thread");
+                    break;
+                }
+            }
         }
     }
     true

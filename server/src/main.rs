@@ -115,9 +115,11 @@ struct StartArgs {
     #[arg(long)]
     prestart_workers: Option<usize>,
     /// Microseconds after the last local message during which idle CPUs are
-    /// kept from halting by low-priority (SCHED_IDLE) spinning threads, so
-    /// the next hop of a sync call wakes at once; 0 turns them off (they are
-    /// off anyway under a cgroup CPU quota). See server/src/keep_awake.rs.
+    /// kept from halting (a 0 µs CPU latency request where
+    /// /dev/cpu_dma_latency opens, else low-priority spinning threads;
+    /// `EMBER_KEEP_AWAKE_MODE=spin|poll` chooses), so the next hop of a sync
+    /// call wakes at once; 0 turns this off (it is off anyway under a cgroup
+    /// CPU quota). See server/src/keep_awake.rs.
     #[arg(long, env = "EMBER_KEEP_AWAKE_US", default_value_t = 2000)]
     keep_awake_us: u64,
 }

@@ -1,7 +1,10 @@
-"""The node's keep-awake threads (server/src/keep_awake.rs): one SCHED_IDLE
-thread per CPU that spins for a moment after local traffic so that the next
-hop of a sync call does not wait for an idle CPU to wake, and costs nothing
-once traffic stops. Real node process, real driver, real workers."""
+"""The node's keep-awake threads (server/src/keep_awake.rs): for a moment
+after local traffic, idle CPUs are kept from halting so that the next hop of
+a sync call does not wait for one to wake, and nothing is spent once traffic
+stops. Two ways: one SCHED_IDLE thread per CPU that spins (`spin`), or one
+thread holding a 0 µs CPU latency request on /dev/cpu_dma_latency so idle
+CPUs poll in the kernel (`poll`, where the device opens). Real node process,
+real driver, real workers."""
 
 from __future__ import annotations
 
@@ -15,6 +18,21 @@ from ember_test_support import NodeProcess
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
 
 TICK = os.sysconf("SC_CLK_TCK")
+LATENCY_DEVICE = "/dev/cpu_dma_latency"
+
+
+def can_hold_latency_request() -> bool:
+    try:
+        os.close(os.open(LATENCY_DEVICE, os.O_WRONLY))
+        return True
+    except OSError:
+        return False
+
+
+def latency_limit_us() -> int:
+    """The CPU latency limit now in force (the smallest request held)."""
+    with open(LATENCY_DEVICE, "rb") as f:
+        return int.from_bytes(f.read(4), "little", signed=True)
 
 
 def awake_threads(pid: int) -> list[int]:
@@ -43,8 +61,13 @@ def process_cpu_s(pid: int) -> float:
 
 @pytest.fixture
 def node(session_root, request):
-    args = ["--head", "--num-cpus", "2", *getattr(request, "param", [])]
-    proc = NodeProcess(args, str(session_root))
+    param = getattr(request, "param", [])
+    env = {}
+    if param and param[0].startswith("EMBER_KEEP_AWAKE_MODE="):
+        env["EMBER_KEEP_AWAKE_MODE"] = param[0].split("=", 1)[1]
+        param = param[1:]
+    args = ["--head", "--num-cpus", "2", *param]
+    proc = NodeProcess(args, str(session_root), env=env)
     if ember.is_initialized():
         ember.shutdown()
     ember.init(address=proc.address)
@@ -58,6 +81,7 @@ def noop():
     return None
 
 
+@pytest.mark.parametrize("node", [["EMBER_KEEP_AWAKE_MODE=spin"]], indirect=True)
 def test_one_idle_priority_thread_per_cpu_spins_after_traffic_and_sleeps_when_idle(node):
     pid = node.proc.pid
     tids = awake_threads(pid)
@@ -88,3 +112,29 @@ def test_one_idle_priority_thread_per_cpu_spins_after_traffic_and_sleeps_when_id
 def test_keep_awake_us_zero_starts_no_threads(node):
     assert ember.get([noop.remote() for _ in range(20)]) == [None] * 20
     assert awake_threads(node.proc.pid) == []
+
+
+@pytest.mark.skipif(not can_hold_latency_request(), reason=f"{LATENCY_DEVICE} does not open for writing here")
+@pytest.mark.parametrize("node", [["EMBER_KEEP_AWAKE_MODE=poll"]], indirect=True)
+def test_poll_mode_holds_a_zero_latency_request_during_traffic_and_lifts_it_when_idle(node):
+    pid = node.proc.pid
+    tids = awake_threads(pid)
+    assert len(tids) == 1, "one thread holds the request (no spinners)"
+    devices = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert LATENCY_DEVICE in devices, "the node keeps the latency device open"
+
+    # During sync calls the limit in force is 0 µs: idle CPUs poll.
+    seen = set()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert ember.get(noop.remote()) is None
+        seen.add(latency_limit_us())
+    assert 0 in seen, f"no 0 µs request seen during traffic: {seen}"
+
+    # Idle: the window (2 ms) passes, the request goes back to no limit,
+    # and the node as a whole uses (next to) no CPU.
+    time.sleep(0.5)
+    assert latency_limit_us() > 1_000_000, "the request is lifted once traffic stops"
+    node_before = process_cpu_s(pid)
+    time.sleep(3.0)
+    assert process_cpu_s(pid) - node_before < 0.1
