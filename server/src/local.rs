@@ -75,6 +75,9 @@ async fn handle_conn(
             match frame::next_frame(&buf) {
                 Ok(Some((body, used))) => {
                     match v1::ClientMessage::decode(&buf[body]) {
+                        // One frame per read is the common case: take its
+                        // vector rather than move every op into another.
+                        Ok(msg) if ops.is_empty() => ops = msg.ops,
                         Ok(msg) => ops.extend(msg.ops),
                         Err(e) => {
                             refuse(
