@@ -44,9 +44,7 @@ use serde::Serialize;
 
 use crate::codec::Encoded;
 use crate::conn::Shared;
-use crate::worker::{
-    check_arity, decode_arg, encode_result, task_args, Failure, Outcome, Task, Worker,
-};
+use crate::worker::{decode_args, outcome, task_args, Failure, Outcome, Task, Worker};
 
 /// The constructor of an actor class taking `Args` (a tuple of its argument
 /// types): implemented for `Fn(A, B, ...) -> Result<T, E>` (up to 8
@@ -85,12 +83,7 @@ macro_rules! actor_handlers {
             $($A: DeserializeOwned,)*
         {
             fn construct(&self, args: Vec<Encoded>) -> std::result::Result<T, Failure> {
-                check_arity(args.len(), $n)?;
-                let mut it = args.iter().enumerate();
-                $(let $A: $A = {
-                    let (i, data) = it.next().expect("arity checked");
-                    decode_arg(data, i)?
-                };)*
+                let ($($A,)*) = decode_args!(args, $n; $($A),*)?;
                 self($($A),*).map_err(|e| Failure::from_error(&e))
             }
         }
@@ -104,16 +97,8 @@ macro_rules! actor_handlers {
             $($A: DeserializeOwned,)*
         {
             fn invoke(&self, instance: &mut T, args: Vec<Encoded>) -> Outcome {
-                check_arity(args.len(), $n)?;
-                let mut it = args.iter().enumerate();
-                $(let $A: $A = {
-                    let (i, data) = it.next().expect("arity checked");
-                    decode_arg(data, i)?
-                };)*
-                match self(instance, $($A),*) {
-                    Ok(r) => encode_result(&r),
-                    Err(e) => Err(Failure::from_error(&e)),
-                }
+                let ($($A,)*) = decode_args!(args, $n; $($A),*)?;
+                outcome(self(instance, $($A),*))
             }
         }
 
@@ -126,16 +111,8 @@ macro_rules! actor_handlers {
             $($A: DeserializeOwned,)*
         {
             fn invoke(&self, instance: &T, args: Vec<Encoded>) -> Outcome {
-                check_arity(args.len(), $n)?;
-                let mut it = args.iter().enumerate();
-                $(let $A: $A = {
-                    let (i, data) = it.next().expect("arity checked");
-                    decode_arg(data, i)?
-                };)*
-                match self(instance, $($A),*) {
-                    Ok(r) => encode_result(&r),
-                    Err(e) => Err(Failure::from_error(&e)),
-                }
+                let ($($A,)*) = decode_args!(args, $n; $($A),*)?;
+                outcome(self(instance, $($A),*))
             }
         }
     };

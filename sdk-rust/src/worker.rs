@@ -151,6 +151,30 @@ pub(crate) fn encode_result<R: Serialize>(r: &R) -> Outcome {
     }
 }
 
+/// The arguments of a call decoded into the tuple `($($A,)*)` (their count
+/// checked first): `Result<_, Failure>`.
+macro_rules! decode_args {
+    ($args:expr, $n:expr; $($A:ident),*) => {
+        (|| -> std::result::Result<_, $crate::worker::Failure> {
+            $crate::worker::check_arity($args.len(), $n)?;
+            let mut it = $args.iter().enumerate();
+            Ok(($({
+                let (i, data) = it.next().expect("arity checked");
+                $crate::worker::decode_arg::<$A>(data, i)?
+            },)*))
+        })()
+    };
+}
+pub(crate) use decode_args;
+
+/// A function's result as the call's outcome.
+pub(crate) fn outcome<R: Serialize, E: Display + Debug>(r: std::result::Result<R, E>) -> Outcome {
+    match r {
+        Ok(r) => encode_result(&r),
+        Err(e) => Err(Failure::from_error(&e)),
+    }
+}
+
 macro_rules! handlers {
     ($n:expr; $($A:ident),*) => {
         #[allow(non_snake_case, unused_mut, unused_variables)]
@@ -162,16 +186,8 @@ macro_rules! handlers {
             $($A: DeserializeOwned,)*
         {
             fn invoke(&self, args: Vec<Encoded>) -> Outcome {
-                check_arity(args.len(), $n)?;
-                let mut it = args.iter().enumerate();
-                $(let $A: $A = {
-                    let (i, data) = it.next().expect("arity checked");
-                    decode_arg(data, i)?
-                };)*
-                match self($($A),*) {
-                    Ok(r) => encode_result(&r),
-                    Err(e) => Err(Failure::from_error(&e)),
-                }
+                let ($($A,)*) = decode_args!(args, $n; $($A),*)?;
+                outcome(self($($A),*))
             }
         }
 
@@ -185,15 +201,7 @@ macro_rules! handlers {
             $($A: DeserializeOwned,)*
         {
             fn invoke(&self, args: Vec<Encoded>) -> BoxFuture {
-                let decoded = (|| -> std::result::Result<_, Failure> {
-                    check_arity(args.len(), $n)?;
-                    let mut it = args.iter().enumerate();
-                    Ok(($({
-                        let (i, data) = it.next().expect("arity checked");
-                        decode_arg::<$A>(data, i)?
-                    },)*))
-                })();
-                let ($($A,)*) = match decoded {
+                let ($($A,)*) = match decode_args!(args, $n; $($A),*) {
                     Ok(a) => a,
                     Err(f) => return Box::pin(std::future::ready(Err(f))),
                 };
