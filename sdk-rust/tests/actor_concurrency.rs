@@ -190,16 +190,43 @@ async fn meet(actor: &ActorHandle, n: usize, timeout_ms: u64) -> Vec<ember::Resu
     out
 }
 
+/// A node, a `Worker` in this process serving `Room`, a client, and the
+/// room's counters (calls holding in `meet`, instances dropped).
+struct Setup {
+    node: TestNode,
+    _serving: ember::Serving,
+    client: Client,
+    holding: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+}
+
+async fn setup() -> Setup {
+    let node = TestNode::start();
+    let (holding, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let _serving = serve(&node, room_worker(&holding, &drops)).await;
+    let client = Client::connect(node.options()).await.expect("connect");
+    Setup {
+        node,
+        _serving,
+        client,
+        holding,
+        drops,
+    }
+}
+
 fn timed_out(r: &ember::Result<()>) -> bool {
     matches!(r, Err(Error::TaskFailed { message, .. }) if message.contains("timed out"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_concurrency_runs_shared_methods_side_by_side() {
-    let node = TestNode::start();
-    let (holding, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let _serving = serve(&node, room_worker(&holding, &drops)).await;
-    let client = Client::connect(node.options()).await.expect("connect");
+    let Setup {
+        node: _node,
+        _serving,
+        client,
+        holding,
+        drops,
+    } = setup().await;
 
     // max_concurrency 3: three calls that wait for each other all meet
     // (serialized, each would time out after 10 s).
@@ -247,10 +274,12 @@ async fn max_concurrency_runs_shared_methods_side_by_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_concurrency_one_runs_calls_one_at_a_time() {
-    let node = TestNode::start();
-    let (holding, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let _serving = serve(&node, room_worker(&holding, &drops)).await;
-    let client = Client::connect(node.options()).await.expect("connect");
+    let Setup {
+        node: _node,
+        _serving,
+        client,
+        ..
+    } = setup().await;
 
     // Explicitly 1, and the default (0): the calls cannot meet, each
     // waits alone and times out.
@@ -286,10 +315,12 @@ async fn max_concurrency_one_runs_calls_one_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exclusive_methods_never_overlap_shared_ones() {
-    let node = TestNode::start();
-    let (holding, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let _serving = serve(&node, room_worker(&holding, &drops)).await;
-    let client = Client::connect(node.options()).await.expect("connect");
+    let Setup {
+        node: _node,
+        _serving,
+        client,
+        ..
+    } = setup().await;
     let four = room(&client, Some(4)).await;
 
     // A burst of 50: reads (shared) of 5-24 ms, every 7th a write
