@@ -214,6 +214,17 @@ async fn setup() -> Setup {
     }
 }
 
+/// The room's record: the most calls seen running at once, how many
+/// times an exclusive call ran beside another, the calls in start order.
+async fn report(room: &ActorHandle) -> (usize, usize, Vec<u32>) {
+    room.call::<(usize, usize, Vec<u32>)>("report", ())
+        .await
+        .unwrap()
+        .get_timeout(LONG)
+        .await
+        .unwrap()
+}
+
 fn timed_out(r: &ember::Result<()>) -> bool {
     matches!(r, Err(Error::TaskFailed { message, .. }) if message.contains("timed out"))
 }
@@ -274,12 +285,8 @@ async fn max_concurrency_runs_shared_methods_side_by_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_concurrency_one_runs_calls_one_at_a_time() {
-    let Setup {
-        node: _node,
-        _serving,
-        client,
-        ..
-    } = setup().await;
+    // Borrowed: the node and the serving worker live to the end of the test.
+    let Setup { client, .. } = &setup().await;
 
     // Explicitly 1, and the default (0): the calls cannot meet, each
     // waits alone and times out.
@@ -302,25 +309,15 @@ async fn max_concurrency_one_runs_calls_one_at_a_time() {
         client.get_all(&refs).await.unwrap(),
         (0..40).collect::<Vec<u32>>()
     );
-    let (max_running, overlaps, started) = one
-        .call::<(usize, usize, Vec<u32>)>("report", ())
-        .await
-        .unwrap()
-        .get_timeout(LONG)
-        .await
-        .unwrap();
+    let (max_running, overlaps, started) = report(&one).await;
     assert_eq!((max_running, overlaps), (1, 0));
     assert_eq!(started, (0..40).collect::<Vec<u32>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exclusive_methods_never_overlap_shared_ones() {
-    let Setup {
-        node: _node,
-        _serving,
-        client,
-        ..
-    } = setup().await;
+    // Borrowed: the node and the serving worker live to the end of the test.
+    let Setup { client, .. } = &setup().await;
     let four = room(&client, Some(4)).await;
 
     // A burst of 50: reads (shared) of 5-24 ms, every 7th a write
@@ -350,13 +347,7 @@ async fn exclusive_methods_never_overlap_shared_ones() {
             assert_eq!(got.unwrap(), call);
         }
     }
-    let (max_running, overlaps, started) = four
-        .call::<(usize, usize, Vec<u32>)>("report", ())
-        .await
-        .unwrap()
-        .get_timeout(LONG)
-        .await
-        .unwrap();
+    let (max_running, overlaps, started) = report(&four).await;
     assert_eq!(overlaps, 0, "an exclusive call ran beside another");
     assert!(
         (2..=4).contains(&max_running),
