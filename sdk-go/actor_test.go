@@ -334,7 +334,11 @@ func TestNamedActor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call(t, ctx, a, "Incr", 1)
+	// Got before the other client calls: calls from different clients are
+	// ordered only per client.
+	if got := getInt(t, ctx, call(t, ctx, a, "Incr", 1)); got != 101 {
+		t.Fatalf("Incr = %d, want 101", got)
+	}
 	// Another client finds it by name.
 	other := newClient(t)
 	b, err := other.GetActor(ctx, "the-counter", "gotest")
