@@ -88,7 +88,7 @@ impl LocalSocket {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if room.is_none() {
-                        let dup = self.fd.get_ref().try_clone()?;
+                        let dup = socket.try_clone()?;
                         room = Some(register(dup, Interest::WRITABLE)?);
                     }
                     let fd = room.as_ref().expect("registered above");

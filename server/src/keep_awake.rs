@@ -138,10 +138,16 @@ impl KeepAwake {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    /// Microseconds of the window left (0 once it has passed).
+    fn left_us(&self) -> u64 {
+        let since = self
+            .now_us()
+            .saturating_sub(self.last.load(Ordering::SeqCst));
+        self.window_us.saturating_sub(since)
+    }
+
     fn hot(&self) -> bool {
-        self.now_us()
-            .saturating_sub(self.last.load(Ordering::SeqCst))
-            < self.window_us
+        self.left_us() > 0
     }
 
     /// Note traffic: spin for the window from now.
@@ -190,12 +196,12 @@ impl KeepAwake {
         loop {
             if self.hot() {
                 request(0);
-                while self.hot() {
-                    let idle = self
-                        .now_us()
-                        .saturating_sub(self.last.load(Ordering::SeqCst));
-                    let left = self.window_us.saturating_sub(idle).max(50);
-                    std::thread::sleep(Duration::from_micros(left));
+                loop {
+                    let left = self.left_us();
+                    if left == 0 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(left.max(50)));
                 }
                 request(NO_LATENCY_LIMIT);
             }
