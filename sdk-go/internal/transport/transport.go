@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ember-run/ember/sdk-go/internal/pb"
 )
@@ -52,21 +51,19 @@ func DialUnix(ctx context.Context, path string) (*Unix, error) {
 	return &Unix{sock: sock, rd: bufio.NewReaderSize(sock, 256<<10)}, nil
 }
 
-// Send writes msg as one frame.
+// Send writes msg as one frame (encoded by pb.AppendClientMessage, which
+// writes what proto.Marshal does, faster for the ops of a call).
 func (u *Unix) Send(msg *pb.ClientMessage) error {
-	size := proto.Size(msg)
-	if size > MaxFrameBytes {
-		return fmt.Errorf("message of %d bytes is over the frame limit of %d bytes", size, MaxFrameBytes)
-	}
-	buf := u.wbuf[:0]
-	if cap(buf) < 4+size {
-		buf = make([]byte, 0, 4+size)
-	}
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(size))
-	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, msg)
+	buf := append(u.wbuf[:0], 0, 0, 0, 0)
+	buf, err := pb.AppendClientMessage(buf, msg.Ops)
 	if err != nil {
 		return err
 	}
+	size := len(buf) - 4
+	if size > MaxFrameBytes {
+		return fmt.Errorf("message of %d bytes is over the frame limit of %d bytes", size, MaxFrameBytes)
+	}
+	binary.LittleEndian.PutUint32(buf, uint32(size))
 	err = u.sock.writeAll(buf)
 	if cap(buf) <= 4<<20 {
 		u.wbuf = buf
@@ -97,9 +94,9 @@ func (u *Unix) Recv() (*pb.NodeMessage, error) {
 		}
 		return nil, err
 	}
-	msg := &pb.NodeMessage{}
-	// proto.Unmarshal copies bytes fields, so the buffer can be reused.
-	if err := proto.Unmarshal(body, msg); err != nil {
+	// The decoded message does not refer to body: the buffer is reused.
+	msg, err := pb.UnmarshalNodeMessage(body)
+	if err != nil {
 		return nil, fmt.Errorf("malformed message from the node: %w", err)
 	}
 	if size <= 4<<20 {
