@@ -64,10 +64,22 @@ type Worker struct {
 	wg      sync.WaitGroup
 	done    chan struct{}
 	err     error
-	// Tasks go to a pool of `concurrency` goroutines (the node sends at
-	// most that many at once); their grown stacks are kept between tasks.
-	tasks   chan *pb.ExecuteTask
-	running atomic.Int64
+	// Tasks go to a queue served by a pool of goroutines, started as
+	// needed and kept (with their grown stacks) between tasks. A goroutine
+	// that finishes a task takes the next one queued, without a hand-off;
+	// an idle one is woken only when no goroutine is searching the queue
+	// already, and one that takes a task wakes another if tasks are left
+	// and none searches: every queued task soon has a goroutine of its own
+	// (one that blocks holds up no other), yet a burst of short tasks is
+	// run by about as many goroutines as there are CPUs. Idle goroutines
+	// wait on their own channel; the one idle last is woken first.
+	poolMu      sync.Mutex
+	queue       []*pb.ExecuteTask
+	idle        []*poolWorker
+	searching   int
+	concurrency int
+	poolDone    bool
+	running     atomic.Int64
 	// The actors this process hosts, by id.
 	actorsMu sync.Mutex
 	actors   map[core.ActorID]*hostedActor
@@ -130,11 +142,8 @@ func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{client: &Client{rt: rt, node: node}, names: names, classes: classes, done: make(chan struct{}),
-		tasks: make(chan *pb.ExecuteTask, concurrency), actors: make(map[core.ActorID]*hostedActor)}
+		concurrency: concurrency, actors: make(map[core.ActorID]*hostedActor)}
 	w.ctx, w.cancel = context.WithCancel(context.WithValue(context.Background(), clientKey{}, w.client))
-	for i := 0; i < concurrency; i++ {
-		go w.loop()
-	}
 	rt.SetExecutor(w.execute)
 	rt.SetActorDropper(w.dropActor)
 	rt.Send(&pb.ClientOp{Op: &pb.ClientOp_ServeFunctions{ServeFunctions: &pb.ServeFunctions{
@@ -156,6 +165,7 @@ func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
 			w.err = nil
 		}
 		w.cancel()
+		w.stopPool()
 		close(w.done)
 	}()
 	return w, nil
@@ -211,27 +221,93 @@ func (w *Worker) execute(t *pb.ExecuteTask) {
 		w.actorCall(t)
 		return
 	}
-	select {
-	case w.tasks <- t:
-	default:
-		// More than `concurrency` at once (not expected): run it anyway.
-		go func() {
-			defer w.wg.Done()
-			w.run(t)
-		}()
+	w.poolMu.Lock()
+	w.queue = append(w.queue, t)
+	if w.searching > 0 {
+		w.poolMu.Unlock()
+		return
+	}
+	pw := w.wakeLocked()
+	w.poolMu.Unlock()
+	w.signal(pw)
+}
+
+// poolWorker is a goroutine of the pool; ch wakes it when idle (false:
+// the worker stopped).
+type poolWorker struct{ ch chan bool }
+
+// wakeLocked counts one more goroutine searching the queue: the one idle
+// last (returned, for signal to wake), or a new one (nil). poolMu held.
+func (w *Worker) wakeLocked() *poolWorker {
+	w.searching++
+	if n := len(w.idle); n > 0 {
+		pw := w.idle[n-1]
+		w.idle[n-1] = nil
+		w.idle = w.idle[:n-1]
+		return pw
+	}
+	return nil
+}
+
+// signal wakes pw, or starts a goroutine (pw nil). poolMu not held.
+func (w *Worker) signal(pw *poolWorker) {
+	if pw != nil {
+		pw.ch <- true
+		return
+	}
+	go w.loop(&poolWorker{ch: make(chan bool, 1)})
+}
+
+// loop is a goroutine of the pool. It starts searching (counted in
+// w.searching).
+func (w *Worker) loop(pw *poolWorker) {
+	w.poolMu.Lock()
+	for {
+		if len(w.queue) == 0 {
+			w.searching--
+			if w.poolDone {
+				w.poolMu.Unlock()
+				return
+			}
+			w.queue = w.queue[:0]
+			w.idle = append(w.idle, pw)
+			w.poolMu.Unlock()
+			if !<-pw.ch {
+				return
+			}
+			w.poolMu.Lock()
+			continue
+		}
+		t := w.queue[0]
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		w.searching--
+		var next *poolWorker
+		wake := len(w.queue) > 0 && w.searching == 0
+		if wake {
+			next = w.wakeLocked()
+		}
+		w.poolMu.Unlock()
+		if wake {
+			w.signal(next)
+		}
+		w.run(t)
+		w.wg.Done()
+		w.poolMu.Lock()
+		w.searching++
 	}
 }
 
-func (w *Worker) loop() {
-	for {
-		select {
-		case t := <-w.tasks:
-			w.run(t)
-			w.wg.Done()
-		case <-w.done:
-			return
-		}
+// stopPool ends the idle goroutines of the pool (and the others once the
+// queue is empty).
+func (w *Worker) stopPool() {
+	w.poolMu.Lock()
+	defer w.poolMu.Unlock()
+	w.poolDone = true
+	for _, pw := range w.idle {
+		pw.ch <- false
 	}
+	w.idle = nil
 }
 
 func (w *Worker) run(t *pb.ExecuteTask) {
