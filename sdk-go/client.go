@@ -222,20 +222,29 @@ func (c *Client) CallWith(ctx context.Context, fn Function, opts CallOptions, ar
 	if name == "" {
 		name = fn.Name
 	}
-	spec := &pb.TaskSpec{
-		Function:      &pb.FunctionDescriptor{Language: pb.Language(fn.Language), Name: fn.Name},
-		Args:          taskArgs,
-		NumReturns:    1,
-		Resources:     resources,
-		MaxRetries:    int32(retries),
-		Name:          name,
-		CrossLanguage: true,
+	// The spec and its function in one allocation.
+	b := &specBlock{
+		spec: pb.TaskSpec{
+			Args:          taskArgs,
+			NumReturns:    1,
+			Resources:     resources,
+			MaxRetries:    int32(retries),
+			Name:          name,
+			CrossLanguage: true,
+		},
+		fn: pb.FunctionDescriptor{Language: pb.Language(fn.Language), Name: fn.Name},
 	}
-	ids := c.rt.Submit(spec, temps)
+	b.spec.Function = &b.fn
+	ids := c.rt.Submit(&b.spec, temps)
 	// ObjectRef arguments must not be released (by the GC) before the
 	// submission that holds them is queued.
 	runtime.KeepAlive(args)
 	return c.newRef(ids[0]), nil
+}
+
+type specBlock struct {
+	spec pb.TaskSpec
+	fn   pb.FunctionDescriptor
 }
 
 // encodeArgs makes the arguments of a call of what: ObjectRefs by
@@ -244,6 +253,7 @@ func (c *Client) CallWith(ctx context.Context, fn Function, opts CallOptions, ar
 // released once the call is sent).
 func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb.TaskArg, []core.ObjectID, error) {
 	taskArgs := make([]*pb.TaskArg, len(args))
+	blocks := pb.NewInlineArgs(len(args))
 	var temps []core.ObjectID
 	fail := func(err error) ([]*pb.TaskArg, []core.ObjectID, error) {
 		for _, t := range temps {
@@ -260,11 +270,11 @@ func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb
 			if ref.h == nil {
 				return fail(fmt.Errorf("ember: argument %d is a zero ObjectRef", i))
 			}
-			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
+			taskArgs[i] = blocks.Ref(i, ref.h.id[:])
 			continue
 		}
 		if ref, ok := arg.(*ObjectRef); ok && ref != nil && ref.h != nil {
-			taskArgs[i] = &pb.TaskArg{ObjectRef: ref.h.id[:]}
+			taskArgs[i] = blocks.Ref(i, ref.h.id[:])
 			continue
 		}
 		format, data, err := values.Encode(arg)
@@ -278,10 +288,10 @@ func (c *Client) encodeArgs(ctx context.Context, what string, args []any) ([]*pb
 				return fail(fmt.Errorf("ember: argument %d of %s: %w", i, what, err))
 			}
 			temps = append(temps, id)
-			taskArgs[i] = &pb.TaskArg{ObjectRef: id[:]}
+			taskArgs[i] = blocks.Ref(i, id[:])
 			continue
 		}
-		taskArgs[i] = &pb.TaskArg{Value: &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}}
+		taskArgs[i] = blocks.Inline(i, format, data)
 	}
 	return taskArgs, temps, nil
 }

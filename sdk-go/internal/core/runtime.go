@@ -102,8 +102,10 @@ type Runtime struct {
 }
 
 type object struct {
-	count      int
-	value      *pb.ObjectValue
+	count int
+	value *pb.ObjectValue
+	// ready is closed when the value arrives; made by the first waiter
+	// (most values arrive before anyone waits).
 	ready      chan struct{}
 	isReady    bool
 	subscribed bool
@@ -577,7 +579,9 @@ func (r *Runtime) objectReady(ready *pb.ObjectReady) (ObjectID, bool) {
 
 func (o *object) markReady() {
 	o.isReady = true
-	close(o.ready)
+	if o.ready != nil {
+		close(o.ready)
+	}
 	for _, w := range o.watchers {
 		select {
 		case w <- struct{}{}:
@@ -747,7 +751,7 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 	if len(data) <= r.inlineLimit() {
 		value := &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_InlineData{InlineData: data}}
 		r.mu.Lock()
-		obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
+		obj := &object{count: 1, subscribed: true, put: true}
 		obj.value = value
 		obj.markReady()
 		r.objs[id] = obj
@@ -777,7 +781,7 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 // only, read back through a map request) and sends it as wire.
 func (r *Runtime) putStored(id ObjectID, format pb.ValueFormat, size int, wire *pb.ObjectValue) {
 	r.mu.Lock()
-	obj := &object{count: 1, ready: make(chan struct{}), subscribed: true, put: true}
+	obj := &object{count: 1, subscribed: true, put: true}
 	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(size)}}
 	obj.markReady()
 	r.objs[id] = obj
@@ -798,10 +802,10 @@ func (r *Runtime) Submit(spec *pb.TaskSpec, temps []ObjectID) []ObjectID {
 	for i := range ids {
 		ids[i] = ReturnID(task, uint32(i))
 		// The node pushes ObjectReady of a submission's returns unasked.
-		r.objs[ids[i]] = &object{count: 1, ready: make(chan struct{}), subscribed: true}
+		r.objs[ids[i]] = &object{count: 1, subscribed: true}
 	}
 	r.mu.Unlock()
-	r.Send(&pb.ClientOp{Op: &pb.ClientOp_SubmitTask{SubmitTask: &pb.SubmitTask{Spec: spec}}})
+	r.Send(pb.NewSubmitTaskOp(spec))
 	for _, t := range temps {
 		r.Release(t)
 	}
@@ -854,7 +858,7 @@ func (r *Runtime) AddRef(id ObjectID) {
 		r.mu.Unlock()
 		return
 	}
-	r.objs[id] = &object{count: 1, ready: make(chan struct{})}
+	r.objs[id] = &object{count: 1}
 	r.mu.Unlock()
 	r.Send(&pb.ClientOp{Op: &pb.ClientOp_RefUpdate{RefUpdate: &pb.RefUpdate{Add: [][]byte{id[:]}}}})
 }
@@ -950,26 +954,36 @@ func (r *Runtime) awaitValue(ctx context.Context, id ObjectID) (*object, *pb.Obj
 	}
 	subscribe := !obj.subscribed
 	obj.subscribed = true
+	value := obj.value
+	var ready chan struct{}
+	if !obj.isReady {
+		if obj.ready == nil {
+			obj.ready = make(chan struct{})
+		}
+		ready = obj.ready
+	}
 	r.mu.Unlock()
 	if subscribe {
 		r.Send(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}}}})
 	}
-	select {
-	case <-obj.ready:
-	default:
-		// About to wait: send what is queued (the submission) from here.
-		r.FlushNow()
+	if ready != nil {
+		select {
+		case <-ready:
+		default:
+			// About to wait: send what is queued (the submission) from here.
+			r.FlushNow()
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return nil, nil, ctxError(ctx, "object "+hexID(id))
+			case <-r.dead:
+				return nil, nil, r.deadErr
+			}
+		}
+		r.mu.Lock()
+		value = obj.value
+		r.mu.Unlock()
 	}
-	select {
-	case <-obj.ready:
-	case <-ctx.Done():
-		return nil, nil, ctxError(ctx, "object "+hexID(id))
-	case <-r.dead:
-		return nil, nil, r.deadErr
-	}
-	r.mu.Lock()
-	value := obj.value
-	r.mu.Unlock()
 	if value == nil {
 		// Released before its value came.
 		return nil, nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))

@@ -899,3 +899,91 @@ func decodeTaskArg(b []byte, a *argBlock) bool {
 	}
 	return true
 }
+
+// ---- ops built in one allocation ----
+
+type submitTaskOp struct {
+	op ClientOp
+	w  ClientOp_SubmitTask
+	st SubmitTask
+}
+
+// NewSubmitTaskOp is ClientOp{SubmitTask{Spec: spec}}, in one allocation.
+func NewSubmitTaskOp(spec *TaskSpec) *ClientOp {
+	b := &submitTaskOp{}
+	b.st.Spec = spec
+	b.w.SubmitTask = &b.st
+	b.op.Op = &b.w
+	return &b.op
+}
+
+type taskFinishedOp struct {
+	op  ClientOp
+	w   ClientOp_TaskFinished
+	tf  TaskFinished
+	ret [1]*ObjectValue
+}
+
+// NewTaskFinishedOp is ClientOp{TaskFinished{TaskId: task, Returns:
+// returns}}, in one allocation.
+func NewTaskFinishedOp(task []byte, returns []*ObjectValue) *ClientOp {
+	b := &taskFinishedOp{}
+	b.tf.TaskId = task
+	b.tf.Returns = returns
+	b.w.TaskFinished = &b.tf
+	b.op.Op = &b.w
+	return &b.op
+}
+
+// InlineArgs holds n TaskArgs, each with an ObjectValue of inline data,
+// in one allocation.
+type InlineArgs struct {
+	blocks []inlineArg
+}
+
+type inlineArg struct {
+	arg TaskArg
+	v   ObjectValue
+	inl ObjectValue_InlineData
+}
+
+// NewInlineArgs makes room for n arguments.
+func NewInlineArgs(n int) InlineArgs { return InlineArgs{blocks: make([]inlineArg, n)} }
+
+// Ref is the i-th argument, passed by reference.
+func (a InlineArgs) Ref(i int, id []byte) *TaskArg {
+	b := &a.blocks[i]
+	b.arg.ObjectRef = id
+	return &b.arg
+}
+
+// Inline is the i-th argument, passed by value.
+func (a InlineArgs) Inline(i int, format ValueFormat, data []byte) *TaskArg {
+	b := &a.blocks[i]
+	b.inl.InlineData = data
+	b.v.Format = format
+	b.v.Body = &b.inl
+	b.arg.Value = &b.v
+	return &b.arg
+}
+
+type taskFinishedInlineOp struct {
+	taskFinishedOp
+	v   ObjectValue
+	inl ObjectValue_InlineData
+}
+
+// NewTaskFinishedInlineOp is the TaskFinished of a task with one return,
+// inline, in one allocation.
+func NewTaskFinishedInlineOp(task []byte, format ValueFormat, data []byte) *ClientOp {
+	b := &taskFinishedInlineOp{}
+	b.inl.InlineData = data
+	b.v.Format = format
+	b.v.Body = &b.inl
+	b.ret[0] = &b.v
+	b.tf.TaskId = task
+	b.tf.Returns = b.ret[:]
+	b.w.TaskFinished = &b.tf
+	b.op.Op = &b.w
+	return &b.op
+}
