@@ -73,13 +73,12 @@ type Worker struct {
 	// (one that blocks holds up no other), yet a burst of short tasks is
 	// run by about as many goroutines as there are CPUs. Idle goroutines
 	// wait on their own channel; the one idle last is woken first.
-	poolMu      sync.Mutex
-	queue       []*pb.ExecuteTask
-	idle        []*poolWorker
-	searching   int
-	concurrency int
-	poolDone    bool
-	running     atomic.Int64
+	poolMu    sync.Mutex
+	queue     []*pb.ExecuteTask
+	idle      []*poolWorker
+	searching int
+	poolDone  bool
+	running   atomic.Int64
 	// The actors this process hosts, by id.
 	actorsMu sync.Mutex
 	actors   map[core.ActorID]*hostedActor
@@ -142,7 +141,7 @@ func StartWorker(ctx context.Context, opts ServeOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{client: &Client{rt: rt, node: node}, names: names, classes: classes, done: make(chan struct{}),
-		concurrency: concurrency, actors: make(map[core.ActorID]*hostedActor)}
+		actors: make(map[core.ActorID]*hostedActor)}
 	w.ctx, w.cancel = context.WithCancel(context.WithValue(context.Background(), clientKey{}, w.client))
 	rt.SetExecutor(w.execute)
 	rt.SetActorDropper(w.dropActor)
@@ -327,11 +326,12 @@ func (w *Worker) run(t *pb.ExecuteTask) {
 
 // finish answers a task with its returns.
 func (w *Worker) finish(spec *pb.TaskSpec, returns []*pb.ObjectValue) {
+	w.send(pb.NewTaskFinishedOp(spec.TaskId, returns))
+}
+
+// send sends a task's TaskFinished op.
+func (w *Worker) send(op *pb.ClientOp) {
 	rt := w.client.rt
-	op := &pb.ClientOp{Op: &pb.ClientOp_TaskFinished{TaskFinished: &pb.TaskFinished{
-		TaskId:  spec.TaskId,
-		Returns: returns,
-	}}}
 	if w.running.Add(-1) == 0 {
 		// The only task running: nothing to batch with, write it now.
 		rt.SendNow(op)
@@ -425,6 +425,20 @@ func (w *Worker) runTask(spec *pb.TaskSpec, name string, call func([]worker.Arg)
 		w.failErr(spec, name, err)
 		return
 	}
+	// One return (the common case) is encoded here, and sent in one
+	// allocation when inline.
+	var first struct {
+		format pb.ValueFormat
+		data   []byte
+		err    error
+	}
+	if n == 1 {
+		first.format, first.data, first.err = values.Encode(result)
+		if first.err == nil && !(len(first.data) > rt.MaxInline && rt.Local()) {
+			w.send(pb.NewTaskFinishedInlineOp(spec.TaskId, first.format, first.data))
+			return
+		}
+	}
 	results := []any{result}
 	if n != 1 {
 		split, err := splitReturns(result, n)
@@ -436,7 +450,14 @@ func (w *Worker) runTask(spec *pb.TaskSpec, name string, call func([]worker.Arg)
 	}
 	returns := make([]*pb.ObjectValue, n)
 	for i, r := range results {
-		format, data, err := values.Encode(r)
+		var format pb.ValueFormat
+		var data []byte
+		var err error
+		if n == 1 {
+			format, data, err = first.format, first.data, first.err
+		} else {
+			format, data, err = values.Encode(r)
+		}
 		if err != nil {
 			w.fail(spec, name, &core.TaskError{Kind: core.KindTaskFailed, TypeName: "ember.ReturnError",
 				Message: fmt.Sprintf("the result of %s cannot be encoded: %v", name, err)})
