@@ -16,9 +16,9 @@
 //!   it: one batch of submits from a driver, dispatch to two workers, their
 //!   `TaskFinished` batches, the driver dropping its refs (channels stand in
 //!   for sockets; no process, no IO).
-//! - `stream_batching`: the local transport's framing: the writer gathering
-//!   N queued ops into one `NodeMessage` frame (`local::gather` +
-//!   `frame::encode_frame`), and the reader splitting a frame of N submits
+//! - `stream_batching`: the local transport's framing: the core encoding N
+//!   ops into a connection's outbox and its writer framing them
+//!   (`Outbox::push`, `try_take`, `outbox::frame_into`), and the reader splitting a frame of N submits
 //!   and decoding it (`frame::next_frame` + `ClientMessage::decode`).
 
 use std::collections::HashMap;
@@ -30,8 +30,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ember_flight_store::{Store, StoreConfig};
 use ember_proto::v1::{self, client_op::Op, node_op};
 use ember_proto::{frame, JobId, NodeId, ObjectId, TaskId, WorkerId};
-use ember_server::local::gather;
 use ember_server::node::{ConnId, CoreConfig, NodeCore, Outgoing, PoolCommand};
+use ember_server::outbox::{frame_into, Outbox};
 use ember_server::resources::{task_request, ResourceSet};
 use ember_server::NodeConfig;
 use prost::Message;
@@ -344,24 +344,18 @@ fn stream_batching(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         let ops: Vec<v1::NodeOp> = (0..n).map(|_| execute_op()).collect();
         let mut out = Vec::with_capacity(64 * 1024);
-        group.bench_function(format!("write_gather_encode_{n}"), |b| {
-            b.iter_batched(
-                || {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    for o in &ops {
-                        tx.send(Outgoing::Op(o.clone())).unwrap();
-                    }
-                    (tx, rx)
-                },
-                |(_tx, mut rx)| {
-                    let first = rx.try_recv().unwrap();
-                    let (msg, _close) = gather(first, &mut rx);
-                    out.clear();
-                    frame::encode_frame(&msg, &mut out);
-                    black_box(out.len())
-                },
-                BatchSize::SmallInput,
-            )
+        group.bench_function(format!("write_encode_frame_{n}"), |b| {
+            let outbox = Outbox::new();
+            let mut spare = Vec::new();
+            b.iter(|| {
+                for o in &ops {
+                    outbox.push(o);
+                }
+                let batch = outbox.try_take(std::mem::take(&mut spare)).ok().unwrap();
+                frame_into(&batch.bytes, &mut out);
+                spare = batch.bytes;
+                black_box(out.len())
+            })
         });
 
         let msg = v1::ClientMessage {

@@ -28,6 +28,7 @@ pub mod keep_awake;
 pub mod local;
 pub mod membership;
 pub mod node;
+pub mod outbox;
 pub mod peers;
 pub mod resources;
 pub mod session;

@@ -1,8 +1,8 @@
 //! The local transport: drivers and workers on this node connect to its Unix
 //! socket and exchange length-prefixed protobuf frames (see `proto/README.md`).
 //! Each connection has a reader, which hands every batch of received ops to
-//! the core under one lock, and a writer, which drains the connection's
-//! channel into one frame per wake-up.
+//! the core under one lock, and a writer, which sends what the core encoded
+//! into the connection's [`Outbox`] since its last write, in one write.
 //!
 //! The socket is an [`ember_proto::local_socket::LocalSocket`]: registered
 //! for reading only, so a client reading what the node sent does not wake
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::node::{system_error, NodeCore, Outgoing};
+use crate::outbox::{frame_into, Outbox};
 
 pub async fn serve_local(
     listener: UnixListener,
@@ -57,10 +58,12 @@ async fn handle_conn(
             return;
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let conn = lock(&core).add_conn(tx);
-    let writer = tokio::spawn(write_loop(socket.clone(), rx));
+    let outbox = Arc::new(Outbox::new());
+    let conn = lock(&core).add_local_conn(outbox.clone());
+    let writer = tokio::spawn(write_loop(socket.clone(), outbox.clone()));
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Decoded ops, handed to the core and drained; the vector is kept.
+    let mut ops: Vec<v1::ClientOp> = Vec::new();
     'read: loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -70,24 +73,23 @@ async fn handle_conn(
             Ok(0) | Err(_) => break,
             Ok(_) => crate::keep_awake::touch(),
         }
-        let mut ops = Vec::new();
         loop {
             match frame::next_frame(&buf) {
                 Ok(Some((body, used))) => {
-                    match v1::ClientMessage::decode(&buf[body]) {
-                        // One frame per read is the common case: take its
-                        // vector rather than move every op into another.
-                        Ok(msg) if ops.is_empty() => ops = msg.ops,
-                        Ok(msg) => ops.extend(msg.ops),
-                        Err(e) => {
-                            refuse(
-                                &core,
-                                conn,
-                                format!("malformed message from client: {e}"),
-                                ops,
-                            );
-                            break 'read;
-                        }
+                    // Merging appends to the kept vector.
+                    let mut msg = v1::ClientMessage {
+                        ops: std::mem::take(&mut ops),
+                    };
+                    let merged = msg.merge(&buf[body]);
+                    ops = msg.ops;
+                    if let Err(e) = merged {
+                        refuse(
+                            &core,
+                            conn,
+                            format!("malformed message from client: {e}"),
+                            ops,
+                        );
+                        break 'read;
                     }
                     let _ = buf.split_to(used);
                 }
@@ -98,16 +100,24 @@ async fn handle_conn(
                 }
             }
         }
-        if !ops.is_empty() && !lock(&core).handle_ops(conn, ops) {
+        if !ops.is_empty() && !lock(&core).handle_ops(conn, ops.drain(..)) {
             break;
+        }
+        if ops.capacity() > KEEP_OPS {
+            ops = Vec::new();
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(64 * 1024);
         }
     }
     lock(&core).remove_conn(conn);
+    // The core has let go of the outbox: the writer sends what is left.
+    outbox.close();
     let _ = writer.await;
 }
+
+/// The reader's op vector is dropped once a burst grew it past this.
+const KEEP_OPS: usize = 8192;
 
 /// Handle what arrived intact, then tell the client why it is cut off.
 fn refuse(core: &Arc<Mutex<NodeCore>>, conn: u64, why: String, ops: Vec<v1::ClientOp>) {
@@ -119,38 +129,31 @@ fn refuse(core: &Arc<Mutex<NodeCore>>, conn: u64, why: String, ops: Vec<v1::Clie
     core.reply_error_and_close(conn, system_error(v1::ErrorKind::InvalidArgument, why));
 }
 
-async fn write_loop(socket: Arc<LocalSocket>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
-    let mut out = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        let (msg, close) = gather(first, &mut rx);
-        out.clear();
-        if !msg.ops.is_empty() {
-            frame::encode_frame(&msg, &mut out);
+async fn write_loop(socket: Arc<LocalSocket>, outbox: Arc<Outbox>) {
+    let mut spare = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let batch = outbox.take(spare).await;
+        if !batch.bytes.is_empty() {
+            frame_into(&batch.bytes, &mut out);
             if socket.write_all(&out).await.is_err() {
                 return;
             }
         }
-        if close {
+        if batch.close {
             let _ = socket.shutdown_write();
             return;
         }
+        spare = batch.bytes;
         if out.capacity() > 16 << 20 {
-            out = Vec::with_capacity(64 * 1024);
+            out = Vec::new();
         }
     }
 }
 
-/// Everything queued for a connection right now, as one message.
-pub fn gather(
-    first: Outgoing,
-    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
-) -> (v1::NodeMessage, bool) {
-    gather_at_most(first, rx, None)
-}
-
-/// [`gather`], stopping once the ops gathered encode to `max_bytes` or more
-/// (gRPC streams: values sent by value can be large, and a message must
-/// stay under the stream's limit).
+/// Everything queued for a gRPC stream right now, as one message, stopping
+/// once the ops gathered encode to `max_bytes` or more (values sent by
+/// value can be large, and a message must stay under the stream's limit).
 pub fn gather_at_most(
     first: Outgoing,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,

@@ -71,8 +71,15 @@ enum ConnKind {
     Worker(WorkerId),
 }
 
+/// Where a connection's ops go: a local socket's outbox (encoded at once),
+/// or a channel (gRPC streams, tests).
+pub enum Sink {
+    Outbox(std::sync::Arc<crate::outbox::Outbox>),
+    Channel(mpsc::UnboundedSender<Outgoing>),
+}
+
 struct Conn {
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: Sink,
     kind: ConnKind,
     /// Objects this process holds a reference to (at most one count each:
     /// the SDK sends add at 0 → 1 and remove at 1 → 0).
@@ -293,7 +300,12 @@ impl NodeCore {
 
     /// A new connection; its ops arrive through `handle_ops`.
     pub fn add_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
-        self.add_conn_of(tx, false)
+        self.add_conn_of(Sink::Channel(tx), false)
+    }
+
+    /// A local socket's connection: its ops are encoded into `outbox`.
+    pub fn add_local_conn(&mut self, outbox: std::sync::Arc<crate::outbox::Outbox>) -> ConnId {
+        self.add_conn_of(Sink::Outbox(outbox), false)
     }
 
     /// `conn` hands over a block the node filled for it (a large put
@@ -316,10 +328,10 @@ impl NodeCore {
 
     /// A connection over gRPC: stored values go to it by value.
     pub fn add_remote_conn(&mut self, tx: mpsc::UnboundedSender<Outgoing>) -> ConnId {
-        self.add_conn_of(tx, true)
+        self.add_conn_of(Sink::Channel(tx), true)
     }
 
-    fn add_conn_of(&mut self, tx: mpsc::UnboundedSender<Outgoing>, remote: bool) -> ConnId {
+    fn add_conn_of(&mut self, tx: Sink, remote: bool) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
@@ -339,8 +351,12 @@ impl NodeCore {
     }
 
     fn send(&self, conn: ConnId, op: node_op::Op) {
-        if let Some(c) = self.conns.get(&conn) {
-            let _ = c.tx.send(Outgoing::Op(NodeOp { op: Some(op) }));
+        match self.conns.get(&conn).map(|c| &c.tx) {
+            Some(Sink::Outbox(outbox)) => outbox.push(&NodeOp { op: Some(op) }),
+            Some(Sink::Channel(tx)) => {
+                let _ = tx.send(Outgoing::Op(NodeOp { op: Some(op) }));
+            }
+            None => {}
         }
     }
 
@@ -463,14 +479,22 @@ impl NodeCore {
     }
 
     fn close(&self, conn: ConnId) {
-        if let Some(c) = self.conns.get(&conn) {
-            let _ = c.tx.send(Outgoing::Close);
+        match self.conns.get(&conn).map(|c| &c.tx) {
+            Some(Sink::Outbox(outbox)) => outbox.close(),
+            Some(Sink::Channel(tx)) => {
+                let _ = tx.send(Outgoing::Close);
+            }
+            None => {}
         }
     }
 
     /// Handle a batch of ops from one connection. Returns false when the
     /// connection must be closed.
-    pub fn handle_ops(&mut self, conn: ConnId, ops: Vec<v1::ClientOp>) -> bool {
+    pub fn handle_ops(
+        &mut self,
+        conn: ConnId,
+        ops: impl IntoIterator<Item = v1::ClientOp>,
+    ) -> bool {
         use v1::client_op::Op;
         for op in ops {
             let Some(op) = op.op else { continue };
@@ -616,8 +640,12 @@ impl NodeCore {
         self.tasks.shrink_to_fit();
         self.objects.shrink_to_fit();
         self.queues.shrink_to_fit();
-        // SAFETY: malloc_trim only releases free heap memory.
-        unsafe { libc::malloc_trim(0) };
+        // SAFETY: both only release free heap memory (the binary allocates
+        // with mimalloc; libraries' C code and the lib's tests with malloc).
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+            libc::malloc_trim(0);
+        }
     }
 
     /// Stop starting workers and return every worker pid (to be killed).
