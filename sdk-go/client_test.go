@@ -396,6 +396,88 @@ func TestGetHonoursContext(t *testing.T) {
 	}
 }
 
+// After a sync call the reader goroutine stands by and a Get that waits
+// reads the socket itself: its context's end and Close still end it at
+// once, and calls go on working.
+func TestGetReadingItselfHonoursContextAndClose(t *testing.T) {
+	needWorker(t)
+	c := newClient(t)
+	ctx := testContext(t, 60*time.Second)
+	sleep := Function{Language: Go, Name: "test.sleep"}
+	syncCall := func() {
+		t.Helper()
+		ref, err := c.Call(ctx, sleep, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := ref.Get(ctx, &n); err != nil || n != 0 {
+			t.Fatalf("sync call = %d, %v", n, err)
+		}
+		ref.Release()
+	}
+	standBy := func() {
+		t.Helper()
+		for i := 0; ; i++ {
+			syncCall()
+			if c.rt.StandingBy() {
+				return
+			}
+			if i == 100 {
+				t.Fatal("the reader goroutine never stood by after sync calls")
+			}
+			time.Sleep(time.Duration(i) * 100 * time.Microsecond)
+		}
+	}
+	standBy()
+	ref, err := c.Call(ctx, sleep, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	var n int
+	if err := ref.Get(getCtx, &n); err != context.Canceled {
+		t.Fatalf("cancelled Get = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("cancelled Get returned after %v", d)
+	}
+	ref.Release()
+	standBy()
+	dctx, dcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer dcancel()
+	ref, err = c.Call(ctx, sleep, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Get(dctx, &n); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Get past a deadline = %v", err)
+	}
+	// A call in flight besides: the reader goroutine keeps the socket.
+	ref.Release()
+	standBy()
+	ref, err = c.Call(ctx, sleep, 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		c.Close()
+	}()
+	start = time.Now()
+	if err := ref.Get(ctx, &n); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get across Close = %v, want ErrClosed", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Get across Close returned after %v", d)
+	}
+}
+
 func TestReleaseFreesObjects(t *testing.T) {
 	c := newClient(t)
 	ctx := testContext(t, 60*time.Second)

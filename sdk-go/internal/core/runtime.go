@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -98,12 +100,41 @@ type Runtime struct {
 	// Warn receives the node's Warning messages and request-less errors.
 	Warn func(string)
 
+	// Leader/follower reading (the local socket, a client that serves no
+	// tasks): a Get that has to wait reads the socket itself when nobody
+	// else does, so that its answer wakes no other goroutine (waking one
+	// wakes a second OS thread, the dearest step of a sync round trip).
+	// The reader goroutine then stands by, and takes the socket back once
+	// no Get has read for a whole standbyTick; while it stands by,
+	// submissions and releases are queued without waking the writer (the
+	// next Get's flush, or the reader's tick, sends them).
+	lf         recvOr
+	role       atomic.Int32 // roleVacant, roleReader or roleCaller
+	roleGen    atomic.Uint64
+	readerWake chan struct{}
+	leaderMu   sync.Mutex // held by the caller reading; Close waits for it
+	handedOff  bool       // r.mu: a Get's goroutine was woken by a value read
+	parkedGets int        // r.mu: Gets waiting on an object's ready channel
+	// pendingReturns counts the returns of submissions not arrived yet
+	// (r.mu): a Get reads itself only for the one call in flight, the
+	// pattern of sync calls. With more, the reader goroutine reads (on
+	// another CPU, beside the goroutine taking the values).
+	pendingReturns int
+	parkedOther    atomic.Int32
+	// evfd interrupts a caller's poll when its context ends (-1: none).
+	evfd   int
+	evfdMu sync.Mutex
+
 	shmPuts, shmGets, shmReturns atomic.Uint64
 }
 
 type object struct {
-	count int
-	value *pb.ObjectValue
+	count   int
+	waiters int // Gets waiting on ready (counted in Runtime.parkedGets)
+	// pending: a return of this client's submission, not arrived yet
+	// (counted in Runtime.pendingReturns).
+	pending bool
+	value   *pb.ObjectValue
 	// ready is closed when the value arrives; made by the first waiter
 	// (most values arrive before anyone waits).
 	ready      chan struct{}
@@ -131,12 +162,14 @@ type request struct {
 // Connect says Hello on conn and waits for the node's answer.
 func Connect(ctx context.Context, conn transport.Conn, hello Hello) (*Runtime, error) {
 	r := &Runtime{
-		conn:     conn,
-		outWake:  make(chan struct{}, 1),
-		objs:     make(map[ObjectID]*object),
-		reqs:     make(map[uint64]*request),
-		dead:     make(chan struct{}),
-		closeReq: make(chan struct{}),
+		conn:       conn,
+		readerWake: make(chan struct{}, 1),
+		evfd:       -1,
+		outWake:    make(chan struct{}, 1),
+		objs:       make(map[ObjectID]*object),
+		reqs:       make(map[uint64]*request),
+		dead:       make(chan struct{}),
+		closeReq:   make(chan struct{}),
 	}
 	binary.LittleEndian.PutUint64(r.prefix[:], rand.Uint64())
 	r.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "ember:", msg) }
@@ -206,11 +239,17 @@ func Connect(ctx context.Context, conn transport.Conn, hello Hello) (*Runtime, e
 	if r.MaxInline <= 0 {
 		r.MaxInline = 100 << 10
 	}
+	if lf, ok := conn.(recvOr); ok {
+		if fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+			r.lf, r.evfd = lf, fd
+		}
+	}
 	r.writerWG.Add(1)
 	go r.writeLoop()
 	if len(rest) > 0 {
 		r.handle(&pb.NodeMessage{Ops: rest})
 	}
+	r.role.Store(roleReader)
 	go r.readLoop()
 	return r, nil
 }
@@ -265,6 +304,17 @@ func (r *Runtime) Close() error {
 	close(r.closeReq)
 	r.writerWG.Wait()
 	r.fail(ErrClosed)
+	if r.lf != nil {
+		// No context's end pokes evfd now; a caller reading (its poll ends
+		// with the socket shut down) lets go of it first.
+		r.evfdMu.Lock()
+		fd := r.evfd
+		r.evfd = -1
+		r.evfdMu.Unlock()
+		r.leaderMu.Lock()
+		unix.Close(fd)
+		r.leaderMu.Unlock()
+	}
 	r.arenaOnce.Do(func() {})
 	r.arenaMu.Lock()
 	r.arenaClosed = true
@@ -307,7 +357,19 @@ func (r *Runtime) queueRefChange(remove, unmap *ObjectID) {
 		ru.Unmap = append(ru.Unmap, unmap[:])
 	}
 	r.outMu.Unlock()
-	r.wake()
+	if !r.standingBy() {
+		r.wake()
+	}
+}
+
+// StandingBy says whether the reader goroutine stands by, leaving the
+// socket to Gets (for tests).
+func (r *Runtime) StandingBy() bool { return r.standingBy() }
+
+// standingBy says whether the reader goroutine stands by (a Get reads, or
+// did lately): queued ops are then sent by the next flush or its tick.
+func (r *Runtime) standingBy() bool {
+	return r.lf != nil && r.role.Load() != roleReader
 }
 
 func (r *Runtime) wake() {
@@ -452,7 +514,157 @@ func (r *Runtime) readLoop() {
 			return
 		}
 		r.handle(msg)
+		if r.lf == nil {
+			continue
+		}
+		r.mu.Lock()
+		handedOff := r.handedOff
+		r.handedOff = false
+		idle := r.parkedGets == 0 && r.pendingReturns == 0
+		r.mu.Unlock()
+		if handedOff && idle && r.parkedOther.Load() == 0 && r.executor.Load() == nil {
+			// A Get was answered and nobody else waits: the Get's
+			// goroutine likely waits again soon, and then reads itself.
+			if !r.standby() {
+				return
+			}
+		}
 	}
+}
+
+const (
+	roleVacant = iota
+	roleReader // the reader goroutine
+	roleCaller // a Get's goroutine
+)
+
+// standbyTick is how long the socket stays unread, at most, while no Get
+// reads it (and how long ops queued meanwhile wait, at most, to be sent).
+const standbyTick = time.Millisecond
+
+// recvOr is the local transport's Recv that a descriptor interrupts.
+type recvOr interface {
+	RecvOr(wake int) (*pb.NodeMessage, error)
+}
+
+// standby gives the socket up until no Get has read it for a whole
+// standbyTick, or a waiter needs a reader; false once the connection died.
+func (r *Runtime) standby() bool {
+	r.role.Store(roleVacant)
+	if r.needReader() && r.role.CompareAndSwap(roleVacant, roleReader) {
+		return true
+	}
+	gen := r.roleGen.Load()
+	t := time.NewTimer(standbyTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.readerWake:
+			if r.role.CompareAndSwap(roleVacant, roleReader) {
+				r.FlushNow()
+				return true
+			}
+		case <-t.C:
+			r.FlushNow()
+			if g := r.roleGen.Load(); g != gen {
+				gen = g
+			} else if r.role.CompareAndSwap(roleVacant, roleReader) {
+				return true
+			}
+			t.Reset(standbyTick)
+		case <-r.dead:
+			return false
+		}
+	}
+}
+
+// needReader says whether a goroutine waits for something to be read.
+func (r *Runtime) needReader() bool {
+	r.mu.Lock()
+	n := r.parkedGets
+	r.mu.Unlock()
+	return n > 0 || r.parkedOther.Load() > 0
+}
+
+// wakeReader makes the reader goroutine take the socket if nobody reads it.
+func (r *Runtime) wakeReader() {
+	if r.lf != nil && r.role.Load() == roleVacant {
+		select {
+		case r.readerWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// parkOther counts a goroutine about to wait for an answer (a request's,
+// a grant, Wait) and makes sure somebody reads; the returned func uncounts it.
+func (r *Runtime) parkOther() func() {
+	if r.lf == nil {
+		return func() {}
+	}
+	r.parkedOther.Add(1)
+	r.wakeReader()
+	return func() { r.parkedOther.Add(-1) }
+}
+
+// poke interrupts the poll of the caller reading (its context ended).
+func (r *Runtime) poke() {
+	r.evfdMu.Lock()
+	if r.evfd >= 0 {
+		one := [8]byte{1}
+		_, _ = unix.Write(r.evfd, one[:])
+	}
+	r.evfdMu.Unlock()
+}
+
+// readFor reads the socket from this goroutine (which holds roleCaller)
+// until obj's value arrived, ctx ended or the connection died, then gives
+// the socket up.
+func (r *Runtime) readFor(ctx context.Context, obj *object, what string) error {
+	r.leaderMu.Lock()
+	wake := -1
+	if ctx.Done() != nil {
+		wake = r.evfd
+		stop := context.AfterFunc(ctx, r.poke)
+		defer stop()
+	}
+	var err error
+	for {
+		r.mu.Lock()
+		ready := obj.isReady
+		r.mu.Unlock()
+		if ready {
+			break
+		}
+		if r.Err() != nil {
+			err = r.deadErr
+			break
+		}
+		msg, rerr := r.lf.RecvOr(wake)
+		if rerr == transport.ErrInterrupted {
+			var buf [8]byte
+			_, _ = unix.Read(wake, buf[:])
+			if ctx.Err() != nil {
+				err = ctxError(ctx, what)
+				break
+			}
+			continue
+		}
+		if rerr != nil {
+			r.fail(rerr)
+			r.wakeAll()
+			err = r.deadErr
+			break
+		}
+		r.handle(msg)
+	}
+	r.leaderMu.Unlock()
+	r.role.Store(roleVacant)
+	r.roleGen.Add(1)
+	if r.needReader() {
+		r.wakeReader()
+	}
+	return err
 }
 
 // wakeAll closes what waiters wait on after the connection died.
@@ -572,15 +784,22 @@ func (r *Runtime) objectReady(ready *pb.ObjectReady) (ObjectID, bool) {
 	}
 	if !obj.isReady {
 		obj.value = value
-		obj.markReady()
+		r.markReady(obj)
 	}
 	return id, true
 }
 
-func (o *object) markReady() {
+func (r *Runtime) markReady(o *object) {
 	o.isReady = true
+	if o.pending {
+		o.pending = false
+		r.pendingReturns--
+	}
 	if o.ready != nil {
 		close(o.ready)
+		r.handedOff = true
+		r.parkedGets -= o.waiters
+		o.waiters = 0
 	}
 	for _, w := range o.watchers {
 		select {
@@ -620,6 +839,7 @@ func (r *Runtime) newRequest() (uint64, *request) {
 
 // await waits for a request's answer.
 func (r *Runtime) await(ctx context.Context, id uint64, req *request, what string) (*pb.NodeOp, error) {
+	defer r.parkOther()()
 	select {
 	case op := <-req.ch:
 		if op == nil {
@@ -753,7 +973,7 @@ func (r *Runtime) Put(ctx context.Context, format pb.ValueFormat, data []byte) (
 		r.mu.Lock()
 		obj := &object{count: 1, subscribed: true, put: true}
 		obj.value = value
-		obj.markReady()
+		r.markReady(obj)
 		r.objs[id] = obj
 		r.mu.Unlock()
 		r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: value}}})
@@ -783,7 +1003,7 @@ func (r *Runtime) putStored(id ObjectID, format pb.ValueFormat, size int, wire *
 	r.mu.Lock()
 	obj := &object{count: 1, subscribed: true, put: true}
 	obj.value = &pb.ObjectValue{Format: format, Body: &pb.ObjectValue_StoredSize{StoredSize: uint64(size)}}
-	obj.markReady()
+	r.markReady(obj)
 	r.objs[id] = obj
 	r.mu.Unlock()
 	r.Send(&pb.ClientOp{Op: &pb.ClientOp_PutObject{PutObject: &pb.PutObject{ObjectId: id[:], Value: wire}}})
@@ -802,10 +1022,19 @@ func (r *Runtime) Submit(spec *pb.TaskSpec, temps []ObjectID) []ObjectID {
 	for i := range ids {
 		ids[i] = ReturnID(task, uint32(i))
 		// The node pushes ObjectReady of a submission's returns unasked.
-		r.objs[ids[i]] = &object{count: 1, subscribed: true}
+		r.objs[ids[i]] = &object{count: 1, subscribed: true, pending: true}
 	}
+	r.pendingReturns += len(ids)
 	r.mu.Unlock()
-	r.Send(pb.NewSubmitTaskOp(spec))
+	op := pb.NewSubmitTaskOp(spec)
+	if r.standingBy() {
+		// A Get will likely follow and send it; else the reader's tick.
+		r.outMu.Lock()
+		r.out = append(r.out, op)
+		r.outMu.Unlock()
+	} else {
+		r.Send(op)
+	}
 	for _, t := range temps {
 		r.Release(t)
 	}
@@ -879,7 +1108,7 @@ func (r *Runtime) Release(id ObjectID) {
 	delete(r.objs, id)
 	obj.released = true
 	if !obj.isReady {
-		obj.markReady()
+		r.markReady(obj)
 	}
 	// Gets waiting for a grant end (the grant is given back when it comes).
 	for _, w := range obj.mapWaiters {
@@ -956,17 +1185,43 @@ func (r *Runtime) awaitValue(ctx context.Context, id ObjectID) (*object, *pb.Obj
 	obj.subscribed = true
 	value := obj.value
 	var ready chan struct{}
+	lead := false
 	if !obj.isReady {
-		if obj.ready == nil {
-			obj.ready = make(chan struct{})
+		if r.lf != nil && r.pendingReturns <= 1 && r.executor.Load() == nil && r.role.CompareAndSwap(roleVacant, roleCaller) {
+			// Nobody reads the socket: this goroutine reads it itself.
+			lead = true
+		} else {
+			if obj.ready == nil {
+				obj.ready = make(chan struct{})
+			}
+			ready = obj.ready
+			obj.waiters++
+			r.parkedGets++
 		}
-		ready = obj.ready
 	}
 	r.mu.Unlock()
 	if subscribe {
-		r.Send(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}}}})
+		op := &pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}}}}
+		if lead {
+			r.outMu.Lock()
+			r.out = append(r.out, op)
+			r.outMu.Unlock()
+		} else {
+			r.Send(op)
+		}
 	}
-	if ready != nil {
+	if lead {
+		// Send what is queued (the submission) from here, then read.
+		r.FlushNow()
+		if err := r.readFor(ctx, obj, "object "+hexID(id)); err != nil {
+			return nil, nil, err
+		}
+		r.mu.Lock()
+		value = obj.value
+		r.mu.Unlock()
+	} else if ready != nil {
+		// Counted in parkedGets: somebody must read.
+		r.wakeReader()
 		select {
 		case <-ready:
 		default:
@@ -975,8 +1230,10 @@ func (r *Runtime) awaitValue(ctx context.Context, id ObjectID) (*object, *pb.Obj
 			select {
 			case <-ready:
 			case <-ctx.Done():
+				r.unpark(obj)
 				return nil, nil, ctxError(ctx, "object "+hexID(id))
 			case <-r.dead:
+				r.unpark(obj)
 				return nil, nil, r.deadErr
 			}
 		}
@@ -989,6 +1246,16 @@ func (r *Runtime) awaitValue(ctx context.Context, id ObjectID) (*object, *pb.Obj
 		return nil, nil, fmt.Errorf("%w: object %s", ErrReleased, hexID(id))
 	}
 	return obj, value, nil
+}
+
+// unpark uncounts a Get that stopped waiting for obj before it was ready.
+func (r *Runtime) unpark(obj *object) {
+	r.mu.Lock()
+	if !obj.isReady && obj.waiters > 0 {
+		obj.waiters--
+		r.parkedGets--
+	}
+	r.mu.Unlock()
 }
 
 func (r *Runtime) read(ctx context.Context, id ObjectID, obj *object, value *pb.ObjectValue) (*Value, error) {
@@ -1026,6 +1293,8 @@ func (r *Runtime) requestMap(ctx context.Context, id ObjectID, obj *object) (*pb
 	r.mu.Unlock()
 	r.SendNow(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: [][]byte{id[:]}, Map: true}}})
 	var granted *pb.ObjectValue
+	unpark := r.parkOther()
+	defer unpark()
 	select {
 	case granted = <-w.ch:
 	case <-ctx.Done():
@@ -1189,6 +1458,7 @@ func (r *Runtime) Wait(ctx context.Context, ids []ObjectID, n int, timeout time.
 		r.Send(&pb.ClientOp{Op: &pb.ClientOp_GetObjects{GetObjects: &pb.GetObjects{ObjectIds: subscribe}}})
 	}
 	r.FlushNow()
+	defer r.parkOther()()
 	var timer <-chan time.Time
 	if timeout >= 0 {
 		t := time.NewTimer(timeout)

@@ -107,6 +107,28 @@ func (u *Unix) Recv() (*pb.NodeMessage, error) {
 	return msg, nil
 }
 
+// ErrInterrupted is RecvOr's answer when its wake descriptor became
+// readable before a frame began to arrive.
+var ErrInterrupted = errors.New("transport: receive interrupted")
+
+// RecvOr is Recv that returns ErrInterrupted instead when wake (a
+// descriptor, e.g. an eventfd; -1: none) becomes readable before a frame
+// begins to arrive (a frame begun is read whole). It waits in the calling
+// goroutine's own thread, without yielding first: for a goroutine that
+// waits for the answer itself.
+func (u *Unix) RecvOr(wake int) (*pb.NodeMessage, error) {
+	if u.rd.Buffered() == 0 {
+		ok, err := u.sock.waitReadable(wake)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrInterrupted
+		}
+	}
+	return u.Recv()
+}
+
 // Close shuts the socket down (a blocked Recv returns) and closes it once
 // no Send or Recv is inside it.
 func (u *Unix) Close() error { return u.sock.Close() }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -34,6 +35,9 @@ type unixSocket struct {
 	// closed is set by Close: operations then fail with net.ErrClosed, and
 	// whoever sees users reach 0 closes fd.
 	closed bool
+	// readable: waitReadable saw the socket readable, so the next read
+	// reads at once (the reader's state: one reader at a time).
+	readable bool
 }
 
 // dialUnixSocket connects to the Unix socket at path. ctx bounds the
@@ -126,6 +130,11 @@ func (s *unixSocket) Read(p []byte) (int, error) {
 }
 
 func (s *unixSocket) read(p []byte) (int, error) {
+	if s.readable {
+		// waitReadable saw data (or the end): this read does not block.
+		s.readable = false
+		return s.readNow(p)
+	}
 	// Yield first, so that the goroutines the last frame woke (a caller
 	// waiting for its reply) run on this thread now. Otherwise they wait on
 	// this thread's P while poll holds it, until a second thread, woken for
@@ -141,17 +150,60 @@ func (s *unixSocket) read(p []byte) (int, error) {
 		}
 		// Readable (data, end of stream or an error): this read does not
 		// block, being the only one.
-		n, err := unix.Read(s.fd, p)
-		switch {
-		case err == unix.EINTR || err == unix.EAGAIN:
+		n, err := s.readNow(p)
+		if err == errRetry {
 			continue
-		case err != nil:
-			return 0, s.opError("read", os.NewSyscallError("read", err))
-		case n == 0:
-			return 0, io.EOF
 		}
-		return n, nil
+		return n, err
 	}
+}
+
+var errRetry = errors.New("retry")
+
+// readNow reads from the socket, readable: errRetry on EINTR or EAGAIN.
+func (s *unixSocket) readNow(p []byte) (int, error) {
+	n, err := unix.Read(s.fd, p)
+	switch {
+	case err == unix.EINTR || err == unix.EAGAIN:
+		return 0, errRetry
+	case err != nil:
+		return 0, s.opError("read", os.NewSyscallError("read", err))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// waitReadable waits in poll(POLLIN) until the socket or wake (a
+// descriptor such as an eventfd; -1: none) is readable, from the calling
+// goroutine, without the yield of read: true when the socket is (the next
+// read then reads at once). The reader's call: one at a time.
+func (s *unixSocket) waitReadable(wake int) (bool, error) {
+	if !s.acquire() {
+		return false, s.opError("read", net.ErrClosed)
+	}
+	fds := [2]unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+	n := 2
+	if wake < 0 {
+		n = 1
+	}
+	var err error
+	for {
+		if _, err = unix.Poll(fds[:n], -1); err != unix.EINTR {
+			break
+		}
+	}
+	closed := s.release()
+	switch {
+	case closed:
+		return false, s.opError("read", net.ErrClosed)
+	case err != nil:
+		return false, s.opError("read", os.NewSyscallError("poll", err))
+	case fds[0].Revents != 0:
+		s.readable = true
+		return true, nil
+	}
+	return false, nil
 }
 
 // writeAll writes b whole, blocking while the socket is full. One writer
