@@ -107,7 +107,7 @@ type Runtime struct {
 	// The reader goroutine then stands by, and takes the socket back once
 	// no Get has read for a whole standbyTick; while it stands by,
 	// submissions and releases are queued without waking the writer (the
-	// next Get's flush, or the reader's tick, sends them).
+	// next submission's or Get's flush, or the reader's tick, sends them).
 	lf         recvOr
 	role       atomic.Int32 // roleVacant, roleReader or roleCaller
 	roleGen    atomic.Uint64
@@ -1028,10 +1028,12 @@ func (r *Runtime) Submit(spec *pb.TaskSpec, temps []ObjectID) []ObjectID {
 	r.mu.Unlock()
 	op := pb.NewSubmitTaskOp(spec)
 	if r.standingBy() {
-		// A Get will likely follow and send it; else the reader's tick.
+		// Sent from here with what was queued meanwhile (releases), in one
+		// write, without waking the writer.
 		r.outMu.Lock()
 		r.out = append(r.out, op)
 		r.outMu.Unlock()
+		r.FlushNow()
 	} else {
 		r.Send(op)
 	}
