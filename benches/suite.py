@@ -48,9 +48,9 @@ REPO = os.path.dirname(HERE)
 NUM_CPUS = 2
 SESSION_DIR: str | None = None
 # Parents in flight per CPU in tasks_nested. Every parent blocked in get holds
-# a worker process; ember (today) stops starting workers at a cap and then
-# deadlocks when all of them hold blocked parents (about 30 parents at once
-# on 2 CPUs), so the window stays well under it.
+# a worker process (blocked workers do not count against the pool's cap, so
+# many parents at once finish too, but the figure would then measure process
+# start-up).
 NESTED_WINDOW = 4
 
 
