@@ -562,6 +562,19 @@ type field struct {
 	bytes []byte
 }
 
+// eachField calls each for every field of b in order; false as soon as a
+// field is malformed (see next) or each returns false.
+func eachField(b []byte, each func(f field) bool) bool {
+	for len(b) > 0 {
+		f, rest, ok := next(b)
+		if !ok || !each(f) {
+			return false
+		}
+		b = rest
+	}
+	return true
+}
+
 func next(p []byte) (f field, rest []byte, ok bool) {
 	num, typ, n := protowire.ConsumeTag(p)
 	if n < 0 {
@@ -597,23 +610,22 @@ func decodeObjectReady(src []byte) *NodeOp {
 	b := append([]byte(nil), src...)
 	blk := &readyBlock{}
 	r := &blk.r
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return nil
-		}
-		p = rest
+	ok := eachField(b, func(f field) bool {
 		switch {
 		case f.num == 1 && f.typ == protowire.BytesType:
 			r.ObjectId = view(f.bytes)
 		case f.num == 2 && f.typ == protowire.BytesType && r.Value == nil:
 			if !decodeObjectValue(f.bytes, &blk.v, &blk.inl) {
-				return nil
+				return false
 			}
 			r.Value = &blk.v
 		default:
-			return nil
+			return false
 		}
+		return true
+	})
+	if !ok {
+		return nil
 	}
 	blk.w.ObjectReady = r
 	blk.op.Op = &blk.w
@@ -622,12 +634,7 @@ func decodeObjectReady(src []byte) *NodeOp {
 
 // decodeObjectValue decodes b into v (inl: the InlineData body to use).
 func decodeObjectValue(b []byte, v *ObjectValue, inl *ObjectValue_InlineData) bool {
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return false
-		}
-		p = rest
+	return eachField(b, func(f field) bool {
 		switch {
 		case f.num == 1 && f.typ == protowire.VarintType:
 			v.Format = ValueFormat(int32(f.u))
@@ -638,20 +645,21 @@ func decodeObjectValue(b []byte, v *ObjectValue, inl *ObjectValue_InlineData) bo
 			v.Body = inl
 		case f.num == 4 && f.typ == protowire.BytesType && v.Body == nil:
 			loc := &ShmLocation{}
-			for q := f.bytes; len(q) > 0; {
-				g, rest, ok := next(q)
-				if !ok || g.typ != protowire.VarintType {
+			ok := eachField(f.bytes, func(g field) bool {
+				switch {
+				case g.typ != protowire.VarintType:
 					return false
-				}
-				q = rest
-				switch g.num {
-				case 1:
+				case g.num == 1:
 					loc.Offset = g.u
-				case 2:
+				case g.num == 2:
 					loc.Size = g.u
 				default:
 					return false
 				}
+				return true
+			})
+			if !ok {
+				return false
 			}
 			v.Body = &ObjectValue_Shm{Shm: loc}
 		case f.num == 5 && f.typ == protowire.BytesType:
@@ -661,8 +669,8 @@ func decodeObjectValue(b []byte, v *ObjectValue, inl *ObjectValue_InlineData) bo
 		default:
 			return false
 		}
-	}
-	return true
+		return true
+	})
 }
 
 type execBlock struct {
@@ -683,19 +691,14 @@ func decodeExecuteTask(src []byte) *NodeOp {
 	b := append([]byte(nil), src...)
 	blk := &execBlock{}
 	et := &blk.et
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return nil
-		}
-		p = rest
+	ok := eachField(b, func(f field) bool {
 		if f.typ != protowire.BytesType {
-			return nil
+			return false
 		}
 		switch f.num {
 		case 1:
 			if et.Spec != nil || !decodeTaskSpec(f.bytes, &blk.spec, &blk.fn) {
-				return nil
+				return false
 			}
 			et.Spec = &blk.spec
 		case 2:
@@ -703,22 +706,26 @@ func decodeExecuteTask(src []byte) *NodeOp {
 		case 3:
 			s, ok := text(f.bytes)
 			if !ok {
-				return nil
+				return false
 			}
 			et.GpuIds = append(et.GpuIds, s)
 		case 4:
 			if !decodeMapEntry(f.bytes, &et.AssignedResources) {
-				return nil
+				return false
 			}
 		case 5:
 			s, ok := text(f.bytes)
 			if !ok {
-				return nil
+				return false
 			}
 			et.CodeSearchPath = append(et.CodeSearchPath, s)
 		default:
-			return nil
+			return false
 		}
+		return true
+	})
+	if !ok {
+		return nil
 	}
 	blk.w.ExecuteTask = et
 	blk.op.Op = &blk.w
@@ -728,22 +735,20 @@ func decodeExecuteTask(src []byte) *NodeOp {
 func decodeMapEntry(b []byte, m *map[string]float64) bool {
 	var key string
 	var value float64
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return false
-		}
-		p = rest
+	ok := eachField(b, func(f field) bool {
+		var ok bool
 		switch {
 		case f.num == 1 && f.typ == protowire.BytesType:
-			if key, ok = text(f.bytes); !ok {
-				return false
-			}
+			key, ok = text(f.bytes)
+			return ok
 		case f.num == 2 && f.typ == protowire.Fixed64Type:
 			value = math.Float64frombits(f.u)
-		default:
-			return false
+			return true
 		}
+		return false
+	})
+	if !ok {
+		return false
 	}
 	if *m == nil {
 		*m = make(map[string]float64)
@@ -754,24 +759,20 @@ func decodeMapEntry(b []byte, m *map[string]float64) bool {
 
 func decodeTaskSpec(b []byte, spec *TaskSpec, fn *FunctionDescriptor) bool {
 	nargs := 0
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return false
-		}
-		p = rest
+	if !eachField(b, func(f field) bool {
 		if f.num == 5 {
 			nargs++
 		}
+		return true
+	}) {
+		return false
 	}
 	var args []argBlock
 	if nargs > 0 {
 		args = make([]argBlock, 0, nargs)
 		spec.Args = make([]*TaskArg, 0, nargs)
 	}
-	for p := b; len(p) > 0; {
-		f, rest, _ := next(p)
-		p = rest
+	return eachField(b, func(f field) bool {
 		wantVarint := f.num == 6 || f.num == 8 || f.num == 9 || f.num == 17
 		if wantVarint != (f.typ == protowire.VarintType) || (!wantVarint && f.typ != protowire.BytesType) {
 			return false
@@ -847,17 +848,13 @@ func decodeTaskSpec(b []byte, spec *TaskSpec, fn *FunctionDescriptor) bool {
 		default:
 			return false
 		}
-	}
-	return true
+		return true
+	})
 }
 
 func decodeFunction(b []byte, fn *FunctionDescriptor) bool {
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok {
-			return false
-		}
-		p = rest
+	return eachField(b, func(f field) bool {
+		var ok bool
 		switch {
 		case f.num == 1 && f.typ == protowire.VarintType:
 			fn.Language = Language(int32(f.u))
@@ -870,17 +867,16 @@ func decodeFunction(b []byte, fn *FunctionDescriptor) bool {
 		default:
 			return false
 		}
-	}
-	return true
+		return true
+	})
 }
 
 func decodeTaskArg(b []byte, a *argBlock) bool {
-	for p := b; len(p) > 0; {
-		f, rest, ok := next(p)
-		if !ok || f.typ != protowire.BytesType {
+	return eachField(b, func(f field) bool {
+		if f.typ != protowire.BytesType {
 			return false
 		}
-		p = rest
+		var ok bool
 		switch f.num {
 		case 1:
 			a.arg.ObjectRef = view(f.bytes)
@@ -896,8 +892,8 @@ func decodeTaskArg(b []byte, a *argBlock) bool {
 		default:
 			return false
 		}
-	}
-	return true
+		return true
+	})
 }
 
 // ---- ops built in one allocation ----
