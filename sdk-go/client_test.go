@@ -354,22 +354,10 @@ func TestGetHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Cancelled while waiting: returns at once with ctx.Err().
-	getCtx, cancel := context.WithCancel(ctx)
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		cancel()
-	}()
-	start := time.Now()
-	var n int
-	err = ref.Get(getCtx, &n)
-	if err != context.Canceled {
-		t.Fatalf("cancelled Get = %v, want context.Canceled", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("cancelled Get returned after %v", d)
-	}
+	getCtx := getCancelledMidway(t, ctx, ref)
 	// Already cancelled: at once.
-	start = time.Now()
+	var n int
+	start := time.Now()
 	if err := ref.Get(getCtx, &n); err != context.Canceled || time.Since(start) > 100*time.Millisecond {
 		t.Fatalf("Get with a cancelled context = %v after %v", err, time.Since(start))
 	}
@@ -394,6 +382,27 @@ func TestGetHonoursContext(t *testing.T) {
 	if _, _, err := c.Wait(wctx, []ObjectRef{ref2}, 1, -1); err != context.Canceled {
 		t.Fatalf("Wait with a cancelled context = %v", err)
 	}
+}
+
+// getCancelledMidway gets ref with a context cancelled 100 ms later: the
+// Get must end within a second with context.Canceled. It returns that
+// (cancelled) context.
+func getCancelledMidway(t *testing.T, ctx context.Context, ref ObjectRef) context.Context {
+	t.Helper()
+	getCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	var n int
+	if err := ref.Get(getCtx, &n); err != context.Canceled {
+		t.Fatalf("cancelled Get = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("cancelled Get returned after %v", d)
+	}
+	return getCtx
 }
 
 // After a sync call the reader goroutine stands by and a Get that waits
@@ -434,21 +443,10 @@ func TestGetReadingItselfHonoursContextAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	getCtx, cancel := context.WithCancel(ctx)
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		cancel()
-	}()
-	start := time.Now()
-	var n int
-	if err := ref.Get(getCtx, &n); err != context.Canceled {
-		t.Fatalf("cancelled Get = %v, want context.Canceled", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("cancelled Get returned after %v", d)
-	}
+	getCancelledMidway(t, ctx, ref)
 	ref.Release()
 	standBy()
+	var n int
 	dctx, dcancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer dcancel()
 	ref, err = c.Call(ctx, sleep, 4000)
@@ -469,7 +467,7 @@ func TestGetReadingItselfHonoursContextAndClose(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		c.Close()
 	}()
-	start = time.Now()
+	start := time.Now()
 	if err := ref.Get(ctx, &n); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get across Close = %v, want ErrClosed", err)
 	}
