@@ -131,9 +131,12 @@ func (s *unixSocket) Read(p []byte) (int, error) {
 
 func (s *unixSocket) read(p []byte) (int, error) {
 	if s.readable {
-		// waitReadable saw data (or the end): this read does not block.
+		// waitReadable saw data (or the end): this read does not block
+		// (on EINTR or EAGAIN, wait as usual below).
 		s.readable = false
-		return s.readNow(p)
+		if n, err := s.readNow(p); err != errRetry {
+			return n, err
+		}
 	}
 	// Yield first, so that the goroutines the last frame woke (a caller
 	// waiting for its reply) run on this thread now. Otherwise they wait on
