@@ -268,7 +268,6 @@ func (w *Worker) loop(pw *poolWorker) {
 				w.poolMu.Unlock()
 				return
 			}
-			w.queue = w.queue[:0]
 			w.idle = append(w.idle, pw)
 			w.poolMu.Unlock()
 			if !<-pw.ch {

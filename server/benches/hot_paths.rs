@@ -18,7 +18,7 @@
 //!   for sockets; no process, no IO).
 //! - `stream_batching`: the local transport's framing: the core encoding N
 //!   ops into a connection's outbox and its writer framing them
-//!   (`Outbox::push`, `try_take`, `outbox::frame_into`), and the reader splitting a frame of N submits
+//!   (`Outbox::push`, `try_take`, `Batch::frames`), and the reader splitting a frame of N submits
 //!   and decoding it (`frame::next_frame` + `ClientMessage::decode`).
 
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ use ember_flight_store::{Store, StoreConfig};
 use ember_proto::v1::{self, client_op::Op, node_op};
 use ember_proto::{frame, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use ember_server::node::{ConnId, CoreConfig, NodeCore, Outgoing, PoolCommand};
-use ember_server::outbox::{frame_into, Outbox};
+use ember_server::outbox::Outbox;
 use ember_server::resources::{task_request, ResourceSet};
 use ember_server::NodeConfig;
 use prost::Message;
@@ -351,10 +351,10 @@ fn stream_batching(c: &mut Criterion) {
                 for o in &ops {
                     outbox.push(o);
                 }
-                let batch = outbox.try_take(std::mem::take(&mut spare)).ok().unwrap();
-                frame_into(&batch.bytes, &mut out);
-                spare = batch.bytes;
-                black_box(out.len())
+                let mut batch = outbox.try_take(std::mem::take(&mut spare)).ok().unwrap();
+                let written = black_box(batch.frames(&mut out).len());
+                spare = batch.into_buffer();
+                written
             })
         });
 

@@ -11,6 +11,7 @@ use ember_proto::v1::{
     self, head_service_server::HeadServiceServer, node_service_server::NodeService,
 };
 use futures::{Stream, StreamExt};
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
@@ -19,8 +20,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::head::{Head, HeadServiceImpl};
-use crate::local::{gather_at_most, lock, MAX_GATHER_BYTES};
-use crate::node::NodeCore;
+use crate::local::lock;
+use crate::node::{NodeCore, Outgoing};
 
 /// Largest gRPC message accepted (Flight batches and task batches).
 const MAX_MESSAGE_BYTES: usize = 512 << 20;
@@ -83,7 +84,7 @@ impl NodeService for NodeServiceImpl {
                         None => return,
                     },
                 };
-                let (msg, close) = gather_at_most(first, &mut rx, Some(MAX_GATHER_BYTES));
+                let (msg, close) = gather(first, &mut rx);
                 if !msg.ops.is_empty() && out_tx.send(Ok(msg)).is_err() {
                     return;
                 }
@@ -249,3 +250,36 @@ pub async fn serve_grpc(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }
+
+/// Everything queued for a gRPC stream right now, as one message, stopping
+/// once the ops gathered encode to [`MAX_GATHER_BYTES`] or more (values
+/// sent by value can be large, and a message must stay under the stream's
+/// limit).
+fn gather(first: Outgoing, rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> (v1::NodeMessage, bool) {
+    let mut msg = v1::NodeMessage::default();
+    let mut close = false;
+    let mut bytes = 0usize;
+    let mut next = Some(first);
+    while let Some(item) = next {
+        match item {
+            Outgoing::Op(op) => msg.ops.push(op),
+            Outgoing::Close => {
+                close = true;
+                break;
+            }
+        }
+        if msg.ops.len() >= 4096 {
+            break;
+        }
+        bytes += msg.ops.last().map_or(0, |op| op.encoded_len());
+        if bytes >= MAX_GATHER_BYTES {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    (msg, close)
+}
+
+/// A gRPC stream's message gathers no more ops once this many bytes of
+/// them are in it.
+const MAX_GATHER_BYTES: usize = 64 << 20;

@@ -16,12 +16,11 @@ use ember_proto::local_socket::LocalSocket;
 use ember_proto::v1;
 use prost::Message;
 use tokio::net::UnixListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::node::{system_error, NodeCore, Outgoing};
-use crate::outbox::{frame_into, Outbox};
+use crate::node::{system_error, NodeCore};
+use crate::outbox::Outbox;
 
 pub async fn serve_local(
     listener: UnixListener,
@@ -133,61 +132,20 @@ async fn write_loop(socket: Arc<LocalSocket>, outbox: Arc<Outbox>) {
     let mut spare = Vec::new();
     let mut out = Vec::new();
     loop {
-        let batch = outbox.take(spare).await;
-        if !batch.bytes.is_empty() {
-            frame_into(&batch.bytes, &mut out);
-            if socket.write_all(&out).await.is_err() {
-                return;
-            }
+        let mut batch = outbox.take(spare).await;
+        if !batch.is_empty() && socket.write_all(batch.frames(&mut out)).await.is_err() {
+            return;
         }
         if batch.close {
             let _ = socket.shutdown_write();
             return;
         }
-        spare = batch.bytes;
+        spare = batch.into_buffer();
         if out.capacity() > 16 << 20 {
             out = Vec::new();
         }
     }
 }
-
-/// Everything queued for a gRPC stream right now, as one message, stopping
-/// once the ops gathered encode to `max_bytes` or more (values sent by
-/// value can be large, and a message must stay under the stream's limit).
-pub fn gather_at_most(
-    first: Outgoing,
-    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
-    max_bytes: Option<usize>,
-) -> (v1::NodeMessage, bool) {
-    let mut msg = v1::NodeMessage::default();
-    let mut close = false;
-    let mut bytes = 0usize;
-    let mut next = Some(first);
-    while let Some(item) = next {
-        match item {
-            Outgoing::Op(op) => msg.ops.push(op),
-            Outgoing::Close => {
-                close = true;
-                break;
-            }
-        }
-        if msg.ops.len() >= 4096 {
-            break;
-        }
-        if let Some(max) = max_bytes {
-            bytes += msg.ops.last().map_or(0, |op| op.encoded_len());
-            if bytes >= max {
-                break;
-            }
-        }
-        next = rx.try_recv().ok();
-    }
-    (msg, close)
-}
-
-/// A gRPC stream's message gathers no more ops once this many bytes of
-/// them are in it.
-pub const MAX_GATHER_BYTES: usize = 64 << 20;
 
 pub fn lock(core: &Arc<Mutex<NodeCore>>) -> std::sync::MutexGuard<'_, NodeCore> {
     core.lock().unwrap_or_else(|e| e.into_inner())

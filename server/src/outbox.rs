@@ -2,10 +2,11 @@
 //!
 //! The core encodes each op straight into the connection's buffer as a
 //! `NodeMessage.ops` entry (a `NodeMessage` is its ops' entries one after
-//! another), and the connection's writer sends the buffer as it stands as
-//! one or more frames. No op is moved through a channel or gathered into a
-//! vector first: at tens of thousands of ops a second those moves and the
-//! vectors' growth were a tenth of the node's CPU.
+//! another), and the connection's writer sends the buffer as it stands (its
+//! first bytes left for the frame length), or cut into frames when large.
+//! No op is moved through a channel or gathered into a vector first, and
+//! a batch is not copied to be framed: at tens of thousands of ops a second
+//! those moves and the vectors' growth were a tenth of the node's CPU.
 
 use std::sync::Mutex;
 
@@ -25,15 +26,17 @@ const FRAME_TARGET_BYTES: usize = 4 << 20;
 /// A buffer kept between writes is dropped once it has grown past this.
 const KEEP_CAPACITY: usize = 16 << 20;
 
-#[derive(Default)]
+/// Room for a frame's length at the start of every buffer: a batch that
+/// makes one frame is written as it lies, its length filled in.
+const HEADER: usize = 4;
+
 pub struct Outbox {
     state: Mutex<State>,
     ready: Notify,
 }
 
-#[derive(Default)]
 struct State {
-    /// Encoded `NodeMessage.ops` entries, oldest first.
+    /// [`HEADER`] bytes, then encoded `NodeMessage.ops` entries, oldest first.
     buf: Vec<u8>,
     /// Close the connection once `buf` is sent.
     close: bool,
@@ -41,13 +44,56 @@ struct State {
 
 /// What a writer takes from the outbox at once.
 pub struct Batch {
-    pub bytes: Vec<u8>,
+    /// [`HEADER`] bytes, then the entries.
+    bytes: Vec<u8>,
     pub close: bool,
+}
+
+impl Batch {
+    /// No op in it (a close alone).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.len() == HEADER
+    }
+
+    /// The encoded entries (a `NodeMessage`'s bytes).
+    pub fn entries(&self) -> &[u8] {
+        &self.bytes[HEADER..]
+    }
+
+    /// The frames to write: the batch itself with its length filled in
+    /// when its entries make one frame (the usual case), else the entries
+    /// cut into frames in `out` (see [`frame_into`]).
+    pub fn frames<'a>(&'a mut self, out: &'a mut Vec<u8>) -> &'a [u8] {
+        let body = self.bytes.len() - HEADER;
+        if body <= FRAME_TARGET_BYTES {
+            self.bytes[..HEADER].copy_from_slice(&(body as u32).to_le_bytes());
+            return &self.bytes;
+        }
+        frame_into(&self.bytes[HEADER..], out);
+        out
+    }
+
+    /// The buffer, for [`Outbox::take`] to reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Outbox {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            state: Mutex::new(State {
+                buf: vec![0; HEADER],
+                close: false,
+            }),
+            ready: Notify::new(),
+        }
     }
 
     /// Queue one op. Nothing is queued after a close.
@@ -56,7 +102,7 @@ impl Outbox {
         if s.close {
             return;
         }
-        let wake = s.buf.is_empty();
+        let wake = s.buf.len() == HEADER;
         encode_key(OPS_FIELD, WireType::LengthDelimited, &mut s.buf);
         encode_varint(op.encoded_len() as u64, &mut s.buf);
         op.encode_raw(&mut s.buf);
@@ -88,7 +134,7 @@ impl Outbox {
     /// [`Outbox::take`] without waiting: `spare` back when nothing is queued.
     pub fn try_take(&self, spare: Vec<u8>) -> Result<Batch, Vec<u8>> {
         let mut s = self.lock();
-        if s.buf.is_empty() && !s.close {
+        if s.buf.len() == HEADER && !s.close {
             return Err(spare);
         }
         let mut next = spare;
@@ -96,6 +142,7 @@ impl Outbox {
         if next.capacity() > KEEP_CAPACITY {
             next = Vec::new();
         }
+        next.resize(HEADER, 0);
         Ok(Batch {
             bytes: std::mem::replace(&mut s.buf, next),
             close: s.close,
@@ -110,7 +157,7 @@ impl Outbox {
 /// Frame the entries in `bytes` into `out`: a 4-byte little-endian length
 /// and a body per frame. Frames are cut between entries, near
 /// [`FRAME_TARGET_BYTES`]; an entry larger than that goes alone.
-pub fn frame_into(bytes: &[u8], out: &mut Vec<u8>) {
+fn frame_into(bytes: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.reserve(bytes.len() + 4 * (1 + bytes.len() / FRAME_TARGET_BYTES));
     let mut start = 0;
@@ -173,10 +220,10 @@ mod tests {
         }
         outbox.close();
         outbox.push(&warning("after close"));
-        let batch = outbox.take(Vec::new()).await;
+        let mut batch = outbox.take(Vec::new()).await;
         assert!(batch.close);
-        let mut framed = Vec::new();
-        frame_into(&batch.bytes, &mut framed);
+        let mut out = Vec::new();
+        let framed = batch.frames(&mut out).to_vec();
         assert_eq!(decode_all(&framed), sent);
         // One frame: the same bytes prost makes for the whole message.
         let whole = NodeMessage { ops: sent }.encode_to_vec();
@@ -188,7 +235,7 @@ mod tests {
         let outbox = std::sync::Arc::new(Outbox::new());
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.take(Vec::new()).await.bytes }
+            async move { outbox.take(Vec::new()).await.entries().to_vec() }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
@@ -215,9 +262,9 @@ mod tests {
         for op in &sent {
             outbox.push(op);
         }
-        let bytes = std::mem::take(&mut outbox.lock().buf);
-        let mut framed = Vec::new();
-        frame_into(&bytes, &mut framed);
+        let mut batch = outbox.try_take(Vec::new()).ok().unwrap();
+        let mut out = Vec::new();
+        let framed = batch.frames(&mut out).to_vec();
         let mut frames = 0;
         let mut rest = &framed[..];
         while !rest.is_empty() {

@@ -624,7 +624,11 @@ func (r *Runtime) readFor(ctx context.Context, obj *object, what string) error {
 	r.leaderMu.Lock()
 	wake := -1
 	if ctx.Done() != nil {
+		// Under evfdMu: Close sets it to -1 (it closes the descriptor only
+		// after leaderMu, held here, is let go).
+		r.evfdMu.Lock()
 		wake = r.evfd
+		r.evfdMu.Unlock()
 		stop := context.AfterFunc(ctx, r.poke)
 		defer stop()
 	}

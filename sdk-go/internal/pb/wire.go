@@ -43,44 +43,44 @@ func appendClientOp(b []byte, op *ClientOp) ([]byte, error) {
 		switch x := op.Op.(type) {
 		case *ClientOp_SubmitTask:
 			if m := x.SubmitTask; m.wireOK() {
-				n := m.wireSize()
-				b = appendLen(b, 1, sizeLen(3, n))
-				b = appendLen(b, 3, n)
-				return m.wireAppend(b), nil
+				return appendOpField(b, 3, m), nil
 			}
 		case *ClientOp_TaskFinished:
 			if m := x.TaskFinished; m.wireOK() {
-				n := m.wireSize()
-				b = appendLen(b, 1, sizeLen(9, n))
-				b = appendLen(b, 9, n)
-				return m.wireAppend(b), nil
+				return appendOpField(b, 9, m), nil
 			}
 		case *ClientOp_RefUpdate:
 			if m := x.RefUpdate; m != nil && len(m.unknownFields) == 0 {
-				n := m.wireSize()
-				b = appendLen(b, 1, sizeLen(4, n))
-				b = appendLen(b, 4, n)
-				return m.wireAppend(b), nil
+				return appendOpField(b, 4, m), nil
 			}
 		case *ClientOp_GetObjects:
 			if m := x.GetObjects; m != nil && len(m.unknownFields) == 0 {
-				n := m.wireSize()
-				b = appendLen(b, 1, sizeLen(5, n))
-				b = appendLen(b, 5, n)
-				return m.wireAppend(b), nil
+				return appendOpField(b, 5, m), nil
 			}
 		case *ClientOp_PutObject:
 			if m := x.PutObject; m != nil && len(m.unknownFields) == 0 && (m.Value == nil || m.Value.wireOK()) {
-				n := m.wireSize()
-				b = appendLen(b, 1, sizeLen(6, n))
-				b = appendLen(b, 6, n)
-				return m.wireAppend(b), nil
+				return appendOpField(b, 6, m), nil
 			}
 		}
 	}
 	n := proto.Size(op)
 	b = appendLen(b, 1, n)
 	return proto.MarshalOptions{UseCachedSize: true, Deterministic: true}.MarshalAppend(b, op)
+}
+
+// wireMessage is a message the hand encoder writes.
+type wireMessage interface {
+	wireSize() int
+	wireAppend(b []byte) []byte
+}
+
+// appendOpField appends a ClientMessage.ops entry (field 1) holding a
+// ClientOp whose oneof field num is m.
+func appendOpField(b []byte, num protowire.Number, m wireMessage) []byte {
+	n := m.wireSize()
+	b = appendLen(b, 1, sizeLen(num, n))
+	b = appendLen(b, num, n)
+	return m.wireAppend(b)
 }
 
 func sizeLen(num protowire.Number, n int) int {

@@ -73,13 +73,13 @@ enum ConnKind {
 
 /// Where a connection's ops go: a local socket's outbox (encoded at once),
 /// or a channel (gRPC streams, tests).
-pub enum Sink {
+enum Sink {
     Outbox(std::sync::Arc<crate::outbox::Outbox>),
     Channel(mpsc::UnboundedSender<Outgoing>),
 }
 
 struct Conn {
-    tx: Sink,
+    sink: Sink,
     kind: ConnKind,
     /// Objects this process holds a reference to (at most one count each:
     /// the SDK sends add at 0 → 1 and remove at 1 → 0).
@@ -331,13 +331,13 @@ impl NodeCore {
         self.add_conn_of(Sink::Channel(tx), true)
     }
 
-    fn add_conn_of(&mut self, tx: Sink, remote: bool) -> ConnId {
+    fn add_conn_of(&mut self, sink: Sink, remote: bool) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
             id,
             Conn {
-                tx,
+                sink,
                 kind: ConnKind::New,
                 held: HashSet::default(),
                 subscribed: HashSet::default(),
@@ -351,7 +351,7 @@ impl NodeCore {
     }
 
     fn send(&self, conn: ConnId, op: node_op::Op) {
-        match self.conns.get(&conn).map(|c| &c.tx) {
+        match self.conns.get(&conn).map(|c| &c.sink) {
             Some(Sink::Outbox(outbox)) => outbox.push(&NodeOp { op: Some(op) }),
             Some(Sink::Channel(tx)) => {
                 let _ = tx.send(Outgoing::Op(NodeOp { op: Some(op) }));
@@ -479,7 +479,7 @@ impl NodeCore {
     }
 
     fn close(&self, conn: ConnId) {
-        match self.conns.get(&conn).map(|c| &c.tx) {
+        match self.conns.get(&conn).map(|c| &c.sink) {
             Some(Sink::Outbox(outbox)) => outbox.close(),
             Some(Sink::Channel(tx)) => {
                 let _ = tx.send(Outgoing::Close);
