@@ -122,11 +122,19 @@ struct StartArgs {
     /// CPU quota). See server/src/keep_awake.rs.
     #[arg(long, env = "EMBER_KEEP_AWAKE_US", default_value_t = 2000)]
     keep_awake_us: u64,
+    /// Threads of the node's async runtime (blocking work, such as copies
+    /// into the store and spill files, runs on tokio's blocking pool
+    /// besides). One by default: every local message is handled under the
+    /// node core's one lock anyway, and with a second runtime thread each
+    /// message also woke the idle one to look for work to steal, which cost
+    /// a sync call 10–15 µs more node CPU and about a quarter of the sync
+    /// task rate (benches/README.md, 2026-11-29 afternoon).
+    #[arg(long, env = "EMBER_RUNTIME_THREADS", default_value_t = 1)]
+    runtime_threads: usize,
 }
 
-/// The node allocates and frees small messages at a high rate from two
-/// threads; mimalloc's per-thread free lists take less CPU than glibc's
-/// arenas for that (see benches/README.md). Built without transparent huge
+/// The node allocates and frees small messages at a high rate; mimalloc's
+/// free lists take less CPU than glibc's malloc for that (see benches/README.md). Built without transparent huge
 /// pages (feature `no_thp`): advised for them, its arena made the idle
 /// node's few live blocks hold whole 2 MiB pages (+16 MB resident) for no
 /// CPU saved.
@@ -289,7 +297,7 @@ fn start(args: StartArgs) -> anyhow::Result<()> {
     init_logging();
     ember_server::keep_awake::start(Duration::from_micros(args.keep_awake_us));
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(args.runtime_threads.max(1))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
