@@ -11,13 +11,19 @@
 use std::sync::Mutex;
 
 use ember_proto::frame::MAX_FRAME_BYTES;
-use ember_proto::v1::NodeOp;
-use prost::encoding::{decode_varint, encode_key, encode_varint, WireType};
+use ember_proto::v1::{ExecuteTask, NodeOp, TaskSpec};
+use prost::encoding::{
+    decode_varint, encode_key, encode_varint, encoded_len_varint, WireType,
+};
 use prost::Message;
 use tokio::sync::Notify;
 
 /// The `ops` field of `NodeMessage`.
 const OPS_FIELD: u32 = 1;
+
+/// `NodeOp.execute_task` and `ExecuteTask.spec` (keys of one byte each).
+const EXECUTE_TASK_OP: u32 = 3;
+const EXECUTE_SPEC_FIELD: u32 = 1;
 
 /// A frame's body stays under this many bytes when it holds more than one
 /// op, so that a reader is handed a burst in pieces it can start on.
@@ -98,14 +104,45 @@ impl Outbox {
 
     /// Queue one op. Nothing is queued after a close.
     pub fn push(&self, op: &NodeOp) {
+        self.push_entry(|buf| {
+            encode_key(OPS_FIELD, WireType::LengthDelimited, buf);
+            encode_varint(op.encoded_len() as u64, buf);
+            op.encode_raw(buf);
+        });
+    }
+
+    /// Queue `NodeOp{execute_task: ExecuteTask{spec, ..rest}}` (`rest.spec`
+    /// is ignored), encoding `spec` where it lies: the same bytes as
+    /// [`Outbox::push`] of that op, without copying the spec into an op
+    /// first, and with its length worked out once instead of at each of
+    /// the three levels that wrap it.
+    pub fn push_execute(&self, spec: &TaskSpec, rest: &ExecuteTask) {
+        debug_assert!(rest.spec.is_none(), "the spec is passed by itself");
+        let spec_len = spec.encoded_len();
+        // Field 1 first, then `rest`'s fields (2 and up): prost's order.
+        let exec_len = 1 + encoded_len_varint(spec_len as u64) + spec_len + rest.encoded_len();
+        let op_len = 1 + encoded_len_varint(exec_len as u64) + exec_len;
+        self.push_entry(|buf| {
+            encode_key(OPS_FIELD, WireType::LengthDelimited, buf);
+            encode_varint(op_len as u64, buf);
+            encode_key(EXECUTE_TASK_OP, WireType::LengthDelimited, buf);
+            encode_varint(exec_len as u64, buf);
+            encode_key(EXECUTE_SPEC_FIELD, WireType::LengthDelimited, buf);
+            encode_varint(spec_len as u64, buf);
+            spec.encode_raw(buf);
+            rest.encode_raw(buf);
+        });
+    }
+
+    /// Append one entry written by `write`, and wake the writer when the
+    /// outbox was empty. Nothing is queued after a close.
+    fn push_entry(&self, write: impl FnOnce(&mut Vec<u8>)) {
         let mut s = self.lock();
         if s.close {
             return;
         }
         let wake = s.buf.len() == HEADER;
-        encode_key(OPS_FIELD, WireType::LengthDelimited, &mut s.buf);
-        encode_varint(op.encoded_len() as u64, &mut s.buf);
-        op.encode_raw(&mut s.buf);
+        write(&mut s.buf);
         drop(s);
         if wake {
             self.ready.notify_one();
@@ -228,6 +265,59 @@ mod tests {
         // One frame: the same bytes prost makes for the whole message.
         let whole = NodeMessage { ops: sent }.encode_to_vec();
         assert_eq!(&framed[4..], &whole[..]);
+    }
+
+    /// `push_execute` writes the bytes `push` writes for the same op, with
+    /// and without the fields besides the spec, and for a spec large
+    /// enough that its lengths take several bytes.
+    #[test]
+    fn push_execute_writes_what_push_writes() {
+        let mut spec = v1::TaskSpec {
+            task_id: vec![7; 16].into(),
+            function: Some(v1::FunctionDescriptor {
+                name: "scoring.predict".into(),
+                ..Default::default()
+            }),
+            args: vec![v1::TaskArg {
+                value: Some(v1::ObjectValue {
+                    format: v1::ValueFormat::Msgpack as i32,
+                    body: Some(v1::object_value::Body::InlineData(vec![1u8; 40].into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            num_returns: 1,
+            ..Default::default()
+        };
+        let rests = [
+            v1::ExecuteTask::default(),
+            v1::ExecuteTask {
+                spec: None,
+                function_payload: vec![9u8; 300].into(),
+                gpu_ids: vec!["0".into(), "1".into()],
+                assigned_resources: [("CPU".to_string(), 1.0)].into(),
+                code_search_path: vec!["/srv/job".into()],
+            },
+        ];
+        for big in [false, true] {
+            if big {
+                spec.args[0].value.as_mut().unwrap().body =
+                    Some(v1::object_value::Body::InlineData(vec![2u8; 70_000].into()));
+            }
+            for rest in &rests {
+                let (by_ref, whole) = (Outbox::new(), Outbox::new());
+                by_ref.push_execute(&spec, rest);
+                whole.push(&NodeOp {
+                    op: Some(node_op::Op::ExecuteTask(v1::ExecuteTask {
+                        spec: Some(spec.clone()),
+                        ..rest.clone()
+                    })),
+                });
+                let a = by_ref.try_take(Vec::new()).ok().unwrap();
+                let b = whole.try_take(Vec::new()).ok().unwrap();
+                assert_eq!(a.entries(), b.entries());
+            }
+        }
     }
 
     #[tokio::test]

@@ -367,15 +367,22 @@ impl NodeCore {
                 self.finish_cancelled(task_id);
                 continue;
             }
-            let mut spec = t.spec.clone();
-            if let Err(err) = self.inline_args(&mut spec, key.language, &key.name) {
-                self.fail_task(task_id, *err);
-                continue;
-            }
+            // Arguments to put inline go in a copy; else the stored spec is
+            // sent as it lies.
+            let inlined = if Self::needs_inlining(&t.spec) {
+                let mut spec = t.spec.clone();
+                if let Err(err) = self.inline_args(&mut spec, key.language, &key.name) {
+                    self.fail_task(task_id, *err);
+                    continue;
+                }
+                Some(spec)
+            } else {
+                None
+            };
+            let creating = created_actor(&t.spec);
             if let Some(t) = self.tasks.get_mut(&task_id) {
                 t.state = TaskState::Served(conn);
             }
-            let creating = created_actor(&spec);
             let Some(server) = self.servers.get_mut(&conn) else {
                 continue;
             };
@@ -388,13 +395,26 @@ impl NodeCore {
                     a.pid = pid;
                 }
             }
-            self.send(
+            self.send_execute_task(conn, task_id, inlined);
+        }
+    }
+
+    /// Send the task to a serving process: `inlined` (a copy of its spec
+    /// with arguments put inline), or else its stored spec.
+    fn send_execute_task(&self, conn: ConnId, task_id: TaskId, inlined: Option<v1::TaskSpec>) {
+        match inlined {
+            Some(spec) => self.send(
                 conn,
                 node_op::Op::ExecuteTask(v1::ExecuteTask {
                     spec: Some(spec),
                     ..Default::default()
                 }),
-            );
+            ),
+            None => {
+                if let Some(t) = self.tasks.get(&task_id) {
+                    self.send_execute(conn, &t.spec, v1::ExecuteTask::default());
+                }
+            }
         }
     }
 
@@ -412,6 +432,18 @@ impl NodeCore {
         for key in keys {
             self.pump_served(&key);
         }
+    }
+
+    /// Whether [`Self::inline_args`] has anything to do for `spec`: an
+    /// argument by reference, or a Python-only one to refuse.
+    fn needs_inlining(spec: &v1::TaskSpec) -> bool {
+        spec.args.iter().any(|arg| {
+            !arg.object_ref.is_empty()
+                || arg
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| v.format == v1::ValueFormat::Pickle as i32)
+        })
     }
 
     /// Put every argument of `spec` inline, by value: a serving process
@@ -480,29 +512,28 @@ impl NodeCore {
         let Some(t) = self.tasks.get(&task) else {
             return;
         };
-        let mut spec = t.spec.clone();
-        let (language, class) = spec
-            .function
-            .as_ref()
-            .map(|f| (f.language, f.name.clone()))
-            .unwrap_or_default();
-        if let Err(err) = self.inline_args(&mut spec, language, &class) {
-            self.fail_task(task, *err);
-            return;
-        }
+        let inlined = if Self::needs_inlining(&t.spec) {
+            let mut spec = t.spec.clone();
+            let (language, class) = spec
+                .function
+                .as_ref()
+                .map(|f| (f.language, f.name.clone()))
+                .unwrap_or_default();
+            if let Err(err) = self.inline_args(&mut spec, language, &class) {
+                self.fail_task(task, *err);
+                return;
+            }
+            Some(spec)
+        } else {
+            None
+        };
         if let Some(t) = self.tasks.get_mut(&task) {
             t.state = TaskState::Served(conn);
         }
         if let Some(a) = self.actors.get_mut(&actor_id) {
             a.served_in_flight.push_back(task);
         }
-        self.send(
-            conn,
-            node_op::Op::ExecuteTask(v1::ExecuteTask {
-                spec: Some(spec),
-                ..Default::default()
-            }),
-        );
+        self.send_execute_task(conn, task, inlined);
     }
 
     /// The actor `actor_id`, hosted by a serving process, is killed: the

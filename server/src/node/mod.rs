@@ -360,6 +360,23 @@ impl NodeCore {
         }
     }
 
+    /// Send `ExecuteTask{spec, ..rest}` (`rest.spec` unset) without copying
+    /// `spec` where the connection has an outbox (see
+    /// [`Outbox::push_execute`](crate::outbox::Outbox::push_execute)).
+    fn send_execute(&self, conn: ConnId, spec: &v1::TaskSpec, rest: v1::ExecuteTask) {
+        match self.conns.get(&conn).map(|c| &c.sink) {
+            Some(Sink::Outbox(outbox)) => outbox.push_execute(spec, &rest),
+            Some(Sink::Channel(_)) => self.send(
+                conn,
+                node_op::Op::ExecuteTask(v1::ExecuteTask {
+                    spec: Some(spec.clone()),
+                    ..rest
+                }),
+            ),
+            None => {}
+        }
+    }
+
     fn send_error(&self, conn: ConnId, request_id: u64, err: v1::TaskError) {
         self.send(
             conn,

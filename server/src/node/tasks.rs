@@ -451,15 +451,32 @@ impl NodeCore {
             return;
         };
         t.state = TaskState::Assigned(wid);
-        let mut spec = t.spec.clone();
+        // Arguments by reference get their values in a copy of the spec;
+        // a spec with none is sent as it lies.
+        let resolved = if t.spec.args.iter().any(|a| !a.object_ref.is_empty()) {
+            Some(t.spec.clone())
+        } else {
+            None
+        };
+        let spec = resolved.as_ref().unwrap_or(&t.spec);
+        let fid = spec
+            .function
+            .as_ref()
+            .map(|f| f.function_id.clone())
+            .unwrap_or_default();
+        let job = ember_proto::JobId::from_bytes(&spec.job_id).ok();
+        let creating = created_actor(spec);
+        let mut resolved = resolved;
         let mut granted = Vec::new();
-        let mut pins = pins.into_iter();
-        for arg in spec.args.iter_mut() {
-            let pinned = pins.next().flatten();
-            if arg.object_ref.is_empty() {
-                continue;
+        if let Some(spec) = resolved.as_mut() {
+            let mut pins = pins.into_iter();
+            for arg in spec.args.iter_mut() {
+                let pinned = pins.next().flatten();
+                if arg.object_ref.is_empty() {
+                    continue;
+                }
+                arg.value = Some(self.arg_value(&arg.object_ref, pinned, &mut granted));
             }
-            arg.value = Some(self.arg_value(&arg.object_ref, pinned, &mut granted));
         }
         let conn = self.workers.get(&wid).and_then(|w| w.conn);
         for id in granted {
@@ -468,12 +485,6 @@ impl NodeCore {
                 None => self.store.unpin(&id),
             }
         }
-        let fid = spec
-            .function
-            .as_ref()
-            .map(|f| f.function_id.clone())
-            .unwrap_or_default();
-        let job = ember_proto::JobId::from_bytes(&spec.job_id).ok();
         let Some(w) = self.workers.get_mut(&wid) else {
             return;
         };
@@ -503,15 +514,27 @@ impl NodeCore {
             None => (Vec::new(), Default::default()),
         };
         let Some(conn) = w.conn else { return };
-        let creating = created_actor(&spec);
-        let exec = v1::ExecuteTask {
-            spec: Some(spec),
+        let rest = v1::ExecuteTask {
+            spec: None,
             function_payload,
             gpu_ids,
             assigned_resources: assigned,
             code_search_path,
         };
-        self.send(conn, node_op::Op::ExecuteTask(exec));
+        match resolved {
+            Some(spec) => self.send(
+                conn,
+                node_op::Op::ExecuteTask(v1::ExecuteTask {
+                    spec: Some(spec),
+                    ..rest
+                }),
+            ),
+            None => {
+                if let Some(t) = self.tasks.get(&task_id) {
+                    self.send_execute(conn, &t.spec, rest);
+                }
+            }
+        }
         if let Some(actor) = creating {
             self.make_actor_worker(wid, actor);
             self.actor_placed(actor, wid);
