@@ -325,7 +325,158 @@ fn placement(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+
+    let mut served = served_harness();
+    served.run_batch((0..100).map(|_| served_call()).collect());
+    group.bench_function("core_served_call_1000", |b| {
+        b.iter_batched(
+            || (0..1000).map(|_| served_call()).collect::<Vec<_>>(),
+            |calls| served.run_batch(calls),
+            BatchSize::LargeInput,
+        )
+    });
     group.finish();
+}
+
+/// A node core whose driver and serving process (Rust, one name) are local
+/// connections with outboxes, as in the node: what the core does per call
+/// from a Go or Rust client to a Go or Rust worker.
+struct ServedHarness {
+    h: Harness,
+    driver: ConnId,
+    driver_out: Arc<Outbox>,
+    server: ConnId,
+    server_out: Arc<Outbox>,
+    spare: Vec<u8>,
+}
+
+fn served_harness() -> ServedHarness {
+    let mut sh = ServedHarness {
+        h: harness(2.0),
+        driver: 0,
+        driver_out: Arc::new(Outbox::new()),
+        server: 0,
+        server_out: Arc::new(Outbox::new()),
+        spare: Vec::new(),
+    };
+    let hello = || v1::Hello {
+        token: "secret".into(),
+        kind: v1::ClientKind::Driver as i32,
+        language: v1::Language::Rust as i32,
+        ..Default::default()
+    };
+    sh.driver = sh.h.core.add_local_conn(sh.driver_out.clone());
+    assert!(sh
+        .h
+        .core
+        .handle_ops(sh.driver, vec![op(Op::Hello(hello()))]));
+    sh.server = sh.h.core.add_local_conn(sh.server_out.clone());
+    let serve = v1::ServeFunctions {
+        language: v1::Language::Rust as i32,
+        names: vec!["bench.add_one".into()],
+        concurrency: 4096,
+        actor_classes: Vec::new(),
+    };
+    assert!(sh.h.core.handle_ops(
+        sh.server,
+        vec![op(Op::Hello(hello())), op(Op::ServeFunctions(serve))]
+    ));
+    sh.drain(true);
+    sh.drain(false);
+    sh
+}
+
+/// A Rust client's call of a served function: one small msgpack argument.
+fn served_call() -> (ObjectId, v1::ClientOp) {
+    let id = TaskId::random();
+    let spec = v1::TaskSpec {
+        task_id: id.to_vec().into(),
+        job_id: JobId([0, 0, 0, 1]).to_vec().into(),
+        function: Some(v1::FunctionDescriptor {
+            language: v1::Language::Rust as i32,
+            name: "bench.add_one".into(),
+            ..Default::default()
+        }),
+        args: vec![v1::TaskArg {
+            value: Some(msgpack(&[0x91, 0x2a])),
+            ..Default::default()
+        }],
+        num_returns: 1,
+        ..Default::default()
+    };
+    (ObjectId::for_return(id, 0), submit_op(spec))
+}
+
+fn msgpack(bytes: &[u8]) -> v1::ObjectValue {
+    v1::ObjectValue {
+        format: v1::ValueFormat::Msgpack as i32,
+        body: Some(v1::object_value::Body::InlineData(Bytes::copy_from_slice(
+            bytes,
+        ))),
+        ..Default::default()
+    }
+}
+
+impl ServedHarness {
+    /// Take what the core queued for the driver (or the server), decoded.
+    fn drain(&mut self, driver: bool) -> Vec<v1::NodeOp> {
+        let outbox = if driver {
+            &self.driver_out
+        } else {
+            &self.server_out
+        };
+        match outbox.try_take(std::mem::take(&mut self.spare)) {
+            Ok(batch) => {
+                let ops = v1::NodeMessage::decode(batch.entries()).unwrap().ops;
+                self.spare = batch.into_buffer();
+                ops
+            }
+            Err(spare) => {
+                self.spare = spare;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Submit the calls in one batch, answer every ExecuteTask, drop the refs.
+    fn run_batch(&mut self, calls: Vec<(ObjectId, v1::ClientOp)>) {
+        let n = calls.len();
+        let (returns, submits): (Vec<ObjectId>, Vec<v1::ClientOp>) = calls.into_iter().unzip();
+        self.h.core.handle_ops(self.driver, submits);
+        let mut finished = 0;
+        while finished < n {
+            let done: Vec<v1::ClientOp> = self
+                .drain(false)
+                .into_iter()
+                .filter_map(|o| match o.op {
+                    Some(node_op::Op::ExecuteTask(e)) => {
+                        Some(op(Op::TaskFinished(v1::TaskFinished {
+                            task_id: e.spec.map(|s| s.task_id).unwrap_or_default(),
+                            returns: vec![msgpack(&[0x2b])],
+                            ..Default::default()
+                        })))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                !done.is_empty(),
+                "the core stopped sending calls at {finished}/{n}"
+            );
+            finished += done.len();
+            self.h.core.handle_ops(self.server, done);
+        }
+        let ready = self.drain(true);
+        assert_eq!(ready.len(), n, "one ObjectReady per call");
+        let remove = v1::RefUpdate {
+            remove: returns.iter().map(|id| id.to_vec().into()).collect(),
+            ..Default::default()
+        };
+        self.h
+            .core
+            .handle_ops(self.driver, vec![op(Op::RefUpdate(remove))]);
+        self.drain(true);
+    }
 }
 
 fn execute_op() -> v1::NodeOp {

@@ -12,9 +12,7 @@ use std::sync::Mutex;
 
 use ember_proto::frame::MAX_FRAME_BYTES;
 use ember_proto::v1::{ExecuteTask, NodeOp, TaskSpec};
-use prost::encoding::{
-    decode_varint, encode_key, encode_varint, encoded_len_varint, WireType,
-};
+use prost::encoding::{decode_varint, encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message;
 use tokio::sync::Notify;
 

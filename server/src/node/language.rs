@@ -568,9 +568,14 @@ impl NodeCore {
             .collect()
     }
 
-    /// A serving process finished a task. Returns false when `conn` is not
-    /// a serving process (a Python worker's finish is handled elsewhere).
-    pub(super) fn served_task_finished(&mut self, conn: ConnId, done: &v1::TaskFinished) -> bool {
+    /// A serving process finished a task (its returns are taken out of
+    /// `done`). Returns false, `done` untouched, when `conn` is not a
+    /// serving process (a Python worker's finish is handled elsewhere).
+    pub(super) fn served_task_finished(
+        &mut self,
+        conn: ConnId,
+        done: &mut v1::TaskFinished,
+    ) -> bool {
         let Some(server) = self.servers.get_mut(&conn) else {
             return false;
         };
@@ -609,7 +614,7 @@ impl NodeCore {
                 self.drop_served_actor(actor);
                 self.actor_exited(actor);
             } else {
-                self.complete(task_id, done.returns.clone());
+                self.complete(task_id, std::mem::take(&mut done.returns));
             }
             return true;
         }
@@ -622,7 +627,7 @@ impl NodeCore {
             if t.cancelled {
                 self.finish_cancelled(task_id);
             } else {
-                self.complete(task_id, done.returns.clone());
+                self.complete(task_id, std::mem::take(&mut done.returns));
             }
             self.actor_created(actor, first.as_ref());
             // A constructor that failed left no instance: the actor is dead.
@@ -644,7 +649,7 @@ impl NodeCore {
                         self.enqueue_served(task_id, key, false);
                     }
                 }
-                Some(_) => self.complete(task_id, done.returns.clone()),
+                Some(_) => self.complete(task_id, std::mem::take(&mut done.returns)),
                 None => {}
             }
         }

@@ -544,8 +544,8 @@ impl NodeCore {
                 Op::CreateObject(c) => self.create_object(conn, c),
                 Op::AbortObject(a) => self.abort_object(a),
                 Op::CancelTask(c) => self.cancel(conn, c),
-                Op::TaskFinished(f) => {
-                    if !self.served_task_finished(conn, &f) {
+                Op::TaskFinished(mut f) => {
+                    if !self.served_task_finished(conn, &mut f) {
                         self.task_finished(conn, f)
                     }
                 }

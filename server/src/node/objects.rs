@@ -35,6 +35,19 @@ pub(super) struct ObjectEntry {
     pub waiting_tasks: Vec<TaskId>,
 }
 
+impl ObjectEntry {
+    /// Something still refers to the object, or waits for it.
+    fn in_use(&self) -> bool {
+        self.holders > 0
+            || self.arg_uses > 0
+            || self.contained_in > 0
+            || self.grants > 0
+            || !self.map_subscribers.is_empty()
+            || !self.subscribers.is_empty()
+            || !self.waiting_tasks.is_empty()
+    }
+}
+
 /// A CreateObject waiting for room in the store.
 pub(super) struct PendingCreate {
     conn: ConnId,
@@ -291,19 +304,12 @@ impl NodeCore {
     /// Free `id` if nothing refers to it any more, and then whatever only
     /// its value kept alive.
     pub(super) fn maybe_free(&mut self, id: ObjectId) {
-        let mut work = vec![id];
-        while let Some(id) = work.pop() {
-            let Some(e) = self.objects.get(&id) else {
-                continue;
-            };
-            if e.holders > 0
-                || e.arg_uses > 0
-                || e.contained_in > 0
-                || e.grants > 0
-                || !e.map_subscribers.is_empty()
-                || !e.subscribers.is_empty()
-                || !e.waiting_tasks.is_empty()
-            {
+        // The nested refs to look at next; most values have none, and
+        // then nothing is allocated.
+        let mut work = Vec::new();
+        let mut first = Some(id);
+        while let Some(id) = first.take().or_else(|| work.pop()) {
+            if self.objects.get(&id).is_none_or(ObjectEntry::in_use) {
                 continue;
             }
             // A return of a task still running stays awaited only if someone
