@@ -64,6 +64,14 @@ impl LocalSocket {
             });
             match read {
                 Ok(Ok(n)) => {
+                    if n > 0 && n < len {
+                        // A short read drained the socket: wait for the
+                        // next event rather than find it empty with one
+                        // more read (as tokio's own streams do). Data that
+                        // arrives meanwhile brings a new edge, which the
+                        // guard's clear leaves standing.
+                        guard.clear_ready();
+                    }
                     // SAFETY: `read(2)` initialized the first `n` bytes.
                     unsafe { buf.advance_mut(n) };
                     return Ok(n);
