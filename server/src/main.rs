@@ -134,10 +134,10 @@ struct StartArgs {
 }
 
 /// The node allocates and frees small messages at a high rate; mimalloc's
-/// free lists take less CPU than glibc's malloc for that (see benches/README.md). Built without transparent huge
-/// pages (feature `no_thp`): advised for them, its arena made the idle
-/// node's few live blocks hold whole 2 MiB pages (+16 MB resident) for no
-/// CPU saved.
+/// free lists take less CPU than glibc's malloc for that (see
+/// benches/README.md). Built without transparent huge pages (feature
+/// `no_thp`): advised for them, its arena made the idle node's few live
+/// blocks hold whole 2 MiB pages (+16 MB resident) for no CPU saved.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -453,7 +453,7 @@ impl NodeCore {
         t.state = TaskState::Assigned(wid);
         // Arguments by reference get their values in a copy of the spec;
         // a spec with none is sent as it lies.
-        let resolved = if t.spec.args.iter().any(|a| !a.object_ref.is_empty()) {
+        let mut resolved = if t.spec.args.iter().any(|a| !a.object_ref.is_empty()) {
             Some(t.spec.clone())
         } else {
             None
@@ -466,7 +466,6 @@ impl NodeCore {
             .unwrap_or_default();
         let job = ember_proto::JobId::from_bytes(&spec.job_id).ok();
         let creating = created_actor(spec);
-        let mut resolved = resolved;
         let mut granted = Vec::new();
         if let Some(spec) = resolved.as_mut() {
             let mut pins = pins.into_iter();
