@@ -103,15 +103,18 @@ async fn handle_conn(
         // between: the writers then send what the first chunk produced
         // (work for a worker, results for a caller) while the node goes
         // on with the rest, instead of after the whole read.
-        while !ops.is_empty() {
-            let take = ops.len().min(CHUNK_OPS);
-            if !lock(&core).handle_ops(conn, ops.drain(..take)) {
+        // One drain for the whole read: the ops left are not moved down
+        // after each chunk.
+        let mut left = ops.drain(..);
+        while left.len() > 0 {
+            if !lock(&core).handle_ops(conn, left.by_ref().take(CHUNK_OPS)) {
                 break 'read;
             }
-            if !ops.is_empty() {
+            if left.len() > 0 {
                 tokio::task::yield_now().await;
             }
         }
+        drop(left);
         if ops.capacity() > KEEP_OPS {
             ops = Vec::new();
         }

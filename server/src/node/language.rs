@@ -367,17 +367,12 @@ impl NodeCore {
                 self.finish_cancelled(task_id);
                 continue;
             }
-            // Arguments to put inline go in a copy; else the stored spec is
-            // sent as it lies.
-            let inlined = if Self::needs_inlining(&t.spec) {
-                let mut spec = t.spec.clone();
-                if let Err(err) = self.inline_args(&mut spec, key.language, &key.name) {
+            let inlined = match self.inlined_copy(&t.spec) {
+                Ok(inlined) => inlined,
+                Err(err) => {
                     self.fail_task(task_id, *err);
                     continue;
                 }
-                Some(spec)
-            } else {
-                None
             };
             let creating = created_actor(&t.spec);
             if let Some(t) = self.tasks.get_mut(&task_id) {
@@ -395,26 +390,7 @@ impl NodeCore {
                     a.pid = pid;
                 }
             }
-            self.send_execute_task(conn, task_id, inlined);
-        }
-    }
-
-    /// Send the task to a serving process: `inlined` (a copy of its spec
-    /// with arguments put inline), or else its stored spec.
-    fn send_execute_task(&self, conn: ConnId, task_id: TaskId, inlined: Option<v1::TaskSpec>) {
-        match inlined {
-            Some(spec) => self.send(
-                conn,
-                node_op::Op::ExecuteTask(v1::ExecuteTask {
-                    spec: Some(spec),
-                    ..Default::default()
-                }),
-            ),
-            None => {
-                if let Some(t) = self.tasks.get(&task_id) {
-                    self.send_execute(conn, &t.spec, v1::ExecuteTask::default());
-                }
-            }
+            self.send_execute(conn, task_id, inlined, v1::ExecuteTask::default());
         }
     }
 
@@ -434,34 +410,35 @@ impl NodeCore {
         }
     }
 
-    /// Whether [`Self::inline_args`] has anything to do for `spec`: an
-    /// argument by reference, or a Python-only one to refuse.
-    fn needs_inlining(spec: &v1::TaskSpec) -> bool {
-        spec.args.iter().any(|arg| {
-            !arg.object_ref.is_empty()
-                || arg
-                    .value
-                    .as_ref()
-                    .is_some_and(|v| v.format == v1::ValueFormat::Pickle as i32)
-        })
-    }
-
-    /// Put every argument of `spec` inline, by value: a serving process
-    /// reads no shared memory. A Python-only (pickle) argument is refused.
-    fn inline_args(
+    /// `spec` with every argument inline, by value (a serving process
+    /// reads no shared memory), in a copy; `None` when it has no argument
+    /// by reference, and can be sent as it lies. A Python-only (pickle)
+    /// argument is refused.
+    fn inlined_copy(
         &self,
-        spec: &mut v1::TaskSpec,
-        language: i32,
-        name: &str,
-    ) -> Result<(), Box<v1::TaskError>> {
+        spec: &v1::TaskSpec,
+    ) -> Result<Option<v1::TaskSpec>, Box<v1::TaskError>> {
+        let pickle = |v: &Option<v1::ObjectValue>| {
+            v.as_ref()
+                .is_some_and(|v| v.format == v1::ValueFormat::Pickle as i32)
+        };
+        if !spec
+            .args
+            .iter()
+            .any(|arg| !arg.object_ref.is_empty() || pickle(&arg.value))
+        {
+            return Ok(None);
+        }
+        let mut spec = spec.clone();
+        let (language, name) = spec
+            .function
+            .as_ref()
+            .map(|f| (f.language, f.name.clone()))
+            .unwrap_or_default();
         let mut bad = None;
         for (i, arg) in spec.args.iter_mut().enumerate() {
             let Ok(id) = ObjectId::from_bytes(&arg.object_ref) else {
-                if arg
-                    .value
-                    .as_ref()
-                    .is_some_and(|v| v.format == v1::ValueFormat::Pickle as i32)
-                {
+                if pickle(&arg.value) {
                     bad = Some(i);
                 }
                 continue;
@@ -487,7 +464,7 @@ impl NodeCore {
             arg.object_ref = Bytes::new();
         }
         match bad {
-            None => Ok(()),
+            None => Ok(Some(spec)),
             Some(i) => Err(Box::new(system_error(
                 v1::ErrorKind::InvalidArgument,
                 format!(
@@ -512,20 +489,12 @@ impl NodeCore {
         let Some(t) = self.tasks.get(&task) else {
             return;
         };
-        let inlined = if Self::needs_inlining(&t.spec) {
-            let mut spec = t.spec.clone();
-            let (language, class) = spec
-                .function
-                .as_ref()
-                .map(|f| (f.language, f.name.clone()))
-                .unwrap_or_default();
-            if let Err(err) = self.inline_args(&mut spec, language, &class) {
+        let inlined = match self.inlined_copy(&t.spec) {
+            Ok(inlined) => inlined,
+            Err(err) => {
                 self.fail_task(task, *err);
                 return;
             }
-            Some(spec)
-        } else {
-            None
         };
         if let Some(t) = self.tasks.get_mut(&task) {
             t.state = TaskState::Served(conn);
@@ -533,7 +502,7 @@ impl NodeCore {
         if let Some(a) = self.actors.get_mut(&actor_id) {
             a.served_in_flight.push_back(task);
         }
-        self.send_execute_task(conn, task, inlined);
+        self.send_execute(conn, task, inlined, v1::ExecuteTask::default());
     }
 
     /// The actor `actor_id`, hosted by a serving process, is killed: the

@@ -360,19 +360,32 @@ impl NodeCore {
         }
     }
 
-    /// Send `ExecuteTask{spec, ..rest}` (`rest.spec` unset) without copying
-    /// `spec` where the connection has an outbox (see
-    /// [`Outbox::push_execute`](crate::outbox::Outbox::push_execute)).
-    fn send_execute(&self, conn: ConnId, spec: &v1::TaskSpec, rest: v1::ExecuteTask) {
+    /// Send `task_id` as `ExecuteTask{spec, ..rest}` (`rest.spec` unset):
+    /// `copy` (its spec with arguments filled in) when there is one, else
+    /// its stored spec, encoded where it lies where the connection has an
+    /// outbox (see [`Outbox::push_execute`](crate::outbox::Outbox::push_execute)).
+    fn send_execute(
+        &self,
+        conn: ConnId,
+        task_id: TaskId,
+        copy: Option<v1::TaskSpec>,
+        rest: v1::ExecuteTask,
+    ) {
+        let execute = |spec, rest| {
+            node_op::Op::ExecuteTask(v1::ExecuteTask {
+                spec: Some(spec),
+                ..rest
+            })
+        };
+        if let Some(spec) = copy {
+            return self.send(conn, execute(spec, rest));
+        }
+        let Some(t) = self.tasks.get(&task_id) else {
+            return;
+        };
         match self.conns.get(&conn).map(|c| &c.sink) {
-            Some(Sink::Outbox(outbox)) => outbox.push_execute(spec, &rest),
-            Some(Sink::Channel(_)) => self.send(
-                conn,
-                node_op::Op::ExecuteTask(v1::ExecuteTask {
-                    spec: Some(spec.clone()),
-                    ..rest
-                }),
-            ),
+            Some(Sink::Outbox(outbox)) => outbox.push_execute(&t.spec, &rest),
+            Some(Sink::Channel(_)) => self.send(conn, execute(t.spec.clone(), rest)),
             None => {}
         }
     }

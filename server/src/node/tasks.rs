@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use ember_proto::v1::{self, node_op};
+use ember_proto::v1;
 use ember_proto::{NodeId, ObjectId, TaskId, WorkerId};
 
 use super::actors::{call_actor, created_actor};
@@ -451,6 +451,14 @@ impl NodeCore {
             return;
         };
         t.state = TaskState::Assigned(wid);
+        let fid = t
+            .spec
+            .function
+            .as_ref()
+            .map(|f| f.function_id.clone())
+            .unwrap_or_default();
+        let job = ember_proto::JobId::from_bytes(&t.spec.job_id).ok();
+        let creating = created_actor(&t.spec);
         // Arguments by reference get their values in a copy of the spec;
         // a spec with none is sent as it lies.
         let mut resolved = if t.spec.args.iter().any(|a| !a.object_ref.is_empty()) {
@@ -458,14 +466,6 @@ impl NodeCore {
         } else {
             None
         };
-        let spec = resolved.as_ref().unwrap_or(&t.spec);
-        let fid = spec
-            .function
-            .as_ref()
-            .map(|f| f.function_id.clone())
-            .unwrap_or_default();
-        let job = ember_proto::JobId::from_bytes(&spec.job_id).ok();
-        let creating = created_actor(spec);
         let mut granted = Vec::new();
         if let Some(spec) = resolved.as_mut() {
             let mut pins = pins.into_iter();
@@ -520,20 +520,7 @@ impl NodeCore {
             assigned_resources: assigned,
             code_search_path,
         };
-        match resolved {
-            Some(spec) => self.send(
-                conn,
-                node_op::Op::ExecuteTask(v1::ExecuteTask {
-                    spec: Some(spec),
-                    ..rest
-                }),
-            ),
-            None => {
-                if let Some(t) = self.tasks.get(&task_id) {
-                    self.send_execute(conn, &t.spec, rest);
-                }
-            }
-        }
+        self.send_execute(conn, task_id, resolved, rest);
         if let Some(actor) = creating {
             self.make_actor_worker(wid, actor);
             self.actor_placed(actor, wid);
