@@ -15,11 +15,14 @@
 //!   scheduling 1,000 tasks end to end as `server/src/node/tests.rs` drives
 //!   it: one batch of submits from a driver, dispatch to two workers, their
 //!   `TaskFinished` batches, the driver dropping its refs (channels stand in
-//!   for sockets; no process, no IO).
+//!   for sockets; no process, no IO); and 1,000 calls of a function a Rust
+//!   worker serves, both ends on local outboxes as in the node
+//!   (`core_served_call_1000`).
 //! - `stream_batching`: the local transport's framing: the core encoding N
 //!   ops into a connection's outbox and its writer framing them
-//!   (`Outbox::push`, `try_take`, `Batch::frames`), and the reader splitting a frame of N submits
-//!   and decoding it (`frame::next_frame` + `ClientMessage::decode`).
+//!   (`Outbox::push`, `try_take`, `Batch::frames`), and the reader splitting
+//!   a frame of N submits and decoding it (`frame::next_frame` +
+//!   `ClientMessage::decode`).
 
 use std::collections::HashMap;
 use std::hint::black_box;
