@@ -56,6 +56,19 @@ def test_value_encoding_shm_and_empty_inline():
     assert v.WhichOneof("body") == "inline_data" and v.inline_data == b""
 
 
+def test_inline_value_and_single_return_finished_match_the_general_encoders():
+    for fmt, data in ((common_pb2.PICKLE, b"\x80\x05N."), (common_pb2.RAW, b"x" * 300), (common_pb2.MSGPACK, b"")):
+        value = wire.encode_inline_value(fmt, data)
+        assert value == wire.encode_value(fmt, b"", data)
+        for task_id in (b"t" * 16, b"u" * 200):
+            one = wire.encode_task_finished(task_id, [value])
+            fin = local_pb2.ClientOp.FromString(one).task_finished
+            assert fin.task_id == task_id and [r.inline_data for r in fin.returns] == [data]
+            assert not fin.retryable_error and not fin.actor_exit
+            flagged = local_pb2.ClientOp.FromString(wire.encode_task_finished(task_id, [value], False, True))
+            assert flagged.task_finished.actor_exit and flagged.task_finished.returns[0].format == fmt
+
+
 def test_task_finished_and_ref_update_encoding():
     vals = [wire.encode_value(common_pb2.RAW, b"", b"a"), wire.encode_value(common_pb2.RAW, b"", b"b")]
     op = local_pb2.ClientOp.FromString(wire.encode_task_finished(b"t" * 16, vals, True))

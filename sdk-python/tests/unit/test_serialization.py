@@ -25,6 +25,18 @@ def test_plain_values_round_trip(value):
     assert out == value
 
 
+@pytest.mark.parametrize("value", [None, True, 7, -(2**70), 1.5, "héllo", 2j])
+def test_pickle_plain_is_what_serialize_makes(value):
+    ser = serialization.serialize(value)
+    assert serialization.pickle_plain(value) == ser.to_bytes() and ser.format == common_pb2.PICKLE
+    assert not ser.metadata and not ser.contained_refs
+
+
+@pytest.mark.parametrize("value", [b"raw", [1], {"a": 1}, (1,), object()])
+def test_pickle_plain_declines_other_values(value):
+    assert serialization.pickle_plain(value) is None
+
+
 def test_bytes_are_raw():
     ser, out = roundtrip(b"abc")
     assert ser.format == common_pb2.RAW and out == b"abc" and type(out) is bytes

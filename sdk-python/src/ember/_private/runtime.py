@@ -49,6 +49,7 @@ _ObjectValue = common_pb2.ObjectValue
 _CREATE_TIMEOUT_MS = int(os.environ.get("EMBER_PUT_TIMEOUT_MS", "30000"))
 _FLUSH_THRESHOLD = 512
 _ERROR_FORMAT = common_pb2.ERROR
+_PICKLE_FORMAT = common_pb2.PICKLE
 # Bodies of values that lie in the node's store (read by mapping a granted location).
 _STORED = ("shm", "stored_size")
 
@@ -406,6 +407,10 @@ class CoreRuntime:
 
     def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps, ser=None):
         if ser is None:
+            data = serialization.pickle_plain(arg)  # None, a number, a short string ...
+            if data is not None and len(data) <= self.max_inline_bytes:
+                parts.append(wire.encode_value_arg(wire.encode_inline_value(_PICKLE_FORMAT, data), keyword))
+                return temps
             ser = serialization.serialize(arg)
         if ser.size <= self.max_inline_bytes:
             value = wire.encode_value(ser.format, ser.metadata, ser.to_bytes(), None, ser.contained_refs)

@@ -178,6 +178,19 @@ def serialize(value) -> SerializedValue:
     return _serialize_pickle(value)
 
 
+def pickle_plain(value) -> bytes | None:
+    """The PICKLE data of a plain value (None, bool, int, float, str, complex: no
+    buffers, no refs, as ``serialize`` makes it), or None for any other value."""
+    if value is None:
+        return _NONE_PICKLE
+    if type(value) in _PLAIN_TYPES:
+        return pickle.dumps(value, 5)
+    return None
+
+
+_NONE_PICKLE = pickle.dumps(None, 5)
+
+
 def serialize_msgpack(value) -> SerializedValue:
     """Serialize a value for another language: ARROW for pyarrow tables and
     record batches, else MSGPACK (None, bool, int, float, str, bytes, lists,

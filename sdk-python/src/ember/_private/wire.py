@@ -92,6 +92,11 @@ def encode_value(
     return b"".join(parts)
 
 
+def encode_inline_value(fmt: int, data: bytes) -> bytes:
+    """An inline ``ObjectValue`` with no metadata and no contained refs: ``encode_value(fmt, b"", data)``."""
+    return _FORMATS[fmt] + _VAL_INLINE + varint(len(data)) + data
+
+
 def encode_ref_arg(object_id: bytes, keyword: str | None = None) -> bytes:
     """A ``TaskSpec.args`` entry passing ``object_id`` by reference."""
     if keyword is None:
@@ -133,6 +138,10 @@ def encode_task_finished(
     task_id: bytes, returns: list[bytes], retryable: bool = False, actor_exit: bool = False
 ) -> bytes:
     """A ``ClientOp{task_finished}`` from encoded return ``ObjectValue``s."""
+    if len(returns) == 1 and not retryable and not actor_exit:  # the common case, in one expression
+        value = returns[0]
+        body = _FIN_TASK_ID + varint(len(task_id)) + task_id + _FIN_RETURN + varint(len(value)) + value
+        return _OP_TASK_FINISHED + varint(len(body)) + body
     parts = [_FIN_TASK_ID, varint(len(task_id)), task_id]
     for value in returns:
         parts += (_FIN_RETURN, varint(len(value)), value)

@@ -411,6 +411,9 @@ class Worker:
 
     def _resolve_args(self, spec):
         """Positional and keyword arguments; or the ERROR value of a failed argument."""
+        spec_args = spec.args
+        if not spec_args:
+            return (), {}, None
         rt = self.rt
         args = []
         kwargs = {}
@@ -419,8 +422,8 @@ class Worker:
         # mapping gives back when it goes, whatever happens next.
         views = [rt.map_object(arg.object_ref, arg.value.shm)
                  if arg.object_ref and arg.value.WhichOneof("body") == "shm" else None
-                 for arg in spec.args]
-        for arg, view in zip(spec.args, views):
+                 for arg in spec_args]
+        for arg, view in zip(spec_args, views):
             value = arg.value
             if value.format == _ERROR:
                 return None, None, _value_bytes(value)
@@ -435,6 +438,10 @@ class Worker:
     def _serialize_returns(self, spec, result) -> list[bytes]:
         n = spec.num_returns
         if n == 1:
+            if not spec.cross_language:
+                data = serialization.pickle_plain(result)  # None, a number, a short string ...
+                if data is not None and len(data) <= self.rt.max_inline_bytes:
+                    return [wire.encode_inline_value(_PICKLE, data)]
             values = (result,)
         elif n == 0:
             values = ()
