@@ -195,6 +195,9 @@ pub struct NodeCore {
     servers: HashMap<ConnId, language::FunctionServer>,
     /// Tasks waiting for a process that serves their function.
     served: HashMap<language::ServedKey, VecDeque<TaskId>>,
+    /// Functions whose tasks have blocked in a get or wait (nested tasks'
+    /// parents): never queued behind another task, nor another behind them.
+    blocking_functions: HashSet<Bytes>,
 }
 
 impl NodeCore {
@@ -257,6 +260,7 @@ impl NodeCore {
             exported: HashMap::default(),
             servers: HashMap::default(),
             served: HashMap::default(),
+            blocking_functions: HashSet::default(),
             cluster_view: Vec::new(),
         })
     }

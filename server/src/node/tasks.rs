@@ -415,7 +415,7 @@ impl NodeCore {
                     // An actor gets a worker of its own.
                     None
                 } else {
-                    self.pipeline_target(&class)
+                    self.pipeline_target(&class, task_id)
                 };
                 let Some(worker) = worker else {
                     if let Some(t) = self.tasks.get(&task_id) {

@@ -104,6 +104,10 @@ fn op(o: Op) -> v1::ClientOp {
 }
 
 fn task(cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
+    task_of(FUNCTION_ID, cpus, custom)
+}
+
+fn task_of(function_id: &[u8], cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
     let id = TaskId::random();
     let mut resources: HashMap<String, f64> = [("CPU".to_string(), cpus)].into_iter().collect();
     if let Some(name) = custom {
@@ -112,7 +116,7 @@ fn task(cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
     let spec = v1::TaskSpec {
         task_id: id.to_vec().into(),
         function: Some(v1::FunctionDescriptor {
-            function_id: FUNCTION_ID.to_vec().into(),
+            function_id: function_id.to_vec().into(),
             ..Default::default()
         }),
         num_returns: 1,
@@ -244,6 +248,67 @@ fn busy_workers_get_pipelined_tasks_and_hand_them_back_when_blocked() {
         .handle_ops(conn, vec![op(Op::WorkerUnblocked(v1::WorkerUnblocked {}))]);
     h.finish(0, a);
     assert_eq!(h.cpu_available(), 10_000, "all CPU back once both finish");
+}
+
+#[test]
+fn nothing_is_pipelined_behind_or_as_a_task_of_a_function_that_blocked() {
+    const CHILD: &[u8] = &[8; 20];
+    let mut h = harness(1.0, 4);
+    let register = v1::RegisterFunction {
+        function: Some(v1::FunctionDescriptor {
+            function_id: CHILD.to_vec().into(),
+            ..Default::default()
+        }),
+        payload: "child code".into(),
+        export: false,
+    };
+    h.core
+        .handle_ops(h.driver, vec![op(Op::RegisterFunction(register))]);
+    let (parent, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    h.start_requested_workers();
+    // Nothing is known yet: the first child is queued behind its parent, which
+    // hands it back when it blocks; the parent's function is now known to block.
+    let (c1, submit) = task_of(CHILD, 1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert_eq!(h.executed()[0], vec![parent, c1]);
+    let conn = h.workers[0].1;
+    let blocked = v1::WorkerBlocked {
+        returned_task_ids: vec![c1.to_vec().into()],
+    };
+    h.core
+        .handle_ops(conn, vec![op(Op::WorkerBlocked(blocked))]);
+    h.start_requested_workers();
+    assert_eq!(h.executed()[1], vec![c1], "c1 took the lent CPU");
+    // Children are still queued behind a running child ...
+    let (c2, submit) = task_of(CHILD, 1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert_eq!(h.executed()[1], vec![c2], "c2 is queued behind c1");
+    // ... but a second parent is not queued behind anything: it waits for a CPU.
+    let (parent2, submit) = task(1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert!(h.executed().iter().all(|sent| sent.is_empty()));
+    h.core
+        .handle_ops(conn, vec![op(Op::WorkerUnblocked(v1::WorkerUnblocked {}))]);
+    h.finish(1, c1);
+    h.finish(1, c2);
+    h.finish(0, parent);
+    let sent = h.executed();
+    assert_eq!(
+        sent.iter().flatten().copied().collect::<Vec<_>>(),
+        vec![parent2],
+        "parent2 runs once a CPU is free"
+    );
+    let runs_parent2 = sent.iter().position(|s| !s.is_empty()).unwrap();
+    // And nothing is queued behind the running parent2.
+    let (c3, submit) = task_of(CHILD, 1.0, None);
+    h.core.handle_ops(h.driver, vec![submit]);
+    assert!(h.executed().iter().all(|sent| sent.is_empty()));
+    h.finish(runs_parent2, parent2);
+    assert_eq!(
+        h.executed().iter().flatten().copied().collect::<Vec<_>>(),
+        vec![c3]
+    );
 }
 
 #[test]

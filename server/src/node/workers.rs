@@ -124,9 +124,25 @@ impl NodeCore {
         }
     }
 
-    /// A busy worker of this class that can take one more task in its queue.
-    pub(super) fn pipeline_target(&self, class: &ResourceSet) -> Option<WorkerId> {
+    /// A busy worker of this class that can take `task_id` in its queue.
+    ///
+    /// Nothing is queued behind a task of a function known to block (a
+    /// parent waiting for its children would hand the queued tasks back),
+    /// nor is such a task queued behind another: it waits for a CPU.
+    pub(super) fn pipeline_target(&self, class: &ResourceSet, task_id: TaskId) -> Option<WorkerId> {
         if self.cfg.pipeline_depth == 0 {
+            return None;
+        }
+        let blocking = &self.blocking_functions;
+        let may_block = |task: &TaskId| {
+            !blocking.is_empty()
+                && self
+                    .tasks
+                    .get(task)
+                    .and_then(|t| t.spec.function.as_ref())
+                    .is_some_and(|f| blocking.contains(&f.function_id))
+        };
+        if may_block(&task_id) {
             return None;
         }
         let now = Instant::now();
@@ -138,6 +154,7 @@ impl NodeCore {
                     && w.tasks.len() <= self.cfg.pipeline_depth
                     && now.duration_since(w.front_since) < self.cfg.pipeline_window
                     && w.lease.as_ref().is_some_and(|l| &l.request == class)
+                    && !w.tasks.iter().any(may_block)
             })
             .min_by_key(|(_, w)| w.tasks.len())
             .map(|(id, _)| *id)
@@ -388,6 +405,17 @@ impl NodeCore {
         let newly_blocked =
             !w.blocked && matches!(w.state, WorkerState::Leased | WorkerState::Actor);
         if newly_blocked {
+            if let Some(f) = w
+                .tasks
+                .front()
+                .filter(|_| w.actor.is_none())
+                .and_then(|t| self.tasks.get(t))
+                .and_then(|t| t.spec.function.as_ref())
+            {
+                if !self.blocking_functions.contains(&f.function_id) {
+                    self.blocking_functions.insert(f.function_id.clone());
+                }
+            }
             w.blocked = true;
             let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);
             *self.available.0.entry("CPU".into()).or_insert(0) += cpu;

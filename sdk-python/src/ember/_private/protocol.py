@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ember._private.flush_timer import FlushTimer
 from ember.exceptions import LocalRayletDiedError
 from ember.v1 import local_pb2
 
@@ -127,7 +128,8 @@ class Connection:
         # with the next send, before any wait, or by the flusher thread.
         self._held: list[bytes] = []
         self._last_send = 0.0
-        self._held_event: threading.Event | None = None
+        self._held_timer = FlushTimer(self.flush_held, _BURST_HOLD_S, "ember-submit-flusher",
+                                      stop_on=(LocalRayletDiedError,))
 
     # -- sending ---------------------------------------------------------
 
@@ -148,9 +150,10 @@ class Connection:
             if burst or held:
                 held.extend(ops)
                 if len(held) < _BURST_MAX_OPS:
-                    self._wake_flusher()
+                    self._held_timer.arm()
                     return
                 ops, self._held = held, []
+                self._held_timer.disarm()
             self._send_locked(ops)
 
     @property
@@ -164,34 +167,15 @@ class Connection:
             with self._send_lock:
                 if self._held:
                     ops, self._held = self._held, []
+                    self._held_timer.disarm()
                     self._send_locked(ops)
-
-    def _wake_flusher(self) -> None:
-        event = self._held_event
-        if event is None:
-            event = self._held_event = threading.Event()
-            threading.Thread(target=self._flush_held_loop, args=(event,), name="ember-submit-flusher",
-                             daemon=True).start()
-        if not event.is_set():
-            # Already set: the flusher has not cleared it yet, and it flushes
-            # after clearing, so these held ops go out with that flush.
-            event.set()
-
-    def _flush_held_loop(self, event: threading.Event) -> None:
-        while self._dead is None:
-            event.wait()
-            time.sleep(_BURST_HOLD_S)
-            event.clear()
-            try:
-                self.flush_held()
-            except LocalRayletDiedError:
-                return
 
     def send(self, ops: list[bytes]) -> None:
         """Send one ``ClientMessage`` holding ``ops`` (encoded ``ClientOp``s)."""
         with self._send_lock:
             if self._held:
                 ops, self._held = self._held + ops, []
+                self._held_timer.disarm()
             self._send_locked(ops)
 
     def _send_locked(self, ops: list[bytes]) -> None:
@@ -340,6 +324,7 @@ class Connection:
     def close(self) -> None:
         """Close the connection; waiting threads get ``LocalRayletDiedError``."""
         self._mark_dead(LocalRayletDiedError("the connection to the ember node was closed by this process (shutdown)"))
+        self._held_timer.close()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

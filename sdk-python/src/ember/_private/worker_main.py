@@ -44,6 +44,7 @@ import cloudpickle
 from ember import exceptions
 from ember._private import ids, serialization, state, wire
 from ember._private.actor import ActorExit, exit_actor
+from ember._private.flush_timer import FlushTimer
 from ember._private.runtime import CoreRuntime, current_call
 from ember.v1 import common_pb2
 
@@ -99,16 +100,16 @@ class Worker:
 
         Results of back-to-back tasks are batched: after a task, its result
         is sent at once unless more received tasks wait and the oldest unsent
-        result is younger than ``_FLUSH_AFTER_S``. A flusher thread sends
+        result is younger than ``_FLUSH_AFTER_S``. A ``FlushTimer`` sends
         deferred results after that delay even while the next task runs, so
-        a quick task's result never waits for a slow task queued behind it.
+        a quick task's result never waits for a slow task queued behind it;
+        it wakes no thread when the batch ends in time.
         """
         rt = self.rt
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_sigint)
-        deferred = threading.Event()
-        threading.Thread(target=self._flush_deferred, args=(deferred,), name="ember-result-flusher",
-                         daemon=True).start()
+        timer = FlushTimer(rt.flush, _FLUSH_AFTER_S, "ember-result-flusher",
+                           stop_on=(exceptions.LocalRayletDiedError,))
         first_unsent = None
         monotonic = time.monotonic
         while True:
@@ -129,25 +130,9 @@ class Worker:
                 except exceptions.LocalRayletDiedError:
                     return
                 first_unsent = None
-            elif not deferred.is_set():
-                # Set once per flush: Event.set takes a lock and notifies
-                # every time. The flusher clears the event before it
-                # flushes, so a result deferred while it is set goes out
-                # with that flush.
-                deferred.set()
-
-    def _flush_deferred(self, deferred: threading.Event) -> None:
-        """Send results the main loop deferred, ``_FLUSH_AFTER_S`` later."""
-        while True:
-            deferred.wait()
-            time.sleep(_FLUSH_AFTER_S)
-            deferred.clear()
-            try:
-                self.rt.flush()
-            except exceptions.LocalRayletDiedError:
-                return
-            except Exception:
-                logger.debug("deferred flush failed", exc_info=True)
+                timer.disarm()
+            else:
+                timer.arm()
 
     # -- one task --------------------------------------------------------
 
