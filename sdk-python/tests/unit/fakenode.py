@@ -31,6 +31,8 @@ class FakeNode:
         self.next_offset = 0
         self.stored: dict[bytes, common_pb2.ObjectValue] = {}  # PutObject values, by id
         self.ops: list[local_pb2.ClientOp] = []
+        # The kinds of the ops of each ClientMessage received, in order.
+        self.messages: list[list[str]] = []
         self.cond = threading.Condition()
         self.conn = None
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -57,6 +59,8 @@ class FakeNode:
             msgs = [local_pb2.ClientMessage.FromString(bytes(buf[a:b])) for a, b in frames]
             del buf[:start]
             for msg in msgs:
+                with self.cond:
+                    self.messages.append([op.WhichOneof("op") for op in msg.ops])
                 for op in msg.ops:
                     self._handle(op)
 

@@ -116,3 +116,33 @@ def test_worker_loop_batches_and_hands_back_when_blocked(worker, fake_node):
     fake_node.close()
     t.join(5)
     assert not t.is_alive()
+
+
+def test_a_parent_sends_its_children_with_worker_blocked_and_its_result_with_worker_unblocked(worker, fake_node):
+    w, rt = worker
+    ser = serialization.serialize(1)
+    fake_node.auto_results = lambda spec: common_pb2.ObjectValue(format=ser.format, inline_data=ser.to_bytes())
+    t = threading.Thread(target=w.run, daemon=True)
+
+    def parent():
+        import ember
+
+        child = ember.remote(lambda: 1)
+        return sum(ember.get([child.remote() for _ in range(3)]))
+
+    fake_node.push(local_pb2.NodeOp(execute_task=make_task(parent, task_id=b"P" * 16)))
+    t.start()
+    fin = finished(fake_node)[0]
+    assert fin.task_id == b"P" * 16 and decode(fin.returns[0]) == 3
+    fake_node.ops_of("worker_unblocked")
+    with fake_node.cond:
+        messages = [m for m in fake_node.messages if m != ["hello"]]
+    # One message: the function's registration, the three submissions, then WorkerBlocked
+    # (none of it went out before the get) ...
+    first = [k for k in messages[0] if k != "register_function"]
+    assert first == ["submit_task"] * 3 + ["worker_blocked"], messages
+    # ... and one with the result and WorkerUnblocked (and the children's refs released).
+    assert [k for k in messages[-1] if k != "ref_update"] == ["task_finished", "worker_unblocked"], messages
+    assert len(messages) == 2, messages
+    fake_node.close()
+    t.join(5)

@@ -133,19 +133,19 @@ class Connection:
 
     # -- sending ---------------------------------------------------------
 
-    def send_coalesced(self, ops: list[bytes]) -> None:
+    def send_coalesced(self, ops: list[bytes], hold: bool = False) -> None:
         """Send ``ops`` now, or, in a burst of calls, hold them to go out in one
         frame with the next ops.
 
-        The first call after a pause sends at once (no added latency); calls
-        that follow within ``_BURST_GAP_S`` are held until ``_BURST_MAX_OPS``
-        are held, another ``send`` or ``wait_until`` happens, or the flusher
-        thread sends them ``_BURST_HOLD_S`` later.
+        The first call after a pause sends at once (no added latency) unless
+        ``hold`` is set; calls that follow within ``_BURST_GAP_S`` are held
+        until ``_BURST_MAX_OPS`` are held, another ``send`` or ``wait_until``
+        happens, or the flusher thread sends them ``_BURST_HOLD_S`` later.
         """
         now = _monotonic()
         with self._send_lock:
             held = self._held
-            burst = now - self._last_send < _BURST_GAP_S
+            burst = hold or now - self._last_send < _BURST_GAP_S
             self._last_send = now
             if burst or held:
                 held.extend(ops)
@@ -155,6 +155,12 @@ class Connection:
                 ops, self._held = held, []
                 self._held_timer.disarm()
             self._send_locked(ops)
+
+    def hold(self, ops: list[bytes]) -> None:
+        """Send ``ops`` with the next send, or ``_BURST_HOLD_S`` from now at the latest."""
+        with self._send_lock:
+            self._held.extend(ops)
+            self._held_timer.arm()
 
     @property
     def holds_ops(self) -> bool:

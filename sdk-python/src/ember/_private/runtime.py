@@ -58,6 +58,9 @@ def _op(**kwargs) -> bytes:
     return _ClientOp(**kwargs).SerializeToString()
 
 
+_WORKER_UNBLOCKED = _op(worker_unblocked=local_pb2.WorkerUnblocked())
+
+
 #: The actor method call running in this thread or asyncio task (concurrent actors only).
 current_call: contextvars.ContextVar = contextvars.ContextVar("ember_current_call", default=None)
 
@@ -358,7 +361,10 @@ class CoreRuntime:
         if return_ids:
             self._add_owned_refs(return_ids)
             self._requested.update(return_ids)
-        self.conn.send_coalesced(ops)
+        # A task's submissions are held from the first: a parent submits its
+        # children and waits for them, and they go out with its WorkerBlocked
+        # in one message (its get sends what is held, as does its return).
+        self.conn.send_coalesced(ops, hold=self.is_worker)
         # `temps` (large arguments put for this task) is dropped here: the task holds them now.
         del temps
         return [new_owned_ref(self, oid) for oid in return_ids]
@@ -555,8 +561,11 @@ class CoreRuntime:
             if not ready():
                 raise exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
             return
-        self.flush()
+        # Entering the blocked state sends what is pending with WorkerBlocked,
+        # in one message; otherwise flush it here.
         blocked = self._enter_blocked() if not ready() else False
+        if not blocked:
+            self.flush()
         try:
             if not self._wait(ready, timeout):
                 raise exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
@@ -581,8 +590,9 @@ class CoreRuntime:
         if timeout is not None and timeout <= 0:
             self.conn.poll_once()
         elif not enough():
-            self.flush()
-            blocked = self._enter_blocked()
+            blocked = self._enter_blocked()  # sends what is pending, or:
+            if not blocked:
+                self.flush()
             try:
                 self._wait(enough, timeout)
             finally:
@@ -707,7 +717,10 @@ class CoreRuntime:
             return
         self.blocked = False
         if self.conn.alive:
-            self.send([_op(worker_unblocked=local_pb2.WorkerUnblocked())])
+            # Held (sent with the task's result, or whatever goes next, or
+            # after the submit-flusher's delay): usually the task returns
+            # right after its get, and both go in one message.
+            self.conn.hold([_WORKER_UNBLOCKED])
 
     def add_finished(self, op: bytes) -> None:
         """Queue an encoded TaskFinished op; it goes out with the next message."""
