@@ -79,15 +79,7 @@ fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bo
         ..Default::default()
     };
     assert!(core.handle_ops(driver, vec![op(Op::Hello(hello))]));
-    let register = v1::RegisterFunction {
-        function: Some(v1::FunctionDescriptor {
-            function_id: FUNCTION_ID.to_vec().into(),
-            ..Default::default()
-        }),
-        payload: "code".into(),
-        export: false,
-    };
-    core.handle_ops(driver, vec![op(Op::RegisterFunction(register))]);
+    core.handle_ops(driver, vec![register(FUNCTION_ID)]);
     Harness {
         core,
         pool,
@@ -101,6 +93,18 @@ fn harness_with_store(cpus: f64, pipeline_depth: usize, capacity: u64, spill: bo
 
 fn op(o: Op) -> v1::ClientOp {
     v1::ClientOp { op: Some(o) }
+}
+
+/// Registers a (Python) function with this id.
+fn register(function_id: &[u8]) -> v1::ClientOp {
+    op(Op::RegisterFunction(v1::RegisterFunction {
+        function: Some(v1::FunctionDescriptor {
+            function_id: function_id.to_vec().into(),
+            ..Default::default()
+        }),
+        payload: "code".into(),
+        export: false,
+    }))
 }
 
 fn task(cpus: f64, custom: Option<&str>) -> (TaskId, v1::ClientOp) {
@@ -254,16 +258,7 @@ fn busy_workers_get_pipelined_tasks_and_hand_them_back_when_blocked() {
 fn nothing_is_pipelined_behind_or_as_a_task_of_a_function_that_blocked() {
     const CHILD: &[u8] = &[8; 20];
     let mut h = harness(1.0, 4);
-    let register = v1::RegisterFunction {
-        function: Some(v1::FunctionDescriptor {
-            function_id: CHILD.to_vec().into(),
-            ..Default::default()
-        }),
-        payload: "child code".into(),
-        export: false,
-    };
-    h.core
-        .handle_ops(h.driver, vec![op(Op::RegisterFunction(register))]);
+    h.core.handle_ops(h.driver, vec![register(CHILD)]);
     let (parent, submit) = task(1.0, None);
     h.core.handle_ops(h.driver, vec![submit]);
     h.start_requested_workers();

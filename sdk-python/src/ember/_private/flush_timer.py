@@ -23,6 +23,7 @@ nothing to flush; callers' flushes are idempotent and thread-safe.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -43,6 +44,7 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
 
 
+@functools.cache
 def _libc_timerfd():
     """``(timerfd_create, timerfd_settime)`` from libc, or None where there is none."""
     try:
