@@ -243,7 +243,10 @@ class Connection:
                         cond.wait(remaining)
 
     def poll_once(self) -> None:
-        """Dispatch whatever has already arrived, without blocking (no-op if another thread reads)."""
+        """Send held ops, then dispatch whatever has already arrived, without blocking (no read
+        if another thread reads)."""
+        if self._held and self._dead is None:
+            self.flush_held()
         if self._dead is None and self._read_lock.acquire(False):
             try:
                 self._read_once(0.0)

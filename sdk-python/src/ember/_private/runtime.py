@@ -363,8 +363,10 @@ class CoreRuntime:
             self._requested.update(return_ids)
         # A task's submissions are held from the first: a parent submits its
         # children and waits for them, and they go out with its WorkerBlocked
-        # in one message (its get sends what is held, as does its return).
-        self.conn.send_coalesced(ops, hold=self.is_worker)
+        # in one message (its get or wait sends what is held, as does its
+        # return). Not in an actor's pool or event-loop thread, which has no
+        # such end to wait for.
+        self.conn.send_coalesced(ops, hold=self.is_worker and current_call.get() is None)
         # `temps` (large arguments put for this task) is dropped here: the task holds them now.
         del temps
         return [new_owned_ref(self, oid) for oid in return_ids]
