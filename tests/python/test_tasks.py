@@ -151,8 +151,16 @@ def test_wait_splits_ready_and_pending(cluster):
     assert ready == fast and pending == [slow]
     ready, pending = ember.wait([slow], timeout=0.1)
     assert ready == [] and pending == [slow]
+    # More ready than asked for: the first ones in input order; the rest keep their order.
+    mixed = [fast[0], slow, fast[1], fast[2]]
+    ready, pending = ember.wait(mixed, num_returns=2)
+    assert ready == [fast[0], fast[1]] and pending == [slow, fast[2]]
+    ready, pending = ember.wait(mixed, num_returns=3, timeout=0)
+    assert ready == fast and pending == [slow]
     with pytest.raises(ValueError):
         ember.wait(fast, num_returns=4)
+    with pytest.raises(ValueError, match="unique"):
+        ember.wait([fast[0], slow, fast[0]])
     ember.cancel(slow, force=True)
 
 

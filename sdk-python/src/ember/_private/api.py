@@ -9,6 +9,7 @@ import os
 import sys
 import sysconfig
 import threading
+from itertools import compress
 
 from ember import exceptions
 from ember._private import state
@@ -267,7 +268,8 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
         raise TypeError("wait() expected a list of ray.ObjectRef, got "
                         f"{type(object_refs)}")
     _check_refs(object_refs)
-    if len(set(object_refs)) != len(object_refs):
+    ids = [r._id for r in object_refs]
+    if len(set(ids)) != len(ids):  # bytes hash in C: no ObjectRef.__hash__ call per ref
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
@@ -278,7 +280,9 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     rt = state.runtime or auto_init()
     if not object_refs:
         return [], []
-    flags = rt.wait([r._id for r in object_refs], num_returns, timeout)
+    flags = rt.wait(ids, num_returns, timeout)
+    if flags.count(True) <= num_returns:  # every ready ref is returned as ready
+        return list(compress(object_refs, flags)), list(compress(object_refs, [not f for f in flags]))
     ready, not_ready = [], []
     for ref, is_ready in zip(object_refs, flags):
         if is_ready and len(ready) < num_returns:
