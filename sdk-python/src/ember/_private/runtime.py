@@ -544,9 +544,20 @@ class CoreRuntime:
             self.flush()
         if missing:
             self._await_all(missing, timeout)
-        if len(object_ids) > 1:
-            self._map_all([oid for oid in object_ids if objects[oid].WhichOneof("body") in _STORED])
-        return [self.read_value(oid, objects[oid]) for oid in object_ids]
+        if len(object_ids) == 1:
+            oid = object_ids[0]
+            return [self.read_value(oid, objects[oid])]
+        # One pass for the bodies: shared-memory values are mapped together
+        # first; inline ones (the many small results) are read right here.
+        values = [objects[oid] for oid in object_ids]
+        bodies = [value.WhichOneof("body") for value in values]
+        stored = [oid for oid, body in zip(object_ids, bodies) if body in _STORED]
+        if stored:
+            self._map_all(stored)
+        deserialize = serialization.deserialize
+        return [self.read_value(oid, value) if body in _STORED
+                else deserialize(value.format, value.metadata, value.inline_data)
+                for oid, value, body in zip(object_ids, values, bodies)]
 
     def _await_all(self, missing: list[bytes], timeout: float | None) -> None:
         self._request(missing)
