@@ -239,6 +239,10 @@ async fn pull(
                 None => small.extend_from_slice(value),
             }
         }
+        // The batches of a fast pull are all ready at once, and copying
+        // them would otherwise hold the runtime's thread for the whole
+        // object (a node's heartbeat to the head among what waits).
+        tokio::task::yield_now().await;
     }
     anyhow::ensure!(
         received == size,
