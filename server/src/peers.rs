@@ -239,9 +239,9 @@ async fn pull(
                 None => small.extend_from_slice(value),
             }
         }
-        // The batches of a fast pull are all ready at once, and copying
-        // them would otherwise hold the runtime's thread for the whole
-        // object (a node's heartbeat to the head among what waits).
+        // Batches already buffered (up to the stream window) would
+        // otherwise be copied one after another without giving the
+        // runtime's thread to anything else (the heartbeat among them).
         tokio::task::yield_now().await;
     }
     anyhow::ensure!(

@@ -48,16 +48,16 @@ def test_armed_timer_runs_fn_after_the_delay(make_timer):
 
 def test_arming_again_keeps_the_first_deadline(make_timer):
     fired = threading.Event()
-    t = make_timer(fired.set, 0.05)
+    t = make_timer(fired.set, 0.3)
     start = time.monotonic()
     t.arm()
-    time.sleep(0.03)
-    t.arm()  # already armed: not pushed back
+    time.sleep(0.2)
+    t.arm()  # already armed: not pushed back to 0.5 s
     assert fired.wait(5)
-    assert time.monotonic() - start < 0.075 + 0.5  # generous: a loaded machine
+    assert time.monotonic() - start < 0.45
 
 
-def test_disarmed_timerfd_never_runs_fn(monkeypatch):
+def test_disarmed_timerfd_never_runs_fn():
     calls = []
     t = FlushTimer(lambda: calls.append(1), 0.02, "test-flusher")
     if not t.uses_timerfd:

@@ -413,11 +413,20 @@ class CoreRuntime:
                     temps = self._encode_value_arg(parts, arg, key, temps)
         return temps
 
+    def plain_inline_value(self, value) -> bytes | None:
+        """The encoded inline ``ObjectValue`` of a plain value (None, a number, a
+        short string: pickled in one step), or None when ``value`` needs
+        ``serialization.serialize`` (any other type, or too large to go inline)."""
+        data = serialization.pickle_plain(value)
+        if data is None or len(data) > self.max_inline_bytes:
+            return None
+        return wire.encode_inline_value(_PICKLE_FORMAT, data)
+
     def _encode_value_arg(self, parts: list[bytes], arg, keyword, temps, ser=None):
         if ser is None:
-            data = serialization.pickle_plain(arg)  # None, a number, a short string ...
-            if data is not None and len(data) <= self.max_inline_bytes:
-                parts.append(wire.encode_value_arg(wire.encode_inline_value(_PICKLE_FORMAT, data), keyword))
+            value = self.plain_inline_value(arg)
+            if value is not None:
+                parts.append(wire.encode_value_arg(value, keyword))
                 return temps
             ser = serialization.serialize(arg)
         if ser.size <= self.max_inline_bytes:

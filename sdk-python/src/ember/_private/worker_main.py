@@ -50,7 +50,6 @@ from ember.v1 import common_pb2
 
 _FLUSH_AFTER_S = 0.001
 logger = logging.getLogger("ember")
-_PICKLE = common_pb2.PICKLE
 _ERROR = common_pb2.ERROR
 
 
@@ -424,9 +423,9 @@ class Worker:
         n = spec.num_returns
         if n == 1:
             if not spec.cross_language:
-                data = serialization.pickle_plain(result)  # None, a number, a short string ...
-                if data is not None and len(data) <= self.rt.max_inline_bytes:
-                    return [wire.encode_inline_value(_PICKLE, data)]
+                value = self.rt.plain_inline_value(result)
+                if value is not None:
+                    return [value]
             values = (result,)
         elif n == 0:
             values = ()
