@@ -617,7 +617,14 @@ def _load_rollouts(ray):
 
 
 def wl_rollouts(ray, quick: bool) -> dict:
-    """examples/rollouts.py: the same ES training run as tasks and in-process."""
+    """examples/rollouts.py: the same ES training run as tasks and in-process.
+
+    The two are timed in the order tasks, in-process, in-process, tasks and
+    summed: the host's speed drifts within seconds here (the same sequential
+    loop took 1.45-2.18 s in one afternoon), and a ratio of two timings taken
+    one after the other swung with it. In that order a drift that is steady
+    over the run costs both sides alike.
+    """
     import numpy as np
 
     out: dict = {}
@@ -630,17 +637,20 @@ def wl_rollouts(ray, quick: bool) -> dict:
     r.run_episode(zeros, 0, steps)
     # One untimed iteration: every worker has loaded the function and numpy.
     r.train(1, num_rollouts, steps, r.ember_batch, False)
-    start = time.perf_counter()
-    policy, history = r.train(iterations, num_rollouts, steps, r.ember_batch, False)
-    parallel_s = time.perf_counter() - start
-    start = time.perf_counter()
-    seq_policy, seq_history = r.train(iterations, num_rollouts, steps, r.local_batch, False)
-    sequential_s = time.perf_counter() - start
+    times = {r.ember_batch: 0.0, r.local_batch: 0.0}
+    results = {}
+    for batch in (r.ember_batch, r.local_batch, r.local_batch, r.ember_batch):
+        start = time.perf_counter()
+        results[batch] = r.train(iterations, num_rollouts, steps, batch, False)
+        times[batch] += time.perf_counter() - start
+    (policy, history), (seq_policy, seq_history) = results[r.ember_batch], results[r.local_batch]
     assert all(np.allclose(a, b, rtol=1e-9, atol=0) for a, b in zip(history, seq_history))
     assert np.allclose(policy, seq_policy, rtol=1e-9, atol=1e-12)
+    parallel_s, sequential_s = times[r.ember_batch], times[r.local_batch]
     report(out, "rollouts_speedup", sequential_s / parallel_s,
-           f"{iterations} x {num_rollouts} rollouts of {steps} steps: sequential {sequential_s:.2f} s, "
-           f"as tasks on {num_cpus} CPUs {parallel_s:.2f} s (same rewards)")
+           f"2 x {iterations} x {num_rollouts} rollouts of {steps} steps, timed tasks / in-process / "
+           f"in-process / tasks: sequential {sequential_s:.2f} s, as tasks on {num_cpus} CPUs "
+           f"{parallel_s:.2f} s (same rewards)")
     return out
 
 
