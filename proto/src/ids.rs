@@ -20,8 +20,30 @@ pub struct IdError {
 
 macro_rules! define_id {
     ($name:ident, $len:expr, $label:expr) => {
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name(pub [u8; $len]);
+
+        /// Hashed as whole words, with no length: the derived hash of a byte
+        /// array writes its length and then the bytes, which a fast hasher
+        /// (foldhash) takes through its general byte-string path; an
+        /// object id is hashed a dozen times over a task's life in the node.
+        impl std::hash::Hash for $name {
+            #[inline]
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                let mut words = self.0.chunks_exact(8);
+                for w in &mut words {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(w);
+                    state.write_u64(u64::from_le_bytes(b));
+                }
+                let rest = words.remainder();
+                if !rest.is_empty() {
+                    let mut b = [0u8; 8];
+                    b[..rest.len()].copy_from_slice(rest);
+                    state.write_u64(u64::from_le_bytes(b));
+                }
+            }
+        }
 
         impl $name {
             pub const LEN: usize = $len;

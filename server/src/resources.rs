@@ -5,6 +5,7 @@
 //! Everything here is pure: no IO, unit-tested below.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Fixed-point scale: 1.0 of a resource is 10_000 units.
 pub const UNIT: i64 = 10_000;
@@ -22,8 +23,13 @@ pub fn to_float(units: i64) -> f64 {
 }
 
 /// A bag of named resources in units. Names are kept sorted for stable output.
+///
+/// Shared, copied on write: a task's request is also its scheduling class,
+/// the key of its queue and its worker's lease, and is cloned and compared
+/// for each of those on every dispatch. A clone is a count, and two clones
+/// of one request compare equal by pointer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ResourceSet(pub BTreeMap<String, i64>);
+pub struct ResourceSet(Arc<BTreeMap<String, i64>>);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ResourceError {
@@ -53,7 +59,7 @@ impl ResourceSet {
                 out.insert(name.clone(), units);
             }
         }
-        Ok(Self(out))
+        Ok(Self(Arc::new(out)))
     }
 
     pub fn get(&self, name: &str) -> i64 {
@@ -66,17 +72,51 @@ impl ResourceSet {
     }
 
     pub fn add(&mut self, other: &ResourceSet) {
-        for (k, v) in &other.0 {
-            *self.0.entry(k.clone()).or_insert(0) += v;
+        for (k, v) in other.0.iter() {
+            self.adjust(k, *v);
         }
     }
 
     /// Subtract; amounts may go negative (a blocked worker taking its CPU back
     /// oversubscribes briefly).
     pub fn subtract(&mut self, other: &ResourceSet) {
-        for (k, v) in &other.0 {
-            *self.0.entry(k.clone()).or_insert(0) -= v;
+        for (k, v) in other.0.iter() {
+            self.adjust(k, -*v);
         }
+    }
+
+    /// Add `delta` units (negative: take) of one resource.
+    pub fn adjust(&mut self, name: &str, delta: i64) {
+        let map = Arc::make_mut(&mut self.0);
+        match map.get_mut(name) {
+            Some(v) => *v += delta,
+            None => {
+                map.insert(name.to_string(), delta);
+            }
+        }
+    }
+
+    /// The same set without `name`.
+    pub fn without(&self, name: &str) -> ResourceSet {
+        if !self.0.contains_key(name) {
+            return self.clone();
+        }
+        let mut map = (*self.0).clone();
+        map.remove(name);
+        Self(Arc::new(map))
+    }
+
+    /// The same set with negative amounts shown as 0.
+    pub fn clamped_at_zero(&self) -> ResourceSet {
+        if self.0.values().all(|v| *v >= 0) {
+            return self.clone();
+        }
+        Self(Arc::new(self.0.iter().map(|(k, v)| (k.clone(), (*v).max(0))).collect()))
+    }
+
+    /// Names and amounts, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &i64)> {
+        self.0.iter()
     }
 
     pub fn to_map(&self) -> std::collections::HashMap<String, f64> {
@@ -213,6 +253,39 @@ mod tests {
         assert!(total.contains(&set(&[("CPU", 2.0)])));
         assert!(!total.contains(&set(&[("CPU", 1.0), ("other", 1.0)])));
         assert!(total.contains(&set(&[])));
+    }
+
+    #[test]
+    fn a_clone_keeps_its_amounts_when_the_original_changes() {
+        let mut avail = set(&[("CPU", 2.0)]);
+        let before = avail.clone();
+        avail.subtract(&set(&[("CPU", 1.0), ("custom", 1.0)]));
+        avail.adjust("CPU", -UNIT / 2);
+        assert_eq!(avail.get("CPU"), UNIT / 2);
+        assert_eq!(avail.get("custom"), -UNIT);
+        assert_eq!(before.get("CPU"), 2 * UNIT);
+        assert_eq!(before.get("custom"), 0);
+        assert_ne!(avail, before);
+        avail.adjust("CPU", UNIT * 3 / 2);
+        avail.add(&set(&[("custom", 1.0)]));
+        // Equal by value: a zero left behind by the adjustments is still a name.
+        assert_eq!(avail.get("CPU"), 2 * UNIT);
+        assert_eq!(avail.without("custom"), before);
+    }
+
+    #[test]
+    fn without_and_clamping_leave_the_set_itself_alone() {
+        let mut avail = set(&[("CPU", 1.0), ("GPU", 1.0)]);
+        avail.adjust("CPU", -2 * UNIT);
+        let shown = avail.clamped_at_zero();
+        assert_eq!(shown.get("CPU"), 0);
+        assert_eq!(shown.get("GPU"), UNIT);
+        assert_eq!(avail.get("CPU"), -UNIT);
+        let no_cpu = avail.without("CPU");
+        assert_eq!(no_cpu.get("CPU"), 0);
+        assert_eq!(no_cpu.iter().count(), 1);
+        assert_eq!(avail.iter().count(), 2);
+        assert_eq!(avail.without("absent"), avail);
     }
 
     #[test]

@@ -757,12 +757,8 @@ impl NodeCore {
     }
 
     fn available_for_status(&self) -> ResourceSet {
-        let mut a = self.available.clone();
         // Oversubscription (a blocked worker resuming) shows as 0, not negative.
-        for v in a.0.values_mut() {
-            *v = (*v).max(0);
-        }
-        a
+        self.available.clamped_at_zero()
     }
 }
 

@@ -339,8 +339,11 @@ impl NodeCore {
         if self.stopping {
             return;
         }
-        let classes = self.class_order.clone();
-        for class in classes {
+        // By index: a class that appears meanwhile (a task found infeasible
+        // elsewhere and queued again) is dispatched too.
+        let mut next = 0;
+        while let Some(class) = self.class_order.get(next).cloned() {
+            next += 1;
             while let Some(&task_id) = self.queues.get(&class).and_then(|q| q.front()) {
                 let still_queued = self
                     .tasks
@@ -508,7 +511,7 @@ impl NodeCore {
         let (gpu_ids, assigned) = match &w.lease {
             Some(l) => (
                 l.gpu_devices.iter().map(|d| d.to_string()).collect(),
-                l.request.to_map(),
+                l.assigned.clone(),
             ),
             None => (Vec::new(), Default::default()),
         };

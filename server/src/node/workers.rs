@@ -34,6 +34,20 @@ pub(super) enum WorkerState {
 pub(super) struct Lease {
     pub request: ResourceSet,
     pub gpu_devices: Vec<usize>,
+    /// `request` as each `ExecuteTask.assigned_resources` carries it,
+    /// made once per lease rather than once per task.
+    pub assigned: std::collections::HashMap<String, f64>,
+}
+
+impl Lease {
+    pub fn new(request: ResourceSet, gpu_devices: Vec<usize>) -> Self {
+        let assigned = request.to_map();
+        Self {
+            request,
+            gpu_devices,
+            assigned,
+        }
+    }
 }
 
 pub(super) struct WorkerEntry {
@@ -178,10 +192,7 @@ impl NodeCore {
         self.available.subtract(class);
         if let Some(w) = self.workers.get_mut(&wid) {
             w.state = WorkerState::Leased;
-            w.lease = Some(Lease {
-                request: class.clone(),
-                gpu_devices,
-            });
+            w.lease = Some(Lease::new(class.clone(), gpu_devices));
         }
     }
 
@@ -202,7 +213,7 @@ impl NodeCore {
         if let Some(lease) = w.lease.as_mut() {
             self.available.add(&lease.request);
             self.available.subtract(&held);
-            lease.request = held;
+            *lease = Lease::new(held, std::mem::take(&mut lease.gpu_devices));
         }
         // Keep the task pool at its prestarted size.
         if self.task_workers() < self.cfg.prestart_workers {
@@ -229,12 +240,12 @@ impl NodeCore {
     }
 
     fn return_lease(&mut self, lease: &Lease, blocked: bool) {
-        let mut back = lease.request.clone();
         if blocked {
             // Its CPU was already lent out when it blocked.
-            back.0.remove("CPU");
+            self.available.add(&lease.request.without("CPU"));
+        } else {
+            self.available.add(&lease.request);
         }
-        self.available.add(&back);
         self.gpus
             .release(&lease.gpu_devices, lease.request.get("GPU"));
     }
@@ -418,7 +429,7 @@ impl NodeCore {
             }
             w.blocked = true;
             let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);
-            *self.available.0.entry("CPU".into()).or_insert(0) += cpu;
+            self.available.adjust("CPU", cpu);
         }
         // Keep their order at the front of their queues.
         for task_id in handed_back.into_iter().rev() {
@@ -439,6 +450,6 @@ impl NodeCore {
         }
         w.blocked = false;
         let cpu = w.lease.as_ref().map(|l| l.request.get("CPU")).unwrap_or(0);
-        *self.available.0.entry("CPU".into()).or_insert(0) -= cpu;
+        self.available.adjust("CPU", -cpu);
     }
 }
