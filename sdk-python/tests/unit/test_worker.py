@@ -90,6 +90,69 @@ def test_worker_num_returns_mismatch_and_load_failure(worker, fake_node):
         decode(b.returns[0])
 
 
+def plain_task(task, task_id):
+    """The same task again, as the node sends a loaded function's later tasks: no code, and no GPUs
+    or code paths (the fast path's case)."""
+    again = local_pb2.ExecuteTask()
+    again.CopyFrom(task)
+    again.spec.task_id = task_id
+    again.function_payload = b""
+    del again.gpu_ids[:]
+    del again.code_search_path[:]
+    return again
+
+
+@pytest.mark.parametrize("result", [None, 7, 2.5, "short", [1, {"a": (2, 3)}], b"x" * 300_000])
+def test_a_loaded_function_without_arguments_gives_what_the_general_path_gives(worker, fake_node, monkeypatch,
+                                                                               result):
+    w, rt = worker
+    rt.max_inline_bytes = 100_000  # the bytes go to shared memory
+    first = make_task(lambda: result)
+    w.execute(first)  # loads the function (general path)
+    calls = []
+    general = w._call
+    monkeypatch.setattr(w, "_call", lambda *a: calls.append(a) or general(*a))
+    w.execute(plain_task(first, b"V" * 16))
+    rt.flush()
+    a, b = finished(fake_node, 2)
+    assert calls == [], "a loaded function without arguments takes the fast path"
+    assert b.task_id == b"V" * 16 and not b.retryable_error and len(b.returns) == 1
+    if b.returns[0].WhichOneof("body") == "shm":
+        assert a.returns[0].WhichOneof("body") == "shm" and b.returns[0].shm.size == a.returns[0].shm.size
+        return
+    assert b.returns[0] == a.returns[0]
+    assert decode(b.returns[0]) == result
+
+
+def test_errors_and_cancellation_on_the_fast_path(worker, fake_node, monkeypatch):
+    w, rt = worker
+
+    def fn():
+        import os
+        kind = os.environ["EMBER_TEST_RAISE"]  # the function is pickled by value: no closure to change
+        raise {"KeyError": KeyError("nope"), "ValueError": ValueError("not retried"),
+               "KeyboardInterrupt": KeyboardInterrupt()}[kind]
+
+    first = make_task(fn, retry=True, allow=["LookupError"])
+    monkeypatch.setenv("EMBER_TEST_RAISE", "KeyError")
+    w.execute(first)
+    monkeypatch.setattr(w, "_call", None)  # the fast path must not need it
+    w.execute(plain_task(first, b"V" * 16))
+    monkeypatch.setenv("EMBER_TEST_RAISE", "ValueError")
+    w.execute(plain_task(first, b"W" * 16))
+    monkeypatch.setenv("EMBER_TEST_RAISE", "KeyboardInterrupt")
+    w.execute(plain_task(first, b"X" * 16))
+    rt.flush()
+    general, fast_retry, fast_plain, cancelled = finished(fake_node, 4)
+    assert general.retryable_error and fast_retry.retryable_error and not fast_plain.retryable_error
+    errors = [common_pb2.TaskError.FromString(f.returns[0].inline_data)
+              for f in (general, fast_retry, fast_plain, cancelled)]
+    assert [e.type_name for e in errors[:3]] == ["KeyError", "KeyError", "ValueError"]
+    assert "in fn" in errors[1].traceback and errors[1].kind == common_pb2.TASK_FAILED
+    assert errors[3].kind == common_pb2.TASK_CANCELLED
+    assert not w.running and rt.current_task is None
+
+
 def test_worker_loop_batches_and_hands_back_when_blocked(worker, fake_node):
     w, rt = worker
     t = threading.Thread(target=w.run, daemon=True)

@@ -51,6 +51,7 @@ from ember.v1 import common_pb2
 _FLUSH_AFTER_S = 0.001
 logger = logging.getLogger("ember")
 _ERROR = common_pb2.ERROR
+_PICKLE = common_pb2.PICKLE
 
 
 class _FunctionLoadError(Exception):
@@ -142,6 +143,21 @@ class Worker:
         spec = task.spec
         if task.code_search_path or rt.code_search_path:
             self._add_code_paths(task)
+        elif not spec.method_name and not spec.args:
+            # The common task, in fewer calls: a function already loaded, no
+            # arguments, one return, no GPUs (see `_run_plain`).
+            function = self.functions.get(spec.function.function_id)
+            if function is not None and spec.num_returns == 1 and not task.gpu_ids \
+                    and not spec.cross_language and not spec.HasField("actor_creation"):
+                rt.current_task = task
+                try:
+                    returns, retryable, exiting = self._run_plain(spec, function)
+                finally:
+                    rt.current_task = None
+                rt.add_finished(wire.encode_task_finished(spec.task_id, returns, retryable, exiting))
+                if exiting:
+                    self._exit_process()
+                return
         if spec.HasField("actor_creation"):
             self._create_actor(task)
             return
@@ -201,28 +217,47 @@ class Worker:
                 result = function(*args, **kwargs)
             del args, kwargs
             return self._serialize_returns(spec, result), False, False, False
-        except KeyboardInterrupt:
-            if interruptible:
-                self.running = False
-            returns = self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
-                                          f"task {spec.task_id.hex()} was cancelled", "", b"")
-            return returns, False, False, True
-        except _FunctionLoadError as exc:
-            returns = self._error_returns(spec, common_pb2.FUNCTION_LOAD_FAILED, "FunctionLoadError",
-                                          str(exc), str(exc), b"")
-            return returns, False, False, True
-        except ActorExit:
-            if interruptible:
-                self.running = False
-            return self._none_returns(spec), False, True, False
         except BaseException as exc:  # noqa: BLE001 - user errors are values
             if interruptible:
                 self.running = False
-            returns, retryable = self._exception_returns(spec, exc)
-            return returns, retryable, False, True
+            returns, retryable, exiting = self._returns_for(spec, exc)
+            return returns, retryable, exiting, not exiting
         finally:
             if not resolved:
                 self.rt.release_grants(task)
+
+    def _run_plain(self, spec, function):
+        """``_call`` of a loaded function without arguments, one return:
+        (returns, retryable, actor exits). A plain return value is encoded
+        inline in one step."""
+        try:
+            self.running = True
+            try:
+                result = function()
+            finally:
+                self.running = False
+            data = serialization.pickle_plain(result)
+            if data is not None and len(data) <= self.rt.max_inline_bytes:
+                return [wire.encode_inline_value(_PICKLE, data)], False, False
+            return self._serialize_returns(spec, result), False, False
+        except BaseException as exc:  # noqa: BLE001 - user errors are values
+            self.running = False
+            return self._returns_for(spec, exc)
+
+    def _returns_for(self, spec, exc: BaseException) -> tuple[list[bytes], bool, bool]:
+        """The returns of a call that raised ``exc``: (returns, retryable, actor exits)."""
+        if isinstance(exc, KeyboardInterrupt):
+            returns = self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
+                                          f"task {spec.task_id.hex()} was cancelled", "", b"")
+            return returns, False, False
+        if isinstance(exc, _FunctionLoadError):
+            returns = self._error_returns(spec, common_pb2.FUNCTION_LOAD_FAILED, "FunctionLoadError",
+                                          str(exc), str(exc), b"")
+            return returns, False, False
+        if isinstance(exc, ActorExit):
+            return self._none_returns(spec), False, True
+        returns, retryable = self._exception_returns(spec, exc)
+        return returns, retryable, False
 
     # -- actors ------------------------------------------------------------
 
