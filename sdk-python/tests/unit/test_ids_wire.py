@@ -49,6 +49,20 @@ def test_submit_encoding_parses():
     assert list(v.contained_refs) == [b"r" * 20]
 
 
+def test_submit_head_plus_task_id_is_the_general_encoding():
+    job = wire.encode_job_id(b"\1\0\0\0")
+    for name_len in (1, 60, 200):  # spec lengths on either side of a varint's one-byte limit
+        static = common_pb2.TaskSpec(
+            function=common_pb2.FunctionDescriptor(language=common_pb2.PYTHON, function_id=b"f" * 20,
+                                                   name="m." + "f" * name_len),
+            num_returns=1, resources={"CPU": 1.0}, max_retries=3).SerializeToString()
+        task_id = b"t" * 16
+        op = wire.submit_head(static, job) + task_id
+        assert op == wire.encode_submit([static, job, wire.spec_task_fields(task_id, None)])
+        spec = local_pb2.ClientOp.FromString(op).submit_task.spec
+        assert spec.task_id == task_id and spec.job_id == b"\1\0\0\0" and not spec.args
+
+
 def test_value_encoding_shm_and_empty_inline():
     v = common_pb2.ObjectValue.FromString(wire.encode_value(common_pb2.PICKLE, b"", None, (8192, 10**9)))
     assert v.WhichOneof("body") == "shm" and v.shm.offset == 8192 and v.shm.size == 10**9

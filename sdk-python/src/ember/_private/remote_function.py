@@ -206,6 +206,10 @@ class RemoteFunction:
 
             rt = auto_init()
         static = self._static_spec or self._build_static_spec()
+        if not args and not kwargs and self._num_returns == 1:
+            ref = rt.submit_no_args(self._handle, static)
+            if ref is not None:
+                return ref
         refs = rt.submit_task(self._handle, static, self._num_returns, args, kwargs)
         if self._num_returns == 1:
             return refs[0]

@@ -50,6 +50,8 @@ _CREATE_TIMEOUT_MS = int(os.environ.get("EMBER_PUT_TIMEOUT_MS", "30000"))
 _FLUSH_THRESHOLD = 512
 _ERROR_FORMAT = common_pb2.ERROR
 _PICKLE_FORMAT = common_pb2.PICKLE
+_FIRST_RETURN = ids.return_object_id(b"", 0)  # the index part of a task's first return id
+_MAX_SUBMIT_HEADS = 256
 # Bodies of values that lie in the node's store (read by mapping a granted location).
 _STORED = ("shm", "stored_size")
 
@@ -102,6 +104,8 @@ class CoreRuntime:
         self._map_errors: dict[bytes, common_pb2.ObjectValue] = {}
         self._unmaps: deque[bytes] = deque()
         self._registered: set[bytes] = set()
+        #: Static spec -> ``wire.submit_head`` of it (see ``submit_no_args``).
+        self._submit_heads: dict[bytes, bytes] = {}
         self._task_ids = ids.TaskIdGenerator()
         self._request_ids = itertools.count(1)
         self._replies: dict[int, object] = {}
@@ -370,6 +374,27 @@ class CoreRuntime:
         # `temps` (large arguments put for this task) is dropped here: the task holds them now.
         del temps
         return [new_owned_ref(self, oid) for oid in return_ids]
+
+    def submit_no_args(self, fn, static_spec: bytes) -> ObjectRef | None:
+        """``submit_task(fn, static_spec, 1, (), {})[0]`` from a driver, made from a head encoded
+        once per remote function (``wire.submit_head``) and the task id. None, having sent
+        nothing, where that does not apply (in a worker's task; a function not registered yet)."""
+        if self.is_worker or fn.function_id not in self._registered:
+            return None
+        heads = self._submit_heads
+        head = heads.get(static_spec)
+        if head is None:
+            if len(heads) >= _MAX_SUBMIT_HEADS:  # .options(name=...) per call makes a spec per call
+                heads.clear()
+            head = heads[static_spec] = wire.submit_head(static_spec, self._job_field)
+        task_id = self._task_ids.next()
+        oid = task_id + _FIRST_RETURN
+        counts = self._counts
+        with self._ref_lock:
+            counts[oid] = counts.get(oid, 0) + 1
+        self._requested.add(oid)
+        self.conn.send_coalesced([head + task_id])
+        return new_owned_ref(self, oid)
 
     def _spec_parts(self, fn, static_spec: bytes, args, kwargs, cross_language: bool = False):
         """The pieces of a new ``TaskSpec``: ``(ops, task_id, parts, temps)``.
