@@ -57,10 +57,13 @@ def test_submit_head_plus_task_id_is_the_general_encoding():
                                                    name="m." + "f" * name_len),
             num_returns=1, resources={"CPU": 1.0}, max_retries=3).SerializeToString()
         task_id = b"t" * 16
-        op = wire.submit_head(static, job) + task_id
-        assert op == wire.encode_submit([static, job, wire.spec_task_fields(task_id, None)])
-        spec = local_pb2.ClientOp.FromString(op).submit_task.spec
-        assert spec.task_id == task_id and spec.job_id == b"\1\0\0\0" and not spec.args
+        for parent in (None, b"p" * 16):
+            fields = wire.spec_task_fields(task_id, parent)
+            op = wire.submit_head(static, job, parent is not None) + fields
+            assert op == wire.encode_submit([static, job, fields])
+            spec = local_pb2.ClientOp.FromString(op).submit_task.spec
+            assert spec.task_id == task_id and spec.job_id == b"\1\0\0\0" and not spec.args
+            assert spec.parent_task_id == (parent or b"")
 
 
 def test_value_encoding_shm_and_empty_inline():

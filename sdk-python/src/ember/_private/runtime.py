@@ -376,24 +376,38 @@ class CoreRuntime:
         return [new_owned_ref(self, oid) for oid in return_ids]
 
     def submit_no_args(self, fn, static_spec: bytes) -> ObjectRef | None:
-        """``submit_task(fn, static_spec, 1, (), {})[0]`` from a driver, made from a head encoded
-        once per remote function (``wire.submit_head``) and the task id. None, having sent
-        nothing, where that does not apply (in a worker's task; a function not registered yet)."""
-        if self.is_worker or fn.function_id not in self._registered:
+        """``submit_task(fn, static_spec, 1, (), {})[0]``, made from a head encoded once per
+        remote function and job (``wire.submit_head``) and the task fields. None, having sent
+        nothing, where that does not apply (a function not registered yet)."""
+        if fn.function_id not in self._registered:
             return None
+        current = self.current_task
+        if current is None:
+            if self._job_field is None:
+                return None
+            key, parent = static_spec, None
+        else:
+            spec = current.spec
+            parent = spec.task_id
+            if len(parent) != 16:
+                return None
+            key = (static_spec, spec.job_id)
         heads = self._submit_heads
-        head = heads.get(static_spec)
+        head = heads.get(key)
         if head is None:
             if len(heads) >= _MAX_SUBMIT_HEADS:  # .options(name=...) per call makes a spec per call
                 heads.clear()
-            head = heads[static_spec] = wire.submit_head(static_spec, self._job_field)
+            job = self._job_field if current is None else self.job_field()
+            head = heads[key] = wire.submit_head(static_spec, job, parent is not None)
         task_id = self._task_ids.next()
         oid = task_id + _FIRST_RETURN
         counts = self._counts
         with self._ref_lock:
             counts[oid] = counts.get(oid, 0) + 1
         self._requested.add(oid)
-        self.conn.send_coalesced([head + task_id])
+        # Held in a worker's task, as submit_task does.
+        self.conn.send_coalesced([head + wire.spec_task_fields(task_id, parent)],
+                                 hold=self.is_worker and current_call.get() is None)
         return new_owned_ref(self, oid)
 
     def _spec_parts(self, fn, static_spec: bytes, args, kwargs, cross_language: bool = False):

@@ -127,13 +127,15 @@ def encode_submit(spec_parts: list[bytes]) -> bytes:
     return _OP_SUBMIT_TASK + varint(len(submit)) + submit
 
 
-def submit_head(static_spec: bytes, job_field: bytes) -> bytes:
-    """``encode_submit([static_spec, job_field, spec_task_fields(task_id, None)])`` up to the task id,
-    for a task without arguments or parent: append the 16-byte task id to make the op."""
+def submit_head(static_spec: bytes, job_field: bytes, with_parent: bool = False) -> bytes:
+    """``encode_submit([static_spec, job_field, spec_task_fields(task_id, parent)])`` up to the
+    task fields, for a task without arguments: append ``spec_task_fields(task_id, parent)`` (a
+    16-byte parent given ``with_parent``, none otherwise) to make the op."""
     spec_len = len(static_spec) + len(job_field) + len(_SPEC_TASK_ID) + 16
+    if with_parent:
+        spec_len += len(_SPEC_PARENT_TASK_ID) + 16
     submit_len = len(_SUBMIT_SPEC) + len(varint(spec_len)) + spec_len
-    return (_OP_SUBMIT_TASK + varint(submit_len) + _SUBMIT_SPEC + varint(spec_len) + static_spec + job_field
-            + _SPEC_TASK_ID)
+    return _OP_SUBMIT_TASK + varint(submit_len) + _SUBMIT_SPEC + varint(spec_len) + static_spec + job_field
 
 
 def spec_task_fields(task_id: bytes, parent_task_id: bytes | None) -> bytes:
