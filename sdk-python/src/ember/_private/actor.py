@@ -444,6 +444,10 @@ class ActorHandle:
             from ember._private.api import auto_init
 
             rt = auto_init()
+        if num_returns == 1 and not args and not kwargs:
+            ref = rt.submit_no_args(None, spec)
+            if ref is not None:
+                return ref
         refs = rt.submit_task(None, spec, num_returns, args, kwargs)
         if num_returns == 1:
             return refs[0]

@@ -377,9 +377,9 @@ class CoreRuntime:
 
     def submit_no_args(self, fn, static_spec: bytes) -> ObjectRef | None:
         """``submit_task(fn, static_spec, 1, (), {})[0]``, made from a head encoded once per
-        remote function and job (``wire.submit_head``) and the task fields. None, having sent
-        nothing, where that does not apply (a function not registered yet)."""
-        if fn.function_id not in self._registered:
+        remote function (or actor method) and job (``wire.submit_head``) and the task fields.
+        None, having sent nothing, where that does not apply (a function not registered yet)."""
+        if fn is not None and fn.function_id not in self._registered:
             return None
         current = self.current_task
         if current is None:
