@@ -111,7 +111,12 @@ impl ResourceSet {
         if self.0.values().all(|v| *v >= 0) {
             return self.clone();
         }
-        Self(Arc::new(self.0.iter().map(|(k, v)| (k.clone(), (*v).max(0))).collect()))
+        Self(Arc::new(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), (*v).max(0)))
+                .collect(),
+        ))
     }
 
     /// Names and amounts, in name order.

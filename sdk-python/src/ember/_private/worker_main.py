@@ -51,7 +51,6 @@ from ember.v1 import common_pb2
 _FLUSH_AFTER_S = 0.001
 logger = logging.getLogger("ember")
 _ERROR = common_pb2.ERROR
-_PICKLE = common_pb2.PICKLE
 
 
 class _FunctionLoadError(Exception):
@@ -236,9 +235,9 @@ class Worker:
                 result = function()
             finally:
                 self.running = False
-            data = serialization.pickle_plain(result)
-            if data is not None and len(data) <= self.rt.max_inline_bytes:
-                return [wire.encode_inline_value(_PICKLE, data)], False, False
+            value = self.rt.plain_inline_value(result)
+            if value is not None:
+                return [value], False, False
             return self._serialize_returns(spec, result), False, False
         except BaseException as exc:  # noqa: BLE001 - user errors are values
             self.running = False
