@@ -150,6 +150,41 @@ def test_cancel_running_task(cluster):
     assert ember.get(ember.remote(lambda: 7).remote(), timeout=30) == 7
 
 
+def test_recursive_cancel_reaches_children_submitted_without_arguments(cluster, tmp_path):
+    # Children without arguments are encoded from a cached head (the no-argument
+    # path); they must still name their parent, or a recursive cancel misses them.
+    started, finished = tmp_path / "started", tmp_path / "finished"
+
+    @ember.remote(max_retries=0)
+    def child():
+        with open(started, "a") as f:
+            f.write("x")
+        time.sleep(3)
+        with open(finished, "a") as f:
+            f.write("x")
+
+    @ember.remote(max_retries=0)
+    def parent():
+        ember.get(child.remote())  # the first call registers the function
+        return ember.get([child.remote() for _ in range(2)])
+
+    def count(path):
+        return len(path.read_text()) if path.exists() else 0
+
+    ref = parent.remote()
+    deadline = time.time() + 60
+    # The first child has finished and the other two have started.
+    while (count(finished) < 1 or count(started) < 3) and time.time() < deadline:
+        time.sleep(0.05)
+    assert count(finished) == 1 and count(started) == 3
+    ember.cancel(ref, recursive=True)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(ref, timeout=30)
+    time.sleep(4)
+    assert count(finished) == 1, "a child outlived its parent's recursive cancel"
+    assert ember.get(ember.remote(lambda: 7).remote(), timeout=30) == 7
+
+
 def test_infeasible_task_stays_pending_and_is_reported(cluster):
     @ember.remote(resources={"tpu": 4})
     def impossible():

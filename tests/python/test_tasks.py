@@ -109,6 +109,25 @@ def test_more_blocked_parents_than_the_worker_pool_holds_still_finish(cluster):
     assert ember.get([parent.remote(i) for i in range(40)], timeout=180) == [10 * i for i in range(40)]
 
 
+def test_the_children_of_a_blocked_parent_run_side_by_side(cluster):
+    # Two CPUs: the parent holds one until it blocks in get and lends it. Its
+    # children must then run at once on the two, not one behind the other on
+    # one worker (they reach the node in the message that says it blocked).
+    @ember.remote
+    def child():
+        start = time.time()
+        time.sleep(1.0)
+        return start
+
+    @ember.remote
+    def parent():
+        ember.get(child.remote())  # registers the function; both workers exist after this
+        return ember.get([child.remote() for _ in range(2)])
+
+    first, second = ember.get(parent.remote(), timeout=60)
+    assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
+
+
 def test_put_get_values(cluster):
     for value in [1, "text", b"bytes", {"a": [1, 2]}, None, (1, 2), np.arange(10)]:
         got = ember.get(ember.put(value))

@@ -167,6 +167,17 @@ class Connection:
             self._held.extend(ops)
             self._held_timer.arm()
 
+    def unhold(self, op: bytes) -> bool:
+        """Take back a held ``op`` that has not gone out yet; whether it was held."""
+        with self._send_lock:
+            try:
+                self._held.remove(op)
+            except ValueError:
+                return False
+            if not self._held:
+                self._held_timer.disarm()
+            return True
+
     @property
     def holds_ops(self) -> bool:
         """Whether ``send_coalesced`` holds ops not yet sent."""
@@ -181,11 +192,12 @@ class Connection:
                     self._held_timer.disarm()
                     self._send_locked(ops)
 
-    def send(self, ops: list[bytes]) -> None:
-        """Send one ``ClientMessage`` holding ``ops`` (encoded ``ClientOp``s)."""
+    def send(self, ops: list[bytes], before_held: bool = False) -> None:
+        """Send one ``ClientMessage`` holding ``ops`` (encoded ``ClientOp``s), after the held
+        ops (before them, given ``before_held``)."""
         with self._send_lock:
             if self._held:
-                ops, self._held = self._held + ops, []
+                ops, self._held = (ops + self._held if before_held else self._held + ops), []
                 self._held_timer.disarm()
             self._send_locked(ops)
 

@@ -769,7 +769,18 @@ class CoreRuntime:
         for task in self.exec_queue:
             self.release_grants(task)
         self.exec_queue.clear()
-        self.send([_op(worker_blocked=local_pb2.WorkerBlocked(returned_task_ids=queued))])
+        if not queued and self.conn.unhold(_WORKER_UNBLOCKED):
+            # Blocked again before the WorkerUnblocked of its last get went
+            # out: to the node it never stopped being blocked (its CPU is
+            # still lent), and neither message is needed. What is held (the
+            # children) goes now.
+            self.send([])
+            return True
+        # Before the submissions held with it (a parent's children): the node
+        # lends this task's CPU first and places the children on it, rather
+        # than queue the second child behind the first on one worker.
+        self.conn.send([_op(worker_blocked=local_pb2.WorkerBlocked(returned_task_ids=queued))],
+                       before_held=True)
         return True
 
     def _exit_blocked(self) -> None:
