@@ -150,6 +150,36 @@ def test_cancel_running_task(cluster):
     assert ember.get(ember.remote(lambda: 7).remote(), timeout=30) == 7
 
 
+def test_a_task_cancelled_while_queued_on_a_worker_never_runs(cluster, tmp_path):
+    # Both CPUs busy: the third task is queued behind one of them on its
+    # worker (pipelined). Cancelled there, it must not run (Ray: a pending
+    # task is not executed), not merely have its result dropped.
+    marker = tmp_path / "ran"
+
+    @ember.remote(max_retries=0)
+    def hold(t):
+        time.sleep(t)
+        return t
+
+    @ember.remote(max_retries=0)
+    def mark(path):
+        with open(path, "a") as f:
+            f.write("x")
+        return "ran"
+
+    assert ember.get([hold.remote(0), mark.remote(str(tmp_path / "warm"))], timeout=60)
+    holds = [hold.remote(2), hold.remote(2)]
+    queued = mark.remote(str(marker))
+    time.sleep(0.3)
+    ember.cancel(queued)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(queued, timeout=30)
+    assert ember.get(holds, timeout=30) == [2, 2]
+    time.sleep(0.5)
+    assert not marker.exists(), "a task cancelled before it started ran anyway"
+    assert ember.get(mark.remote(str(marker)), timeout=30) == "ran"
+
+
 def test_recursive_cancel_reaches_children_submitted_without_arguments(cluster, tmp_path):
     # Children without arguments are encoded from a cached head (the no-argument
     # path); they must still name their parent, or a recursive cancel misses them.

@@ -153,6 +153,46 @@ def test_errors_and_cancellation_on_the_fast_path(worker, fake_node, monkeypatch
     assert not w.running and rt.current_task is None
 
 
+def test_a_task_cancelled_while_queued_is_answered_cancelled_and_never_runs(worker, fake_node, monkeypatch,
+                                                                          tmp_path):
+    import signal
+
+    w, rt = worker
+    monkeypatch.setenv("EMBER_SESSION_DIR", str(tmp_path))
+    cancel_file = tmp_path / "cancel" / str(__import__("os").getpid())
+    cancel_file.parent.mkdir()
+    marker = tmp_path / "ran"
+
+    def fn():
+        import os
+        open(os.environ["EMBER_TEST_MARKER"], "a").write("x")
+        return 1
+
+    monkeypatch.setenv("EMBER_TEST_MARKER", str(marker))
+    running, queued, other = (make_task(fn, task_id=t * 16) for t in (b"R", b"Q", b"O"))
+    # The node names the queued task (and, earlier, one already finished), then signals
+    # while another task runs: nothing is interrupted ...
+    cancel_file.write_text(("D" * 16).encode().hex() + "\n" + queued.spec.task_id.hex() + "\n")
+    rt.current_task, w.running = running, True
+    w._on_sigint(signal.SIGINT, None)
+    rt.current_task, w.running = None, False
+    # ... the queued task is answered cancelled without running, the next one runs.
+    w.execute(queued)
+    w.execute(other)
+    rt.flush()
+    cancelled, ran = finished(fake_node, 2)
+    assert cancelled.task_id == b"Q" * 16
+    assert common_pb2.TaskError.FromString(cancelled.returns[0].inline_data).kind == common_pb2.TASK_CANCELLED
+    assert ran.task_id == b"O" * 16 and decode(ran.returns[0]) == 1
+    assert marker.read_text() == "x"
+    # A signal naming the running task interrupts it.
+    rt.current_task, w.running = running, True
+    cancel_file.write_text(cancel_file.read_text() + running.spec.task_id.hex() + "\n")
+    with pytest.raises(KeyboardInterrupt):
+        w._on_sigint(signal.SIGINT, None)
+    rt.current_task, w.running = None, False
+
+
 def test_worker_loop_batches_and_hands_back_when_blocked(worker, fake_node):
     w, rt = worker
     t = threading.Thread(target=w.run, daemon=True)

@@ -831,22 +831,32 @@ impl NodeCore {
                     return;
                 };
                 let running = w.tasks.front() == Some(&task_id);
-                if !running {
-                    // Queued behind another task on the worker: it is
-                    // skipped when its result comes back.
+                let Some(pid) = w.pid else {
+                    return;
+                };
+                if force && running {
+                    super::signal_worker(pid, libc::SIGKILL);
                     return;
                 }
-                if let Some(pid) = w.pid {
-                    let sig = if force { libc::SIGKILL } else { libc::SIGINT };
-                    if !force {
-                        // Name the target so the worker ignores a SIGINT that
-                        // arrives after this task already finished.
-                        let dir = self.cfg.session_dir.join("cancel");
-                        let _ = std::fs::create_dir_all(&dir);
-                        let _ = std::fs::write(dir.join(pid.to_string()), task_id.hex());
-                    }
-                    super::signal_worker(pid, sig);
+                // Named in the worker's cancel file, then SIGINT: the worker
+                // interrupts the task if it runs it, and otherwise never
+                // starts it (a task queued behind another there: its
+                // TaskFinished comes back cancelled, and its result would be
+                // dropped anyway). Appended, one id a line: two cancels in a
+                // row may reach the worker as one signal. A queued task is not
+                // force-killed: that would kill the task the worker runs.
+                let dir = self.cfg.session_dir.join("cancel");
+                let _ = std::fs::create_dir_all(&dir);
+                let line = format!("{}\n", task_id.hex());
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(pid.to_string()))
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+                if let Err(error) = written {
+                    tracing::warn!(%task_id, %error, "cannot name the cancelled task for its worker");
                 }
+                super::signal_worker(pid, libc::SIGINT);
             }
         }
     }

@@ -67,6 +67,9 @@ class Worker:
         self.paths_added: set[str] = set()
         # True while user code of a task runs: SIGINT then raises KeyboardInterrupt.
         self.running = False
+        # Ids of tasks the node cancelled (from its cancel file): one still queued here is
+        # answered cancelled instead of run.
+        self.cancelled: set[bytes] = set()
         # Actor state: the instance, or the encoded ERROR value of a failed
         # constructor; how method calls are dispatched (None: inline).
         self.actor = None
@@ -78,20 +81,24 @@ class Worker:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
     def _on_sigint(self, signum, frame):
-        if not self.running:
-            return
-        # The node names the task it cancels in a file before signalling, so
-        # a SIGINT meant for a task that just finished never hits the next.
-        target = None
+        # The node names each task it cancels (a line each) in a file before
+        # signalling, so a SIGINT meant for a task that just finished never
+        # hits the next, and a task cancelled while queued here is never
+        # started (see `execute`); several cancels may arrive as one signal.
+        targets = None
         session_dir = os.environ.get("EMBER_SESSION_DIR")
         if session_dir:
             try:
                 with open(os.path.join(session_dir, "cancel", str(os.getpid()))) as f:
-                    target = f.read().strip()
-            except OSError:
-                target = None
+                    targets = {bytes.fromhex(line) for line in f.read().split()}
+            except (OSError, ValueError):
+                targets = None
+        if targets:
+            self.cancelled |= targets
+        if not self.running:
+            return
         task = self.rt.current_task
-        if target is None or (task is not None and target == task.spec.task_id.hex()):
+        if targets is None or (task is not None and task.spec.task_id in targets):
             raise KeyboardInterrupt
 
     def run(self) -> None:
@@ -140,6 +147,11 @@ class Worker:
         its TaskFinished."""
         rt = self.rt
         spec = task.spec
+        if self.cancelled and spec.task_id in self.cancelled:
+            # Cancelled while it waited here behind another task: never started.
+            rt.release_grants(task)
+            rt.add_finished(wire.encode_task_finished(spec.task_id, self._cancelled_returns(spec)))
+            return
         if task.code_search_path or rt.code_search_path:
             self._add_code_paths(task)
         elif not spec.method_name and not spec.args:
@@ -246,9 +258,7 @@ class Worker:
     def _returns_for(self, spec, exc: BaseException) -> tuple[list[bytes], bool, bool]:
         """The returns of a call that raised ``exc``: (returns, retryable, actor exits)."""
         if isinstance(exc, KeyboardInterrupt):
-            returns = self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
-                                          f"task {spec.task_id.hex()} was cancelled", "", b"")
-            return returns, False, False
+            return self._cancelled_returns(spec), False, False
         if isinstance(exc, _FunctionLoadError):
             returns = self._error_returns(spec, common_pb2.FUNCTION_LOAD_FAILED, "FunctionLoadError",
                                           str(exc), str(exc), b"")
@@ -512,6 +522,10 @@ class Worker:
         retryable = bool(spec.retry_exceptions) and (
             not allow or any(cls.__name__ in allow for cls in type(exc).__mro__))
         return self._error_returns(spec, common_pb2.TASK_FAILED, type(exc).__name__, str(exc), text, payload), retryable
+
+    def _cancelled_returns(self, spec) -> list[bytes]:
+        return self._error_returns(spec, common_pb2.TASK_CANCELLED, "TaskCancelledError",
+                                   f"task {spec.task_id.hex()} was cancelled", "", b"")
 
     def _error_returns(self, spec, kind, type_name, message, text, payload) -> list[bytes]:
         err = common_pb2.TaskError(
