@@ -221,13 +221,29 @@ def test_worker_loop_batches_and_hands_back_when_blocked(worker, fake_node):
     assert not t.is_alive()
 
 
+def run_parent(w, fake_node, parent) -> list[list[str]]:
+    """Run ``parent`` as a task on the worker's loop (each child's result is 1; the parent must
+    return 3); its messages to the node after the hello, as lists of op kinds."""
+    ser = serialization.serialize(1)
+    fake_node.auto_results = lambda spec: common_pb2.ObjectValue(format=ser.format, inline_data=ser.to_bytes())
+    t = threading.Thread(target=w.run, daemon=True)
+    fake_node.push(local_pb2.NodeOp(execute_task=make_task(parent, task_id=b"P" * 16)))
+    t.start()
+    fin = finished(fake_node)[0]
+    assert fin.task_id == b"P" * 16 and decode(fin.returns[0]) == 3
+    fake_node.ops_of("worker_unblocked")
+    with fake_node.cond:
+        messages = [m for m in fake_node.messages if m != ["hello"]]
+    fake_node.close()
+    t.join(5)
+    assert not t.is_alive()
+    return messages
+
+
 def test_a_parent_that_blocks_again_before_its_unblock_went_out_sends_neither(worker, fake_node, monkeypatch):
     w, rt = worker
     # Held ops go out only with the next send here (the 1 ms flusher would make this timing-bound).
     monkeypatch.setattr(rt.conn._held_timer, "arm", lambda: None)
-    ser = serialization.serialize(1)
-    fake_node.auto_results = lambda spec: common_pb2.ObjectValue(format=ser.format, inline_data=ser.to_bytes())
-    t = threading.Thread(target=w.run, daemon=True)
 
     def parent():
         import ember
@@ -236,27 +252,16 @@ def test_a_parent_that_blocks_again_before_its_unblock_went_out_sends_neither(wo
         first = ember.get(child.remote())
         return first + sum(ember.get([child.remote() for _ in range(2)]))
 
-    fake_node.push(local_pb2.NodeOp(execute_task=make_task(parent, task_id=b"P" * 16)))
-    t.start()
-    fin = finished(fake_node)[0]
-    assert fin.task_id == b"P" * 16 and decode(fin.returns[0]) == 3
-    fake_node.ops_of("worker_unblocked")
-    with fake_node.cond:
-        messages = [[k for k in m if k != "ref_update"] for m in fake_node.messages if m != ["hello"]]
+    messages = [[k for k in m if k != "ref_update"] for m in run_parent(w, fake_node, parent)]
     # The second get's children go out alone: the first get's WorkerUnblocked was still held,
     # so to the node the worker stayed blocked (its CPU lent) throughout.
     assert messages == [["worker_blocked", "register_function", "submit_task"],
                         ["submit_task", "submit_task"],
                         ["task_finished", "worker_unblocked"]], messages
-    fake_node.close()
-    t.join(5)
 
 
 def test_a_parent_sends_its_children_with_worker_blocked_and_its_result_with_worker_unblocked(worker, fake_node):
     w, rt = worker
-    ser = serialization.serialize(1)
-    fake_node.auto_results = lambda spec: common_pb2.ObjectValue(format=ser.format, inline_data=ser.to_bytes())
-    t = threading.Thread(target=w.run, daemon=True)
 
     def parent():
         import ember
@@ -264,13 +269,7 @@ def test_a_parent_sends_its_children_with_worker_blocked_and_its_result_with_wor
         child = ember.remote(lambda: 1)
         return sum(ember.get([child.remote() for _ in range(3)]))
 
-    fake_node.push(local_pb2.NodeOp(execute_task=make_task(parent, task_id=b"P" * 16)))
-    t.start()
-    fin = finished(fake_node)[0]
-    assert fin.task_id == b"P" * 16 and decode(fin.returns[0]) == 3
-    fake_node.ops_of("worker_unblocked")
-    with fake_node.cond:
-        messages = [m for m in fake_node.messages if m != ["hello"]]
+    messages = run_parent(w, fake_node, parent)
     # One message: WorkerBlocked, then the function's registration and the three submissions
     # (none of it went out before the get; the node lends the parent's CPU before it places
     # the children) ...
@@ -278,5 +277,3 @@ def test_a_parent_sends_its_children_with_worker_blocked_and_its_result_with_wor
     # ... and one with the result and WorkerUnblocked (and the children's refs released).
     assert [k for k in messages[-1] if k != "ref_update"] == ["task_finished", "worker_unblocked"], messages
     assert len(messages) == 2, messages
-    fake_node.close()
-    t.join(5)
