@@ -128,6 +128,26 @@ def test_the_children_of_a_blocked_parent_run_side_by_side(cluster):
     assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
 
 
+def test_the_children_of_a_blocked_actor_call_run_side_by_side(cluster):
+    # The same for an actor holding a CPU: blocked in get, it lends it.
+    @ember.remote
+    def child():
+        start = time.time()
+        time.sleep(1.0)
+        return start
+
+    @ember.remote(num_cpus=1)
+    class Parent:
+        def run(self):
+            ember.get(child.remote())
+            return ember.get([child.remote() for _ in range(2)])
+
+    actor = Parent.remote()
+    first, second = ember.get(actor.run.remote(), timeout=60)
+    ember.kill(actor)
+    assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
+
+
 def test_put_get_values(cluster):
     for value in [1, "text", b"bytes", {"a": [1, 2]}, None, (1, 2), np.arange(10)]:
         got = ember.get(ember.put(value))

@@ -760,7 +760,8 @@ class CoreRuntime:
             with self._blocked_lock:
                 self._blocked_count += 1
                 if self._blocked_count == 1:
-                    self.send([_op(worker_blocked=local_pb2.WorkerBlocked())])
+                    # Before held submissions, as below.
+                    self.conn.send([_op(worker_blocked=local_pb2.WorkerBlocked())], before_held=True)
             return True
         if self.blocked:
             return False
