@@ -109,43 +109,44 @@ def test_more_blocked_parents_than_the_worker_pool_holds_still_finish(cluster):
     assert ember.get([parent.remote(i) for i in range(40)], timeout=180) == [10 * i for i in range(40)]
 
 
+@ember.remote
+def _start_then_sleep():
+    """A child of the side-by-side tests: when it started (it then sleeps 1 s)."""
+    start = time.time()
+    time.sleep(1.0)
+    return start
+
+
+def _two_children_after_one():
+    """Run one child (registering the function; both workers exist after it), then two at once:
+    their start times."""
+    ember.get(_start_then_sleep.remote())
+    return ember.get([_start_then_sleep.remote() for _ in range(2)])
+
+
+def _assert_side_by_side(starts):
+    first, second = starts
+    assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
+
+
 def test_the_children_of_a_blocked_parent_run_side_by_side(cluster):
     # Two CPUs: the parent holds one until it blocks in get and lends it. Its
     # children must then run at once on the two, not one behind the other on
     # one worker (they reach the node in the message that says it blocked).
-    @ember.remote
-    def child():
-        start = time.time()
-        time.sleep(1.0)
-        return start
-
-    @ember.remote
-    def parent():
-        ember.get(child.remote())  # registers the function; both workers exist after this
-        return ember.get([child.remote() for _ in range(2)])
-
-    first, second = ember.get(parent.remote(), timeout=60)
-    assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
+    _assert_side_by_side(ember.get(ember.remote(_two_children_after_one).remote(), timeout=60))
 
 
 def test_the_children_of_a_blocked_actor_call_run_side_by_side(cluster):
     # The same for an actor holding a CPU: blocked in get, it lends it.
-    @ember.remote
-    def child():
-        start = time.time()
-        time.sleep(1.0)
-        return start
-
     @ember.remote(num_cpus=1)
     class Parent:
         def run(self):
-            ember.get(child.remote())
-            return ember.get([child.remote() for _ in range(2)])
+            return _two_children_after_one()
 
     actor = Parent.remote()
-    first, second = ember.get(actor.run.remote(), timeout=60)
+    starts = ember.get(actor.run.remote(), timeout=60)
     ember.kill(actor)
-    assert abs(first - second) < 0.7, f"the children started {abs(first - second):.2f} s apart"
+    _assert_side_by_side(starts)
 
 
 def test_put_get_values(cluster):

@@ -104,8 +104,8 @@ class CoreRuntime:
         self._map_errors: dict[bytes, common_pb2.ObjectValue] = {}
         self._unmaps: deque[bytes] = deque()
         self._registered: set[bytes] = set()
-        #: Static spec -> ``wire.submit_head`` of it (see ``submit_no_args``).
-        self._submit_heads: dict[bytes, bytes] = {}
+        #: Static spec (and, in a task, its job id) -> ``wire.submit_head`` (see ``submit_no_args``).
+        self._submit_heads: dict[bytes | tuple[bytes, bytes], bytes] = {}
         self._task_ids = ids.TaskIdGenerator()
         self._request_ids = itertools.count(1)
         self._replies: dict[int, object] = {}

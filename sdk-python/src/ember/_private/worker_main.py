@@ -239,17 +239,13 @@ class Worker:
 
     def _run_plain(self, spec, function):
         """``_call`` of a loaded function without arguments, one return:
-        (returns, retryable, actor exits). A plain return value is encoded
-        inline in one step."""
+        (returns, retryable, actor exits)."""
         try:
             self.running = True
             try:
                 result = function()
             finally:
                 self.running = False
-            value = self.rt.plain_inline_value(result)
-            if value is not None:
-                return [value], False, False
             return self._serialize_returns(spec, result), False, False
         except BaseException as exc:  # noqa: BLE001 - user errors are values
             self.running = False
