@@ -90,6 +90,7 @@ FIGURES: dict[str, Figure] = {
     "idle_cpu_pct": Figure(1.0, "lower", "%"),
     "idle_driver_cpu_pct": Figure(None, "lower", "%"),
     "rollouts_speedup": Figure(1.8, "higher", "x"),
+    "rollouts_plain_speedup": Figure(None, "higher", "x"),
     "flight_do_get_100mb_gbps": Figure(1.2, "higher", "GB/s"),
     "put_spilling_gbps": Figure(None, "higher", "GB/s"),
     "get_spilled_gbps": Figure(None, "higher", "GB/s"),
@@ -616,15 +617,61 @@ def _load_rollouts(ray):
     return module
 
 
-def wl_rollouts(ray, quick: bool) -> dict:
-    """examples/rollouts.py: the same ES training run as tasks and in-process.
+class _RemoteStub:
+    """What examples/rollouts.py needs of `ray` in a plain process: `remote`."""
 
-    The two are timed in the order tasks, in-process, in-process, tasks and
-    summed: the host's speed drifts within seconds here (the same sequential
-    loop took 1.45-2.18 s in one afternoon), and a ratio of two timings taken
-    one after the other swung with it. In that order a drift that is steady
-    over the run costs both sides alike.
+    __name__ = "plain"
+
+    @staticmethod
+    def remote(fn):
+        return fn
+
+
+_PLAIN_ROLLOUTS = None
+
+
+def _plain_init() -> None:
+    global _PLAIN_ROLLOUTS
+    _PLAIN_ROLLOUTS = _load_rollouts(_RemoteStub)
+
+
+def _plain_episodes(policy, jobs):
+    return [_PLAIN_ROLLOUTS.run_episode(policy, *job) for job in jobs]
+
+
+def _plain_batch(pool, procs: int):
+    """run_batch for train(): the jobs split evenly over `procs` plain
+    processes (multiprocessing, no framework), the policy pickled to each."""
+
+    def batch(policy, jobs):
+        shares = [jobs[i::procs] for i in range(procs)]
+        done = pool.starmap(_plain_episodes, [(policy, share) for share in shares])
+        results = [None] * len(jobs)
+        for i, share in enumerate(done):
+            results[i::procs] = share
+        return results
+
+    return batch
+
+
+def wl_rollouts(ray, quick: bool) -> dict:
+    """examples/rollouts.py: the same ES training run as tasks and in-process,
+    and, as the bound the hardware sets, in plain processes.
+
+    The three are timed in the order tasks, in-process, plain, plain,
+    in-process, tasks and summed: the host's speed drifts within seconds here
+    (the same sequential loop took 1.45-2.18 s in one afternoon), and a ratio
+    of two timings taken one after the other swung with it. In that order a
+    drift that is steady over the run costs each side alike.
+
+    The plain run is `multiprocessing` (spawned processes, one per CPU, the
+    episodes dealt out evenly in advance, which suits jobs of equal length):
+    what two processes that share nothing but the machine get, so
+    `rollouts_plain_speedup` is the speedup this host allows at the moment
+    the framework's was measured.
     """
+    import multiprocessing
+
     import numpy as np
 
     out: dict = {}
@@ -635,22 +682,33 @@ def wl_rollouts(ray, quick: bool) -> dict:
     zeros = np.zeros((r.ACT_DIM, r.OBS_DIM))
     ray.get([r.rollout.remote(zeros, 0, 10) for _ in range(num_cpus)])
     r.run_episode(zeros, 0, steps)
-    # One untimed iteration: every worker has loaded the function and numpy.
-    r.train(1, num_rollouts, steps, r.ember_batch, False)
-    times = {r.ember_batch: 0.0, r.local_batch: 0.0}
-    results = {}
-    for batch in (r.ember_batch, r.local_batch, r.local_batch, r.ember_batch):
-        start = time.perf_counter()
-        results[batch] = r.train(iterations, num_rollouts, steps, batch, False)
-        times[batch] += time.perf_counter() - start
-    (policy, history), (seq_policy, seq_history) = results[r.ember_batch], results[r.local_batch]
-    assert all(np.allclose(a, b, rtol=1e-9, atol=0) for a, b in zip(history, seq_history))
-    assert np.allclose(policy, seq_policy, rtol=1e-9, atol=1e-12)
-    parallel_s, sequential_s = times[r.ember_batch], times[r.local_batch]
+    with multiprocessing.get_context("spawn").Pool(num_cpus, initializer=_plain_init) as pool:
+        plain = _plain_batch(pool, num_cpus)
+        # One untimed iteration each way: every worker and every plain process
+        # has loaded the function and numpy.
+        r.train(1, num_rollouts, steps, r.ember_batch, False)
+        r.train(1, num_rollouts, steps, plain, False)
+        order = (r.ember_batch, r.local_batch, plain, plain, r.local_batch, r.ember_batch)
+        times = dict.fromkeys(order, 0.0)
+        results = {}
+        for batch in order:
+            start = time.perf_counter()
+            results[batch] = r.train(iterations, num_rollouts, steps, batch, False)
+            times[batch] += time.perf_counter() - start
+    seq_policy, seq_history = results[r.local_batch]
+    for batch in (r.ember_batch, plain):
+        policy, history = results[batch]
+        assert all(np.allclose(a, b, rtol=1e-9, atol=0) for a, b in zip(history, seq_history))
+        assert np.allclose(policy, seq_policy, rtol=1e-9, atol=1e-12)
+    parallel_s, sequential_s, plain_s = (times[b] for b in (r.ember_batch, r.local_batch, plain))
+    shape = f"2 x {iterations} x {num_rollouts} rollouts of {steps} steps"
     report(out, "rollouts_speedup", sequential_s / parallel_s,
-           f"2 x {iterations} x {num_rollouts} rollouts of {steps} steps, timed tasks / in-process / "
-           f"in-process / tasks: sequential {sequential_s:.2f} s, as tasks on {num_cpus} CPUs "
-           f"{parallel_s:.2f} s (same rewards)")
+           f"{shape}, timed tasks / in-process / plain / plain / in-process / tasks: "
+           f"sequential {sequential_s:.2f} s, as tasks on {num_cpus} CPUs {parallel_s:.2f} s "
+           f"(same rewards)")
+    report(out, "rollouts_plain_speedup", sequential_s / plain_s,
+           f"the same in {num_cpus} plain processes (multiprocessing, no framework): "
+           f"{plain_s:.2f} s; the tasks reached {plain_s / parallel_s:.0%} of it")
     return out
 
 
@@ -765,7 +823,7 @@ WORKLOADS: dict[str, Workload] = {
     "idle": Workload(wl_idle, "memory and CPU of the cluster's processes, idle",
                      figures=("idle_pss_mb", "idle_rss_mb", "idle_cpu_pct", "idle_driver_cpu_pct")),
     "rollouts": Workload(wl_rollouts, "examples/rollouts.py: speedup over sequential",
-                         figures=("rollouts_speedup",)),
+                         figures=("rollouts_speedup", "rollouts_plain_speedup")),
     "flight_do_get": Workload(wl_flight_do_get, "pyarrow.flight do_get of 100 MB (ember only)",
                               frameworks=("ember",), figures=("flight_do_get_100mb_gbps",)),
     "spilling": Workload(wl_spilling, "3x the store's size of live 100 MB objects (ember only)",
