@@ -351,6 +351,9 @@ def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
                 return ember.get_runtime_context().get_node_id()
             def seen_in_order(self):
                 return self.seen == sorted(self.seen)
+            def hold(self, t):
+                time.sleep(t)
+                return self.seen[-1]
             def big(self, mb):
                 return np.ones(mb * 125_000)
             def total(self, arr):
@@ -364,6 +367,18 @@ def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
         print("ORDER", last == list(range(11, 211)), ember.get(special.seen_in_order.remote()))
         # The name is found from the driver on the owner's node.
         print("NAMED", ember.get(ember.get_actor("special").add.remote(0)) == 211)
+        # A call cancelled while it waits behind another one at the actor, on
+        # the other node, never runs.
+        held = special.hold.remote(1.5)
+        queued = special.add.remote(999)
+        time.sleep(0.3)
+        ember.cancel(queued)
+        try:
+            ember.get(queued, timeout=60)
+            print("CANCEL no error")
+        except ember.exceptions.TaskCancelledError:
+            print("CANCEL TaskCancelledError")
+        print("HELD", ember.get(held, timeout=60), ember.get(special.add.remote(1)))
         # Arguments by reference and large returns cross the nodes.
         arr = ember.put(np.ones(2_500_000))
         print("ARG", ember.get(special.total.remote(arr), timeout=60))
@@ -379,7 +394,8 @@ def test_actors_run_on_the_node_their_resources_or_strategy_pick(three_nodes):
         except ember.exceptions.ActorDiedError:
             print("KILLED ActorDiedError")
         """)
-    for line in ("SPECIAL True", "ORDER True True", "NAMED True", "ARG 2500000.0", "BIG 5000000.0",
+    for line in ("SPECIAL True", "ORDER True True", "NAMED True", "CANCEL TaskCancelledError",
+                 "HELD 0 212", "ARG 2500000.0", "BIG 5000000.0",
                  "PINNED True", "KILLED ActorDiedError"):
         assert line in out.stdout, out.stdout + out.stderr[-3000:]
 

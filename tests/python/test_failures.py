@@ -215,6 +215,95 @@ def test_recursive_cancel_reaches_children_submitted_without_arguments(cluster, 
     assert ember.get(ember.remote(lambda: 7).remote(), timeout=30) == 7
 
 
+def _journal(**options):
+    """An actor that records which of its calls ran, in its own state."""
+
+    @ember.remote
+    class Journal:
+        def __init__(self):
+            self.ran = []
+
+        def hold(self, name, t):
+            time.sleep(t)
+            self.ran.append(name)
+            return name
+
+        def ran_calls(self):
+            return list(self.ran)
+
+    journal = Journal.options(**options).remote()
+    assert ember.get(journal.ran_calls.remote(), timeout=60) == []
+    return journal
+
+
+def test_an_actor_call_cancelled_before_it_starts_never_runs(cluster):
+    # Ray: an actor task pending execution is cancelled and not executed; a
+    # running one of a regular actor is not interrupted. Calls go to the
+    # actor's process as soon as they are submitted, so the second call waits
+    # there, behind the first.
+    journal = _journal()
+    running = journal.hold.remote("running", 1.5)
+    queued = journal.hold.remote("queued", 0)
+    time.sleep(0.3)
+    ember.cancel(queued)
+    ember.cancel(running)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(queued, timeout=30)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(running, timeout=30)
+    # The running call was not interrupted (it finished and recorded itself);
+    # the queued one never ran; the actor goes on.
+    assert ember.get(journal.ran_calls.remote(), timeout=30) == ["running"]
+    assert ember.get(journal.hold.remote("after", 0), timeout=30) == "after"
+
+
+def test_a_threaded_actor_call_cancelled_while_queued_never_runs(cluster):
+    journal = _journal(max_concurrency=2)
+    busy = [journal.hold.remote(f"busy{i}", 1.5) for i in range(2)]
+    queued = journal.hold.remote("queued", 0)
+    time.sleep(0.3)
+    ember.cancel(queued)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(queued, timeout=30)
+    assert sorted(ember.get(busy, timeout=30)) == ["busy0", "busy1"]
+    assert sorted(ember.get(journal.ran_calls.remote(), timeout=30)) == ["busy0", "busy1"]
+
+
+def test_cancel_of_an_async_actor_call_cancels_its_coroutine(cluster):
+    import asyncio
+
+    @ember.remote
+    class Waiter:
+        def __init__(self):
+            self.seen = []
+
+        async def wait(self, name, t):
+            try:
+                await asyncio.sleep(t)
+            except asyncio.CancelledError:
+                self.seen.append(f"{name} cancelled")
+                raise
+            self.seen.append(f"{name} done")
+            return name
+
+        async def seen_calls(self):
+            return list(self.seen)
+
+    waiter = Waiter.remote()
+    assert ember.get(waiter.seen_calls.remote(), timeout=60) == []
+    long = waiter.wait.remote("long", 60)
+    short = waiter.wait.remote("short", 1)
+    time.sleep(0.3)
+    start = time.monotonic()
+    ember.cancel(long)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ember.get(long, timeout=30)
+    assert time.monotonic() - start < 20, "the cancelled coroutine ran on"
+    assert ember.get(short, timeout=30) == "short"
+    assert sorted(ember.get(waiter.seen_calls.remote(), timeout=30)) == ["long cancelled",
+                                                                         "short done"]
+
+
 def test_infeasible_task_stays_pending_and_is_reported(cluster):
     @ember.remote(resources={"tpu": 4})
     def impossible():

@@ -796,13 +796,27 @@ impl NodeCore {
         }
         t.cancelled = true;
         if let Some(actor) = call_actor(&t.spec) {
-            // A call still queued for its actor ends now; one the actor runs
-            // finishes, and its result is replaced by the cancellation.
-            if !matches!(t.state, TaskState::Assigned(_)) {
-                if let Some(a) = self.actors.get_mut(&actor) {
-                    a.queue.retain(|q| *q != task_id);
+            // As in Ray, a call not started yet never runs, and one its actor
+            // runs is not interrupted (the actor's state would be left half
+            // changed; an async actor's coroutine is cancelled instead): its
+            // result is replaced by the cancellation. Never force-killed.
+            match t.state {
+                TaskState::Assigned(wid) => self.name_cancelled_for_worker(task_id, wid),
+                TaskState::Remote(node) => {
+                    let cancel = v1::CancelTask {
+                        task_id: task_id.to_vec().into(),
+                        force: false,
+                        recursive,
+                    };
+                    self.send_to_peer(node, v1::client_op::Op::CancelTask(cancel));
                 }
-                self.finish_cancelled(task_id);
+                TaskState::Served(_) => {}
+                _ => {
+                    if let Some(a) = self.actors.get_mut(&actor) {
+                        a.queue.retain(|q| *q != task_id);
+                    }
+                    self.finish_cancelled(task_id);
+                }
             }
             return;
         }
@@ -830,35 +844,42 @@ impl NodeCore {
                 let Some(w) = self.workers.get(&wid) else {
                     return;
                 };
-                let running = w.tasks.front() == Some(&task_id);
-                let Some(pid) = w.pid else {
-                    return;
-                };
-                if force && running {
-                    super::signal_worker(pid, libc::SIGKILL);
+                if force && w.tasks.front() == Some(&task_id) {
+                    if let Some(pid) = w.pid {
+                        super::signal_worker(pid, libc::SIGKILL);
+                    }
                     return;
                 }
-                // Named in the worker's cancel file, then SIGINT: the worker
-                // interrupts the task if it runs it, and otherwise never
-                // starts it (a task queued behind another there: its
-                // TaskFinished comes back cancelled, and its result would be
-                // dropped anyway). Appended, one id a line: two cancels in a
-                // row may reach the worker as one signal. A queued task is not
-                // force-killed: that would kill the task the worker runs.
-                let dir = self.cfg.session_dir.join("cancel");
-                let _ = std::fs::create_dir_all(&dir);
-                let line = format!("{}\n", task_id.hex());
-                let written = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(pid.to_string()))
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-                if let Err(error) = written {
-                    tracing::warn!(%task_id, %error, "cannot name the cancelled task for its worker");
-                }
-                super::signal_worker(pid, libc::SIGINT);
+                // A queued task is not force-killed: that would kill the task
+                // the worker runs.
+                self.name_cancelled_for_worker(task_id, wid);
             }
         }
+    }
+
+    /// Name `task_id` in its worker's cancel file, then SIGINT the worker:
+    /// the worker never starts it if it is still queued there, and
+    /// interrupts it if it runs it (a task: KeyboardInterrupt; an async
+    /// actor's call: its asyncio task cancelled; other actor calls run on).
+    /// Its TaskFinished comes back cancelled, or its result, which is
+    /// dropped. Appended, one id a line: two cancels in a row may reach the
+    /// worker as one signal.
+    fn name_cancelled_for_worker(&self, task_id: TaskId, wid: WorkerId) {
+        let Some(pid) = self.workers.get(&wid).and_then(|w| w.pid) else {
+            return;
+        };
+        let dir = self.cfg.session_dir.join("cancel");
+        let _ = std::fs::create_dir_all(&dir);
+        let line = format!("{}\n", task_id.hex());
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(pid.to_string()))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(error) = written {
+            tracing::warn!(%task_id, %error, "cannot name the cancelled task for its worker");
+        }
+        super::signal_worker(pid, libc::SIGINT);
     }
 }
 

@@ -79,6 +79,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._group_sizes: dict[str, int] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        # An async actor's running calls by task id (to cancel them).
+        self._async_calls: dict[bytes, asyncio.Task] = {}
 
     def _on_sigint(self, signum, frame):
         # The node names each task it cancels (a line each) in a file before
@@ -95,9 +97,18 @@ class Worker:
                 targets = None
         if targets:
             self.cancelled |= targets
+            if self._async_calls:
+                # An async actor's running calls: their coroutines are cancelled
+                # (asyncio's semantics, as in Ray).
+                for task_id in targets:
+                    call = self._async_calls.get(task_id)
+                    if call is not None:
+                        self._loop.call_soon_threadsafe(call.cancel)
         if not self.running:
             return
         task = self.rt.current_task
+        if task is not None and task.spec.method_name:
+            return  # an actor's call is never interrupted: its state would be left half changed
         if targets is None or (task is not None and task.spec.task_id in targets):
             raise KeyboardInterrupt
 
@@ -345,6 +356,9 @@ class Worker:
         pool.submit(self._run_threaded, task)
 
     def _run_threaded(self, task) -> None:
+        if self.cancelled and task.spec.task_id in self.cancelled:
+            self._answer_cancelled(task)
+            return
         token = current_call.set(task)
         try:
             returns, retryable, exiting, _ = self._call(task, self._actor_method, False)
@@ -362,8 +376,12 @@ class Worker:
         if semaphore is None:
             semaphore = self._semaphores[group] = asyncio.Semaphore(self._group_sizes[group])
         async with semaphore:
+            if self.cancelled and spec.task_id in self.cancelled:
+                self._answer_cancelled(task)
+                return
             current_call.set(task)  # this asyncio task's own context
             retryable = exiting = resolved = False
+            self._async_calls[spec.task_id] = asyncio.current_task()
             try:
                 function = self._actor_method(task)
                 if type(function) is bytes:
@@ -381,12 +399,23 @@ class Worker:
                         returns = self._serialize_returns(spec, result)
             except ActorExit:
                 returns, exiting = self._none_returns(spec), True
-            except BaseException as exc:  # noqa: BLE001 - user errors (and cancellation) are values
+            except asyncio.CancelledError as exc:
+                if spec.task_id in self.cancelled:
+                    returns = self._cancelled_returns(spec)
+                else:
+                    returns, retryable = self._exception_returns(spec, exc)
+            except BaseException as exc:  # noqa: BLE001 - user errors are values
                 returns, retryable = self._exception_returns(spec, exc)
             finally:
+                del self._async_calls[spec.task_id]
                 if not resolved:
                     self.rt.release_grants(task)
         self._send_finished(spec.task_id, returns, retryable, exiting)
+
+    def _answer_cancelled(self, task) -> None:
+        """From a pool or loop thread: a call cancelled before it started never runs."""
+        self.rt.release_grants(task)
+        self._send_finished(task.spec.task_id, self._cancelled_returns(task.spec), False, False)
 
     def _send_finished(self, task_id: bytes, returns, retryable: bool, exiting: bool) -> None:
         """From a pool or loop thread: queue a call's result and send it now."""
