@@ -360,3 +360,64 @@ def test_memory_is_a_schedulable_resource(cluster):
     ready, _ = ember.wait([huge], timeout=0.5)
     assert ready == [], "a task asking for more memory than the node has stays pending"
     ember.cancel(huge)
+
+
+_THREADS_DRIVER = """
+import os
+import ember
+from ember._private import cpu_threads
+
+ember.init(num_cpus=2)
+
+@ember.remote
+def threads():
+    pools = cpu_threads.pool_threads()
+    openblas = [n for path, n in pools.items() if "openblas" in path]
+    return os.environ.get("OMP_NUM_THREADS"), openblas
+
+@ember.remote(num_cpus=2)
+class Holder:
+    def threads(self):
+        return ember.get(threads.options(num_cpus=0).remote()), os.environ.get("OMP_NUM_THREADS")
+
+print("ONE", ember.get(threads.remote()))
+print("TWO", ember.get(threads.options(num_cpus=2).remote()))
+print("ONE AGAIN", ember.get([threads.remote() for _ in range(4)])[-1])
+print("HALF", ember.get(threads.options(num_cpus=0.5).remote()))
+holder = Holder.remote()
+print("ACTOR", ember.get(holder.threads.remote())[1])
+ember.shutdown()
+"""
+
+
+def _run_threads_driver(omp_num_threads):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp_num_threads is not None:
+        env["OMP_NUM_THREADS"] = omp_num_threads
+    out = subprocess.run([sys.executable, "-c", _THREADS_DRIVER], capture_output=True, text=True,
+                         timeout=120, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_a_task_gets_omp_num_threads_and_blas_threads_for_the_cpus_it_holds():
+    # As in Ray: OMP_NUM_THREADS is the CPUs a task holds (at least 1; an actor's
+    # for its calls), and numpy's OpenBLAS pool is sized to match, so workers of
+    # one-CPU tasks do not each run a thread per core.
+    out = _run_threads_driver(None)
+    assert "ONE ('1', [1])" in out, out
+    assert "TWO ('2', [2])" in out, out
+    assert "ONE AGAIN ('1', [1])" in out, out
+    assert "HALF ('1', [1])" in out, out
+    assert "ACTOR 2" in out, out
+
+
+def test_omp_num_threads_set_by_the_user_is_kept():
+    out = _run_threads_driver("3")
+    pool = min(3, os.cpu_count())  # OpenBLAS runs at most a thread per core
+    assert f"ONE ('3', [{pool}])" in out, out
+    assert f"TWO ('3', [{pool}])" in out, out
+    assert "ACTOR 3" in out, out

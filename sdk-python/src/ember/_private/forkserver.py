@@ -23,6 +23,15 @@ import os
 import signal
 import sys
 
+# As in Ray, a worker's math libraries get one thread unless the user set
+# OMP_NUM_THREADS (a task holding more CPUs gets more: cpu_threads.py). Set
+# before numpy (or anything EMBER_WORKER_PREIMPORT names) loads and sizes its
+# pool (`ember` itself, imported first by `python -m`, loads no numpy; the
+# pools are set to one thread again below in case something did).
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["EMBER_OMP_NUM_THREADS_DEFAULTED"] = "1"
+
 import cloudpickle  # noqa: F401 - pre-imported for the workers
 import numpy
 
@@ -47,6 +56,10 @@ def _preimport() -> None:
 
 
 _preimport()
+if os.environ.get("EMBER_OMP_NUM_THREADS_DEFAULTED") == "1":
+    from ember._private import cpu_threads
+
+    cpu_threads.set_pools(1)
 
 # The first numpy.random.seed() of a process builds numpy's entropy machinery
 # (7-20 ms here); done once now, each child's reseed below costs ~0.1 ms.

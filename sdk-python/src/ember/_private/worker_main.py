@@ -42,7 +42,7 @@ import traceback
 import cloudpickle
 
 from ember import exceptions
-from ember._private import ids, serialization, state, wire
+from ember._private import cpu_threads, ids, serialization, state, wire
 from ember._private.actor import ActorExit, exit_actor
 from ember._private.flush_timer import FlushTimer
 from ember._private.runtime import CoreRuntime, current_call
@@ -81,6 +81,8 @@ class Worker:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         # An async actor's running calls by task id (to cancel them).
         self._async_calls: dict[bytes, asyncio.Task] = {}
+        # OMP_NUM_THREADS and the math libraries' pools, sized to each task's CPUs.
+        self.threads = cpu_threads.Threads()
 
     def _on_sigint(self, signum, frame):
         # The node names each task it cancels (a line each) in a file before
@@ -163,6 +165,12 @@ class Worker:
             rt.release_grants(task)
             rt.add_finished(wire.encode_task_finished(spec.task_id, self._cancelled_returns(spec)))
             return
+        threads = self.threads
+        if threads.managed and not spec.method_name:
+            # A task's CPUs, or an actor's for its whole life (its calls hold none).
+            cpus = task.assigned_resources.get("CPU", 1.0)
+            if cpus >= 2.0 or threads.current != 1:
+                threads.set_for_cpus(cpus)
         if task.code_search_path or rt.code_search_path:
             self._add_code_paths(task)
         elif not spec.method_name and not spec.args:
