@@ -81,6 +81,7 @@ FIGURES: dict[str, Figure] = {
     "get_100mb_arrow_ms": Figure(None, "lower", "ms"),
     "task_return_100mb_gbps": Figure(3.0, "higher", "GB/s"),
     "wait_1k_refs_per_s": Figure(5_000, "higher", "/s"),
+    "matmul_products_per_s": Figure(None, "higher", "/s"),
     "actor_calls_sync_per_s": Figure(10_000, "higher", "/s", "actor"),
     "actor_calls_async_per_s": Figure(50_000, "higher", "/s", "actor"),
     "actor_calls_n_to_n_per_s": Figure(None, "higher", "/s", "actor"),
@@ -448,6 +449,39 @@ def wl_task_return_100mb(ray, quick: bool) -> dict:
     return out
 
 
+def wl_matmul(ray, quick: bool) -> dict:
+    """Tasks that multiply 400 x 400 float64 matrices (numpy's BLAS), one per
+    CPU at a time: what a framework's workers do to compute-bound library code
+    (how many threads each one's BLAS runs on the shared cores)."""
+    import numpy as np
+
+    @ray.remote
+    def products(n, reps):
+        a = np.random.default_rng(0).standard_normal((n, n))
+        b = a.T.copy()
+        for _ in range(reps):
+            a @ b
+        return reps
+
+    out: dict = {}
+    n, reps = 400, 25
+    tasks, rounds = (2 * NUM_CPUS, 2) if quick else (4 * NUM_CPUS, 3)
+    ray.get([products.remote(n, 1) for _ in range(NUM_CPUS)])
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        done = sum(ray.get([products.remote(n, reps) for _ in range(tasks)]))
+        rates.append(done / (time.perf_counter() - start))
+    report(
+        out,
+        "matmul_products_per_s",
+        max(rates),
+        f"{tasks} tasks of {reps} products of {n} x {n} float64 matrices, then one get; best of "
+        f"{rounds} (median {statistics.median(rates):,.0f}/s)",
+    )
+    return out
+
+
 def wl_wait_1k(ray, quick: bool) -> dict:
     """Ray's microbenchmark "single client wait 1k refs": 1,000 tasks, then
     wait(num_returns=1) on what is not ready yet until nothing is left."""
@@ -811,6 +845,11 @@ WORKLOADS: dict[str, Workload] = {
                                 figures=("put_100mb_arrow_gbps", "get_100mb_arrow_ms")),
     "task_return_100mb": Workload(wl_task_return_100mb, "a task returning 100 MB",
                                   figures=("task_return_100mb_gbps",)),
+    "matmul": Workload(
+        wl_matmul,
+        "tasks multiplying 400 x 400 matrices (numpy BLAS)",
+        figures=("matmul_products_per_s",),
+    ),
     "wait_1k": Workload(wl_wait_1k, "wait on 1,000 refs", figures=("wait_1k_refs_per_s",)),
     "actor_calls_sync": Workload(wl_actor_calls_sync, "actor call + get, repeated",
                                  figures=("actor_calls_sync_per_s",)),
