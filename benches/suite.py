@@ -82,6 +82,7 @@ FIGURES: dict[str, Figure] = {
     "task_return_100mb_gbps": Figure(3.0, "higher", "GB/s"),
     "wait_1k_refs_per_s": Figure(5_000, "higher", "/s"),
     "matmul_products_per_s": Figure(None, "higher", "/s"),
+    "churn_tasks_per_s": Figure(None, "higher", "/s"),
     "actor_calls_sync_per_s": Figure(10_000, "higher", "/s", "actor"),
     "actor_calls_async_per_s": Figure(50_000, "higher", "/s", "actor"),
     "actor_calls_n_to_n_per_s": Figure(None, "higher", "/s", "actor"),
@@ -482,6 +483,37 @@ def wl_matmul(ray, quick: bool) -> dict:
     return out
 
 
+def wl_churn(ray, quick: bool) -> dict:
+    """Tasks that build and drop 200,000 small dicts each: plain Python work
+    during which the cyclic GC runs full collections in the worker (what
+    they cost depends on what the worker inherited and keeps)."""
+    import gc
+
+    @ray.remote
+    def churn(n):
+        junk = [{"i": i, "l": [i]} for i in range(n)]
+        del junk
+        return gc.get_stats()[2]["collections"]
+
+    out: dict = {}
+    n = 200_000
+    tasks, rounds = (8, 1) if quick else (20 * NUM_CPUS, 2)
+    ray.get([churn.remote(10) for _ in range(2 * NUM_CPUS)])
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        collections = ray.get([churn.remote(n) for _ in range(tasks)])
+        rates.append(tasks / (time.perf_counter() - start))
+    report(
+        out,
+        "churn_tasks_per_s",
+        max(rates),
+        f"{tasks} tasks each building and dropping {n:,} small dicts, then one get; best of "
+        f"{rounds} ({max(collections)} full GC collections in a worker by the end)",
+    )
+    return out
+
+
 def wl_wait_1k(ray, quick: bool) -> dict:
     """Ray's microbenchmark "single client wait 1k refs": 1,000 tasks, then
     wait(num_returns=1) on what is not ready yet until nothing is left."""
@@ -849,6 +881,11 @@ WORKLOADS: dict[str, Workload] = {
         wl_matmul,
         "tasks multiplying 400 x 400 matrices (numpy BLAS)",
         figures=("matmul_products_per_s",),
+    ),
+    "churn": Workload(
+        wl_churn,
+        "tasks building and dropping 200,000 small dicts (the cyclic GC's work)",
+        figures=("churn_tasks_per_s",),
     ),
     "wait_1k": Workload(wl_wait_1k, "wait on 1,000 refs", figures=("wait_1k_refs_per_s",)),
     "actor_calls_sync": Workload(wl_actor_calls_sync, "actor call + get, repeated",

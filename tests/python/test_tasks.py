@@ -421,3 +421,26 @@ def test_omp_num_threads_set_by_the_user_is_kept():
     assert f"ONE ('3', [{pool}])" in out, out
     assert f"TWO ('3', [{pool}])" in out, out
     assert "ACTOR 3" in out, out
+
+
+def test_a_worker_leaves_what_it_inherited_out_of_its_garbage_collections(cluster):
+    # Workers are forked from a pre-imported process: what they inherited is
+    # frozen (out of the cyclic GC's reach, so a collection neither copies
+    # those shared pages nor spends time on them), and their own objects
+    # are still collected.
+    @ember.remote
+    def gc_state():
+        import gc
+
+        class Cycle:
+            pass
+
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        del a, b
+        return gc.isenabled(), gc.get_freeze_count(), gc.collect()
+
+    enabled, frozen, collected = ember.get(gc_state.remote(), timeout=60)
+    assert enabled
+    assert frozen > 10_000, frozen
+    assert collected >= 2
