@@ -450,6 +450,18 @@ def wl_task_return_100mb(ray, quick: bool) -> dict:
     return out
 
 
+def _rates(rounds: int, run) -> tuple[list[float], object]:
+    """Call run() `rounds` times: each call's units per second (run's
+    result, or its length when it is a list) and the last result."""
+    rates, result = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = run()
+        done = len(result) if isinstance(result, list) else result
+        rates.append(done / (time.perf_counter() - start))
+    return rates, result
+
+
 def wl_matmul(ray, quick: bool) -> dict:
     """Tasks that multiply 400 x 400 float64 matrices (numpy's BLAS), one per
     CPU at a time: what a framework's workers do to compute-bound library code
@@ -468,18 +480,10 @@ def wl_matmul(ray, quick: bool) -> dict:
     n, reps = 400, 25
     tasks, rounds = (2 * NUM_CPUS, 2) if quick else (4 * NUM_CPUS, 3)
     ray.get([products.remote(n, 1) for _ in range(NUM_CPUS)])
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        done = sum(ray.get([products.remote(n, reps) for _ in range(tasks)]))
-        rates.append(done / (time.perf_counter() - start))
-    report(
-        out,
-        "matmul_products_per_s",
-        max(rates),
-        f"{tasks} tasks of {reps} products of {n} x {n} float64 matrices, then one get; best of "
-        f"{rounds} (median {statistics.median(rates):,.0f}/s)",
-    )
+    rates, _ = _rates(rounds, lambda: sum(ray.get([products.remote(n, reps) for _ in range(tasks)])))
+    report(out, "matmul_products_per_s", max(rates),
+           f"{tasks} tasks of {reps} products of {n} x {n} float64 matrices, then one get; "
+           f"best of {rounds} (median {statistics.median(rates):,.0f}/s)")
     return out
 
 
@@ -499,18 +503,10 @@ def wl_churn(ray, quick: bool) -> dict:
     n = 200_000
     tasks, rounds = (8, 1) if quick else (20 * NUM_CPUS, 2)
     ray.get([churn.remote(10) for _ in range(2 * NUM_CPUS)])
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        collections = ray.get([churn.remote(n) for _ in range(tasks)])
-        rates.append(tasks / (time.perf_counter() - start))
-    report(
-        out,
-        "churn_tasks_per_s",
-        max(rates),
-        f"{tasks} tasks each building and dropping {n:,} small dicts, then one get; best of "
-        f"{rounds} ({max(collections)} full GC collections in a worker by the end)",
-    )
+    rates, collections = _rates(rounds, lambda: ray.get([churn.remote(n) for _ in range(tasks)]))
+    report(out, "churn_tasks_per_s", max(rates),
+           f"{tasks} tasks each building and dropping {n:,} small dicts, then one get; best of "
+           f"{rounds} ({max(collections)} full GC collections in a worker by the end)")
     return out
 
 
