@@ -223,7 +223,9 @@ def _journal(**options):
         def __init__(self):
             self.ran = []
 
-        def hold(self, name, t):
+        def hold(self, name, t, started=None):
+            if started:
+                open(started, "w").close()
             time.sleep(t)
             self.ran.append(name)
             return name
@@ -236,15 +238,24 @@ def _journal(**options):
     return journal
 
 
-def test_an_actor_call_cancelled_before_it_starts_never_runs(cluster):
+def _wait_for_file(path, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_an_actor_call_cancelled_before_it_starts_never_runs(cluster, tmp_path):
     # Ray: an actor task pending execution is cancelled and not executed; a
     # running one of a regular actor is not interrupted. Calls go to the
     # actor's process as soon as they are submitted, so the second call waits
     # there, behind the first.
     journal = _journal()
-    running = journal.hold.remote("running", 1.5)
+    started = str(tmp_path / "started")
+    running = journal.hold.remote("running", 1.5, started)
     queued = journal.hold.remote("queued", 0)
-    time.sleep(0.3)
+    _wait_for_file(started)
+    time.sleep(0.1)  # the queued call reaches the actor's process
     ember.cancel(queued)
     ember.cancel(running)
     with pytest.raises(exceptions.TaskCancelledError):
@@ -257,11 +268,12 @@ def test_an_actor_call_cancelled_before_it_starts_never_runs(cluster):
     assert ember.get(journal.hold.remote("after", 0), timeout=30) == "after"
 
 
-def test_a_threaded_actor_call_cancelled_while_queued_never_runs(cluster):
+def test_a_threaded_actor_call_cancelled_while_queued_never_runs(cluster, tmp_path):
     journal = _journal(max_concurrency=2)
-    busy = [journal.hold.remote(f"busy{i}", 1.5) for i in range(2)]
+    busy = [journal.hold.remote(f"busy{i}", 1.5, str(tmp_path / f"busy{i}")) for i in range(2)]
     queued = journal.hold.remote("queued", 0)
-    time.sleep(0.3)
+    for i in range(2):
+        _wait_for_file(str(tmp_path / f"busy{i}"))
     ember.cancel(queued)
     with pytest.raises(exceptions.TaskCancelledError):
         ember.get(queued, timeout=30)
@@ -269,7 +281,7 @@ def test_a_threaded_actor_call_cancelled_while_queued_never_runs(cluster):
     assert sorted(ember.get(journal.ran_calls.remote(), timeout=30)) == ["busy0", "busy1"]
 
 
-def test_cancel_of_an_async_actor_call_cancels_its_coroutine(cluster):
+def test_cancel_of_an_async_actor_call_cancels_its_coroutine(cluster, tmp_path):
     import asyncio
 
     @ember.remote
@@ -277,7 +289,9 @@ def test_cancel_of_an_async_actor_call_cancels_its_coroutine(cluster):
         def __init__(self):
             self.seen = []
 
-        async def wait(self, name, t):
+        async def wait(self, name, t, started=None):
+            if started:
+                os.close(os.open(started, os.O_CREAT | os.O_WRONLY))
             try:
                 await asyncio.sleep(t)
             except asyncio.CancelledError:
@@ -291,9 +305,9 @@ def test_cancel_of_an_async_actor_call_cancels_its_coroutine(cluster):
 
     waiter = Waiter.remote()
     assert ember.get(waiter.seen_calls.remote(), timeout=60) == []
-    long = waiter.wait.remote("long", 60)
+    long = waiter.wait.remote("long", 60, str(tmp_path / "long"))
     short = waiter.wait.remote("short", 1)
-    time.sleep(0.3)
+    _wait_for_file(str(tmp_path / "long"))
     start = time.monotonic()
     ember.cancel(long)
     with pytest.raises(exceptions.TaskCancelledError):
