@@ -37,9 +37,9 @@ gc.disable()
 # before numpy (or anything EMBER_WORKER_PREIMPORT names) loads and sizes its
 # pool (`ember` itself, imported first by `python -m`, loads no numpy; the
 # pools are set to one thread again below in case something did).
-if "OMP_NUM_THREADS" not in os.environ:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ["EMBER_OMP_NUM_THREADS_DEFAULTED"] = "1"
+from ember._private import cpu_threads  # imports only the standard library
+
+cpu_threads.default_for_workers()
 
 import cloudpickle  # noqa: F401 - pre-imported for the workers
 import numpy
@@ -65,9 +65,7 @@ def _preimport() -> None:
 
 
 _preimport()
-if os.environ.get("EMBER_OMP_NUM_THREADS_DEFAULTED") == "1":
-    from ember._private import cpu_threads
-
+if os.environ.get(cpu_threads.DEFAULTED_ENV) == "1":
     cpu_threads.set_pools(1)
 
 # The first numpy.random.seed() of a process builds numpy's entropy machinery

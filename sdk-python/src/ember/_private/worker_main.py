@@ -415,7 +415,7 @@ class Worker:
             except BaseException as exc:  # noqa: BLE001 - user errors are values
                 returns, retryable = self._exception_returns(spec, exc)
             finally:
-                del self._async_calls[spec.task_id]
+                self._async_calls.pop(spec.task_id, None)
                 if not resolved:
                     self.rt.release_grants(task)
         self._send_finished(spec.task_id, returns, retryable, exiting)
