@@ -682,8 +682,6 @@ def _load_rollouts(ray):
 class _RemoteStub:
     """What examples/rollouts.py needs of `ray` in a plain process: `remote`."""
 
-    __name__ = "plain"
-
     @staticmethod
     def remote(fn):
         return fn

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ember import exceptions
 from ember.v1 import common_pb2, local_pb2
-from ember_test_support import EMBER_BIN, run_driver
+from ember_test_support import EMBER_BIN, run_driver, wait_for
 
 
 def _runtime():
@@ -238,11 +238,8 @@ def _journal(**options):
     return journal
 
 
-def _wait_for_file(path, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+def _wait_for_file(path):
+    wait_for(lambda: os.path.exists(path), what=f"{path} to appear")
 
 
 def test_an_actor_call_cancelled_before_it_starts_never_runs(cluster, tmp_path):

@@ -35,6 +35,7 @@ _LIBRARIES = (
     ("libomp", ("omp_set_num_threads",), ("omp_get_max_threads",)),
     ("mkl_rt", ("MKL_Set_Num_Threads",), ("MKL_Get_Max_Threads",)),
 )
+_BY_KIND = {entry[0]: entry for entry in _LIBRARIES}
 
 
 def default_for_workers(environ=os.environ) -> None:
@@ -66,13 +67,12 @@ def _loaded_libraries() -> list[tuple[str, str]]:
 def _functions(which: int) -> list[tuple[str, object]]:
     """(path, function) of each loaded library's setter (which=1) or getter (2)."""
     out = []
-    by_kind = {entry[0]: entry for entry in _LIBRARIES}
     for path, kind in _loaded_libraries():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for symbol in by_kind[kind][which]:
+        for symbol in _BY_KIND[kind][which]:
             function = getattr(lib, symbol, None)
             if function is not None:
                 out.append((path, function))

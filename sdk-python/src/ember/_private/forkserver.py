@@ -35,8 +35,7 @@ gc.disable()
 # As in Ray, a worker's math libraries get one thread unless the user set
 # OMP_NUM_THREADS (a task holding more CPUs gets more: cpu_threads.py). Set
 # before numpy (or anything EMBER_WORKER_PREIMPORT names) loads and sizes its
-# pool (`ember` itself, imported first by `python -m`, loads no numpy; the
-# pools are set to one thread again below in case something did).
+# pool; `ember` itself, imported first by `python -m`, loads no numpy.
 from ember._private import cpu_threads  # imports only the standard library
 
 cpu_threads.default_for_workers()
@@ -65,8 +64,6 @@ def _preimport() -> None:
 
 
 _preimport()
-if os.environ.get(cpu_threads.DEFAULTED_ENV) == "1":
-    cpu_threads.set_pools(1)
 
 # The first numpy.random.seed() of a process builds numpy's entropy machinery
 # (7-20 ms here); done once now, each child's reseed below costs ~0.1 ms.
